@@ -1,0 +1,25 @@
+/*
+ * lua_lp2p.h - internal header shared by the lua_*.c binding files.
+ * Not installed; the only exported symbol is luaopen_luap2p_core.
+ */
+#ifndef LUA_LP2P_H
+#define LUA_LP2P_H
+
+#include <lua.h>
+#include <lauxlib.h>
+
+#include "lp2p.h"
+
+/* Push nil, "ENAME: message", "ENAME"; returns 3 (luv_error). */
+int lp2p__push_error(lua_State *L, int err);
+/* Same, with a more precise message than the code's own. */
+int lp2p__push_error_msg(lua_State *L, int err, const char *msg);
+
+/* Each binding file adds its functions to the module table at the top of
+ * the stack (stack unchanged). */
+void lp2p__open_identity(lua_State *L);
+void lp2p__open_frame(lua_State *L);
+void lp2p__open_handshake(lua_State *L);
+void lp2p__open_node(lua_State *L);
+
+#endif /* LUA_LP2P_H */
