@@ -15,6 +15,14 @@ int lp2p__push_error(lua_State *L, int err);
 /* Same, with a more precise message than the code's own. */
 int lp2p__push_error_msg(lua_State *L, int err, const char *msg);
 
+/* lua_identity.c: the luap2p.Identity userdata. check raises on a wrong
+ * argument; the returned pointer lives as long as the userdata. */
+lp2p_identity *lp2p__check_identity(lua_State *L, int idx);
+
+/* lua_frame.c: push a new luap2p.Channel userdata holding a copy of c
+ * (key and both nonce counters). */
+void lp2p__push_channel(lua_State *L, const lp2p_crypto *c);
+
 /* Each binding file adds its functions to the module table at the top of
  * the stack (stack unchanged). */
 void lp2p__open_identity(lua_State *L);
