@@ -63,5 +63,6 @@ LP2P_EXPORT int luaopen_luap2p_core(lua_State *L) {
   lp2p__open_frame(L);
   lp2p__open_handshake(L);
   lp2p__open_node(L);
+  lp2p__open_loop(L);
   return 1;
 }

@@ -7,6 +7,7 @@
 
 #include <lua.h>
 #include <lauxlib.h>
+#include <uv.h>
 
 #include "lp2p.h"
 
@@ -23,11 +24,18 @@ lp2p_identity *lp2p__check_identity(lua_State *L, int idx);
  * (key and both nonce counters). */
 void lp2p__push_channel(lua_State *L, const lp2p_crypto *c);
 
+/* lua_loop.c: the state's loop (created on first use); the protected-call
+ * funnel for every C->Lua call (see its comment); the main thread. */
+uv_loop_t *lp2p__loop(lua_State *L);
+int lp2p__pcall(lua_State *L, int nargs, int nresults, const char *where);
+lua_State *lp2p__main_thread(lua_State *L);
+
 /* Each binding file adds its functions to the module table at the top of
  * the stack (stack unchanged). */
 void lp2p__open_identity(lua_State *L);
 void lp2p__open_frame(lua_State *L);
 void lp2p__open_handshake(lua_State *L);
 void lp2p__open_node(lua_State *L);
+void lp2p__open_loop(lua_State *L);
 
 #endif /* LUA_LP2P_H */

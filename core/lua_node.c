@@ -1,7 +1,728 @@
-/* lua_node.c - Lua binding of node (placeholder until written). */
+/*
+ * lua_node.c - the luap2p.Node userdata: the C connect handler driven from
+ * Lua. Every hook of the handler calls one Lua dispatcher function
+ * (lua/luap2p/init.lua) through lp2p__pcall:
+ *
+ *   dispatch("accept", point)                 -> true | false, reason
+ *   dispatch("authenticated", info)           -> "ack" | "nack", motive,
+ *                                                points | "close", reason
+ *   dispatch("message", conn_id, tag, payload) -> true to pause reading
+ *   dispatch("event", ev)
+ *
+ * A dispatcher that errors or returns garbage gets the safe default:
+ * refuse at accept, the handler's own verdict after authentication.
+ * Connections are named by integer ids; Lua never holds a C pointer.
+ */
+#include <stdlib.h>
+#include <string.h>
+
 #include "lua_lp2p.h"
+#include "node.h"
+
+#define NODE_MT "luap2p.Node"
+
+typedef struct node_box {
+  lp2p_node *node;
+  lua_State *L;
+  int dispatch_ref;
+} node_box;
+
+
+/* ------------------------------------------------------------- pushing */
+
+static void push_point(lua_State *L, const lp2p_point *p) {
+  char text[LP2P_POINT_TEXT_MAX + 1];
+  int len = lp2p_point_format(text, p);
+  lua_pushlstring(L, text, (size_t)len);
+}
+
+
+static void push_peer_id(lua_State *L, const uint8_t *id) {
+  char text[LP2P_PEER_ID_B58_LEN + 1];
+  lp2p_peer_id_encode(text, id);
+  lua_pushstring(L, text);
+}
+
+
+static void push_points(lua_State *L, const lp2p_point *pts, size_t n) {
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    push_point(L, &pts[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
+
+static void set_str(lua_State *L, const char *k, const char *v) {
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+
+static void set_bool(lua_State *L, const char *k, int v) {
+  lua_pushboolean(L, v);
+  lua_setfield(L, -2, k);
+}
+
+
+static void set_point(lua_State *L, const char *k, const lp2p_point *p) {
+  push_point(L, p);
+  lua_setfield(L, -2, k);
+}
+
+
+static void set_peer_id(lua_State *L, const char *k, const uint8_t *id) {
+  push_peer_id(L, id);
+  lua_setfield(L, -2, k);
+}
+
+
+/* Push the dispatcher and the hook name; returns the Lua state or NULL
+ * when the node is gone. */
+static lua_State *begin(node_box *b, const char *hook) {
+  lua_State *L = b->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, b->dispatch_ref);
+  lua_pushstring(L, hook);
+  return L;
+}
+
+
+/* --------------------------------------------------------------- hooks */
+
+static int hook_accept(void *ud, const lp2p_point *addr, char *reason,
+                       size_t cap) {
+  node_box *b = ud;
+  lua_State *L = begin(b, "accept");
+  int top = lua_gettop(L) - 2;
+  push_point(L, addr);
+  int ok = 0;
+  if (lp2p__pcall(L, 2, 2, "accept hook") == 0) {
+    ok = lua_toboolean(L, -2);
+    if (!ok)
+      snprintf(reason, cap, "%s",
+               lua_isstring(L, -1) ? lua_tostring(L, -1) : "refused by policy");
+  } else {
+    snprintf(reason, cap, "accept hook failed");
+  }
+  lua_settop(L, top);
+  return ok;
+}
+
+
+static void push_auth_info(lua_State *L, const lp2p_auth_info *info) {
+  const lp2p_hs_remote *r = info->remote;
+  lua_createtable(L, 0, 20);
+  set_int(L, "conn", (lua_Integer)info->conn);
+  set_bool(L, "incoming", info->incoming);
+  set_str(L, "direction", info->incoming ? "incoming" : "outgoing");
+  set_point(L, "addr", &info->addr);
+  if (info->point.port != 0)
+    set_point(L, "point", &info->point);
+  set_peer_id(L, "peer_id", r->peer_id);
+  lua_pushlstring(L, r->msg.chain, r->msg.chain_len < LP2P_CHAIN_NAME_MAX
+                                       ? r->msg.chain_len
+                                       : LP2P_CHAIN_NAME_MAX);
+  lua_setfield(L, -2, "chain");
+  set_int(L, "port", r->msg.port);
+  set_int(L, "p2p_version", r->msg.p2p_version);
+  set_int(L, "ddb_version", r->msg.ddb_version);
+  set_bool(L, "private_node", r->private_node);
+  set_bool(L, "disable_mempool", r->disable_mempool);
+  if (info->refusal != 0) {
+    set_str(L, "refusal", lp2p_err_name(info->refusal));
+    if (info->motive >= 0)
+      set_int(L, "motive", info->motive);
+  }
+}
+
+
+/* Read the points table at idx into v (at most the Nack maximum, and the
+ * malformed ones skipped: a policy typo must not kill the Nack). */
+static void read_points(lua_State *L, int idx, lp2p_verdict *v) {
+  v->npoints = 0;
+  if (!lua_istable(L, idx))
+    return;
+  lua_Integer n = luaL_len(L, idx);
+  for (lua_Integer i = 1; i <= n && v->npoints < 50; i++) {
+    lua_rawgeti(L, idx, i);
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (s != NULL && lp2p_point_parse(&v->points[v->npoints], s, len) == 0)
+      v->npoints++;
+    lua_pop(L, 1);
+  }
+}
+
+
+static void hook_authenticated(void *ud, const lp2p_auth_info *info,
+                               lp2p_verdict *v) {
+  node_box *b = ud;
+  lua_State *L = begin(b, "authenticated");
+  int top = lua_gettop(L) - 2;
+  push_auth_info(L, info);
+  if (lp2p__pcall(L, 2, 3, "authenticated hook") == 0) {
+    const char *kind = lua_tostring(L, -3);
+    if (kind != NULL && strcmp(kind, "ack") == 0) {
+      v->kind = LP2P_VERDICT_ACK;
+    } else if (kind != NULL && strcmp(kind, "nack") == 0) {
+      v->kind = LP2P_VERDICT_NACK;
+      v->motive = (int)luaL_optinteger(L, -2, 0);
+      read_points(L, lua_gettop(L), v);
+    } else if (kind != NULL && strcmp(kind, "close") == 0) {
+      v->kind = LP2P_VERDICT_CLOSE;
+      const char *why = lua_tostring(L, -2);
+      snprintf(v->reason, sizeof v->reason, "%s",
+               why ? why : "closed by policy");
+    }
+  }
+  lua_settop(L, top);
+}
+
+
+static int hook_message(void *ud, uint64_t conn, const uint8_t *msg,
+                        size_t len) {
+  node_box *b = ud;
+  lua_State *L = begin(b, "message");
+  int top = lua_gettop(L) - 2;
+  lua_pushinteger(L, (lua_Integer)conn);
+  lua_pushinteger(L, msg[0] << 8 | msg[1]);
+  lua_pushlstring(L, (const char *)msg + 2, len - 2);
+  int pause = 0;
+  if (lp2p__pcall(L, 4, 1, "message hook") == 0)
+    pause = lua_toboolean(L, -1);
+  lua_settop(L, top);
+  return pause;
+}
+
+
+static void hook_event(void *ud, const lp2p_event *ev) {
+  node_box *b = ud;
+  lua_State *L = begin(b, "event");
+  int top = lua_gettop(L) - 2;
+  lua_createtable(L, 0, 8);
+  set_str(L, "type", ev->type);
+  if (ev->conn)
+    set_int(L, "conn", (lua_Integer)ev->conn);
+  if (ev->point)
+    set_point(L, "point", ev->point);
+  if (ev->peer_id)
+    set_peer_id(L, "peer_id", ev->peer_id);
+  if (ev->incoming >= 0)
+    set_bool(L, "incoming", ev->incoming);
+  if (ev->code) {
+    set_str(L, "code", lp2p_err_name(ev->code));
+    set_str(L, "reason", ev->reason ? ev->reason : lp2p_strerror(ev->code));
+  } else if (ev->reason) {
+    set_str(L, "reason", ev->reason);
+  }
+  if (ev->motive >= 0 || (ev->code == LP2P_ENACK))
+    set_int(L, "motive", ev->motive);
+  if (ev->points || ev->npoints) {
+    push_points(L, ev->points, ev->npoints);
+    lua_setfield(L, -2, "points");
+  }
+  if (strncmp(ev->type, "too_", 4) == 0)
+    set_int(L, "active", ev->value);
+  lp2p__pcall(L, 2, 0, "event hook");
+  lua_settop(L, top);
+}
+
+
+/* -------------------------------------------------------------- config */
+
+static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer d,
+                           lua_Integer lo, lua_Integer hi) {
+  lua_getfield(L, t, k);
+  lua_Integer v = d;
+  if (!lua_isnil(L, -1)) {
+    int ok;
+    v = lua_tointegerx(L, -1, &ok);
+    if (!ok || v < lo || v > hi)
+      luaL_error(L, "config.%s: expected an integer in [%I, %I]", k, lo, hi);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+
+static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number d) {
+  lua_getfield(L, t, k);
+  lua_Number v = d;
+  if (!lua_isnil(L, -1)) {
+    if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0)
+      luaL_error(L, "config.%s: expected a number >= 0", k);
+    v = lua_tonumber(L, -1);
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+
+static int opt_bool(lua_State *L, int t, const char *k) {
+  lua_getfield(L, t, k);
+  int v = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return v;
+}
+
+
+static void opt_range(lua_State *L, int t, const char *k,
+                      lp2p_version_range *r) {
+  lua_getfield(L, t, k);
+  if (lua_istable(L, -1)) {
+    lua_rawgeti(L, -1, 1);
+    lua_rawgeti(L, -2, 2);
+    int ok1, ok2;
+    lua_Integer lo = lua_tointegerx(L, -2, &ok1);
+    lua_Integer hi = lua_tointegerx(L, -1, &ok2);
+    if (!ok1 || !ok2 || lo < 0 || hi < lo || hi > 65535)
+      luaL_error(L, "config.%s: expected {min, max} in [0, 65535]", k);
+    r->min = (uint16_t)lo;
+    r->max = (uint16_t)hi;
+    lua_pop(L, 2);
+  } else if (!lua_isnil(L, -1)) {
+    luaL_error(L, "config.%s: expected {min, max}", k);
+  }
+  lua_pop(L, 1);
+}
+
+
+/* Read the config table at t (already checked for unknown keys in Lua). */
+static void read_config(lua_State *L, int t, lp2p_node_config *c) {
+  lp2p_node_config_defaults(c);
+  c->pow_bits = opt_num(L, t, "pow_bits", c->pow_bits);
+  if (lp2p_pow_target_make(&c->target, c->pow_bits) < 0)
+    luaL_error(L, "config.pow_bits: expected a number in [0, 256]");
+  lua_getfield(L, t, "chain");
+  if (!lua_isnil(L, -1)) {
+    size_t len;
+    const char *s = lua_tolstring(L, -1, &len);
+    if (s == NULL || len == 0 || len > LP2P_CHAIN_NAME_MAX)
+      luaL_error(L, "config.chain: expected a string of 1..%d bytes",
+                 LP2P_CHAIN_NAME_MAX);
+    memcpy(c->chain, s, len);
+    c->chain[len] = '\0';
+    c->chain_len = len;
+  }
+  lua_pop(L, 1);
+  opt_range(L, t, "p2p_versions", &c->p2p);
+  opt_range(L, t, "ddb_versions", &c->ddb);
+  c->advertised_port = (uint16_t)opt_int(L, t, "advertised_port", 0, 0, 65535);
+  c->private_mode = opt_bool(L, t, "private_mode");
+  c->disable_mempool = opt_bool(L, t, "disable_mempool");
+  c->disable_peer_discovery = opt_bool(L, t, "disable_peer_discovery");
+  c->min_connections = (unsigned)opt_int(L, t, "min_connections",
+                                         c->min_connections, 0, 1 << 20);
+  c->max_connections = (unsigned)opt_int(L, t, "max_connections",
+                                         c->max_connections, 0, 1 << 20);
+  c->max_incoming_connections = (unsigned)opt_int(
+      L, t, "max_incoming_connections", c->max_incoming_connections, 0,
+      1 << 20);
+  c->incoming_message_queue_size = (unsigned)opt_int(
+      L, t, "incoming_message_queue_size", c->incoming_message_queue_size, 1,
+      1 << 24);
+  c->outgoing_message_queue_size = (unsigned)opt_int(
+      L, t, "outgoing_message_queue_size", c->outgoing_message_queue_size, 1,
+      1 << 24);
+  c->outgoing_queue_bytes = (size_t)opt_int(
+      L, t, "outgoing_queue_bytes", (lua_Integer)c->outgoing_queue_bytes,
+      1024, (lua_Integer)1 << 40);
+  c->binary_chunks_size = (size_t)opt_int(
+      L, t, "binary_chunks_size", (lua_Integer)c->binary_chunks_size,
+      LP2P_CHUNK_SIZE_MIN, LP2P_CHUNK_SIZE_MAX);
+  c->max_message_size = (size_t)opt_int(L, t, "max_message_size",
+                                        (lua_Integer)c->max_message_size, 2,
+                                        LP2P_MSG_MAX);
+  c->connection_timeout_ms = (uint64_t)(
+      opt_num(L, t, "connection_timeout", c->connection_timeout_ms / 1e3) *
+      1e3);
+  c->authentication_timeout_ms = (uint64_t)(
+      opt_num(L, t, "authentication_timeout",
+              c->authentication_timeout_ms / 1e3) *
+      1e3);
+  c->ban_table_size = (unsigned)opt_int(L, t, "ban_table_size",
+                                        c->ban_table_size, 1, 1 << 24);
+  c->backlog = (int)opt_int(L, t, "backlog", c->backlog, 1, 65535);
+}
+
+
+/* ------------------------------------------------------------- methods */
+
+static node_box *check_box(lua_State *L) {
+  node_box *b = luaL_checkudata(L, 1, NODE_MT);
+  if (b->node == NULL)
+    luaL_error(L, "attempt to use a closed node");
+  return b;
+}
+
+
+static int node_close(lua_State *L) {
+  node_box *b = luaL_checkudata(L, 1, NODE_MT);
+  if (b->node == NULL)
+    return 0;
+  lp2p_node *n = b->node;
+  b->node = NULL;
+  lp2p_node_close(n); /* no hook runs from here on */
+  luaL_unref(L, LUA_REGISTRYINDEX, b->dispatch_ref);
+  b->dispatch_ref = LUA_NOREF;
+  return 0;
+}
+
+
+static int node_tostring(lua_State *L) {
+  node_box *b = luaL_checkudata(L, 1, NODE_MT);
+  if (b->node == NULL)
+    lua_pushliteral(L, "luap2p.Node (closed)");
+  else
+    lua_pushfstring(L, "luap2p.Node (%p)", (void *)b->node);
+  return 1;
+}
+
+
+static void check_point(lua_State *L, int idx, lp2p_point *p) {
+  size_t len;
+  const char *s = luaL_checklstring(L, idx, &len);
+  if (lp2p_point_parse(p, s, len) < 0)
+    luaL_argerror(L, idx, lua_pushfstring(L, "malformed point '%s'", s));
+}
+
+
+static void check_peer_id(lua_State *L, int idx, uint8_t id[16]) {
+  size_t len;
+  const char *s = luaL_checklstring(L, idx, &len);
+  if (len == LP2P_PEER_ID_BYTES) {
+    memcpy(id, s, len);
+  } else if (lp2p_peer_id_decode(id, s, len) < 0) {
+    luaL_argerror(L, idx, lua_pushfstring(L, "malformed peer id '%s'", s));
+  }
+}
+
+
+/* node:listen(host, port) -> port | nil, err, code */
+static int node_listen(lua_State *L) {
+  node_box *b = check_box(L);
+  const char *host = luaL_checkstring(L, 2);
+  lua_Integer port = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, port >= 0 && port <= 65535, 3, "port out of range");
+  int rc = lp2p_node_listen(b->node, host, (int)port);
+  if (rc < 0)
+    return lp2p__push_error_msg(
+        L, rc, lua_pushfstring(L, "cannot listen on %s port %d: %s", host,
+                               (int)port, lp2p_strerror(rc)));
+  lua_pushinteger(L, rc);
+  return 1;
+}
+
+
+/* node:connect(point, expected_peer_id|nil, timeout_seconds|nil) -> id */
+static int node_connect(lua_State *L) {
+  node_box *b = check_box(L);
+  lp2p_point p;
+  check_point(L, 2, &p);
+  uint8_t expected[16];
+  int has_expected = !lua_isnoneornil(L, 3);
+  if (has_expected)
+    check_peer_id(L, 3, expected);
+  lua_Number timeout = luaL_optnumber(L, 4, 0);
+  uint64_t id = 0;
+  int rc = lp2p_node_connect(b->node, &p, has_expected ? expected : NULL,
+                             (uint64_t)(timeout * 1000), &id);
+  if (rc < 0)
+    return lp2p__push_error(L, rc);
+  lua_pushinteger(L, (lua_Integer)id);
+  return 1;
+}
+
+
+static lp2p_conn *check_conn(lua_State *L, node_box *b, int idx) {
+  lua_Integer id = luaL_checkinteger(L, idx);
+  return lp2p_node_find(b->node, (uint64_t)id);
+}
+
+
+/* node:send(id, payload, tag) -> true | nil, err, code */
+static int node_send(lua_State *L) {
+  node_box *b = check_box(L);
+  lp2p_conn *c = check_conn(L, b, 2);
+  size_t len;
+  const char *payload = luaL_checklstring(L, 3, &len);
+  lua_Integer tag = luaL_optinteger(L, 4, LP2P_MSG_APP_MIN);
+  luaL_argcheck(L, tag >= 0 && tag <= 0xffff, 4, "tag out of range");
+  if (c == NULL)
+    return lp2p__push_error(L, LP2P_ECLOSED);
+  int rc = lp2p_conn_send(c, (const uint8_t *)payload, len, 1,
+                          (uint16_t)tag);
+  if (rc < 0)
+    return lp2p__push_error(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+
+/* node:send_raw(id, envelope): a whole [u32][u16 tag][payload] message. */
+static int node_send_raw(lua_State *L) {
+  node_box *b = check_box(L);
+  lp2p_conn *c = check_conn(L, b, 2);
+  size_t len;
+  const char *msg = luaL_checklstring(L, 3, &len);
+  luaL_argcheck(L, len >= 6, 3, "an envelope has at least 6 bytes");
+  if (c == NULL)
+    return lp2p__push_error(L, LP2P_ECLOSED);
+  int rc = lp2p_conn_send(c, (const uint8_t *)msg, len, 0, 0);
+  if (rc < 0)
+    return lp2p__push_error(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+
+/* node:disconnect(id, reason, graceful=true) -> true | false */
+static int node_disconnect(lua_State *L) {
+  node_box *b = check_box(L);
+  lp2p_conn *c = check_conn(L, b, 2);
+  const char *reason = luaL_optstring(L, 3, "closed locally");
+  int graceful = lua_isnoneornil(L, 4) ? 1 : lua_toboolean(L, 4);
+  if (c != NULL)
+    lp2p_conn_close(c, 0, reason, graceful);
+  lua_pushboolean(L, c != NULL);
+  return 1;
+}
+
+
+static int node_pause(lua_State *L) {
+  node_box *b = check_box(L);
+  lp2p_conn *c = check_conn(L, b, 2);
+  if (c != NULL)
+    lp2p_conn_pause(c, lua_toboolean(L, 3));
+  lua_pushboolean(L, c != NULL);
+  return 1;
+}
+
+
+static void push_stat(lua_State *L, const lp2p_stat *s) {
+  set_int(L, "bytes_in", (lua_Integer)s->bytes_in);
+  set_int(L, "bytes_out", (lua_Integer)s->bytes_out);
+  set_int(L, "msgs_in", (lua_Integer)s->msgs_in);
+  set_int(L, "msgs_out", (lua_Integer)s->msgs_out);
+  lua_pushnumber(L, s->rate_in);
+  lua_setfield(L, -2, "rate_in");
+  lua_pushnumber(L, s->rate_out);
+  lua_setfield(L, -2, "rate_out");
+}
+
+
+/* node:info(id) -> table | nil */
+static int node_info(lua_State *L) {
+  static const char *const states[] = {"connecting", "handshake", "running",
+                                       "closing"};
+  node_box *b = check_box(L);
+  lp2p_conn *c = check_conn(L, b, 2);
+  if (c == NULL)
+    return 0;
+  lp2p_conn_info ci;
+  lp2p_conn_get_info(c, &ci);
+  lua_createtable(L, 0, 16);
+  set_int(L, "id", (lua_Integer)ci.id);
+  set_str(L, "state", states[ci.state]);
+  set_bool(L, "incoming", ci.incoming);
+  set_str(L, "direction", ci.incoming ? "incoming" : "outgoing");
+  set_point(L, "addr", &ci.addr);
+  if (ci.point.port != 0)
+    set_point(L, "point", &ci.point);
+  if (ci.has_peer_id)
+    set_peer_id(L, "peer_id", ci.peer_id);
+  set_int(L, "p2p_version", ci.p2p_version);
+  set_int(L, "ddb_version", ci.ddb_version);
+  set_bool(L, "private_node", ci.private_node);
+  set_bool(L, "disable_mempool", ci.disable_mempool);
+  set_int(L, "queued_msgs", (lua_Integer)ci.queued_msgs);
+  set_int(L, "queued_bytes", (lua_Integer)ci.queued_bytes);
+  push_stat(L, &ci.stat);
+  return 1;
+}
+
+
+static int node_ids(lua_State *L) {
+  node_box *b = check_box(L);
+  size_t n = lp2p_node_conn_ids(b->node, NULL, 0);
+  uint64_t *ids = malloc((n ? n : 1) * sizeof *ids);
+  if (ids == NULL)
+    return luaL_error(L, "luap2p: out of memory");
+  n = lp2p_node_conn_ids(b->node, ids, n);
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lua_pushinteger(L, (lua_Integer)ids[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+  free(ids);
+  return 1;
+}
+
+
+static int node_stat(lua_State *L) {
+  node_box *b = check_box(L);
+  lp2p_stat s;
+  unsigned counts[4];
+  lp2p_node_stat(b->node, &s, counts);
+  lua_createtable(L, 0, 12);
+  push_stat(L, &s);
+  set_int(L, "active", counts[0]);
+  set_int(L, "pending_incoming", counts[1]);
+  set_int(L, "pending_outgoing", counts[2]);
+  set_int(L, "bans", counts[3]);
+  return 1;
+}
+
+
+/* Parse a ban target: "ip", "ip/bits", "ip:port" (point), or a peer id.
+ * Returns the kind; fills p/bits or id. */
+static int parse_target(lua_State *L, int idx, lp2p_point *p,
+                        unsigned *bits, uint8_t id[16]) {
+  size_t len;
+  const char *s = luaL_checklstring(L, idx, &len);
+  *bits = 0;
+  if (lp2p_peer_id_decode(id, s, len) == 0)
+    return LP2P_BAN_PEER;
+  if (lp2p_point_parse(p, s, len) == 0)
+    return LP2P_BAN_POINT;
+  /* A bare address, optionally with a prefix length. */
+  char buf[64];
+  const char *slash = memchr(s, '/', len);
+  size_t alen = slash ? (size_t)(slash - s) : len;
+  if (alen == 0 || alen >= 48)
+    goto bad;
+  memcpy(buf, s, alen);
+  buf[alen] = '\0';
+  memset(p, 0, sizeof *p);
+  if (uv_inet_pton(AF_INET, buf, p->addr) == 0)
+    p->family = 4;
+  else if (uv_inet_pton(AF_INET6, buf, p->addr) == 0)
+    p->family = 6;
+  else
+    goto bad;
+  if (slash) {
+    char *end;
+    unsigned long v = strtoul(slash + 1, &end, 10);
+    unsigned width = p->family == 4 ? 32 : 128;
+    if (end != s + len || slash + 1 == end || v == 0 || v > width)
+      goto bad;
+    *bits = (unsigned)v;
+  }
+  return LP2P_BAN_IP;
+bad:
+  luaL_argerror(L, idx,
+                lua_pushfstring(L,
+                                "expected an IP, IP/prefix, IP:port or peer "
+                                "id, got '%s'",
+                                s));
+  return 0;
+}
+
+
+/* node:ban(target, seconds|nil (permanent)) */
+static int node_ban(lua_State *L) {
+  node_box *b = check_box(L);
+  lp2p_point p;
+  unsigned bits;
+  uint8_t id[16];
+  int kind = parse_target(L, 2, &p, &bits, id);
+  lua_Number secs = luaL_optnumber(L, 3, 0);
+  luaL_argcheck(L, secs >= 0, 3, "must be >= 0");
+  uint64_t now = uv_now(lp2p__loop(L));
+  uint64_t until = secs > 0 ? now + (uint64_t)(secs * 1000) : 0;
+  int rc = kind == LP2P_BAN_PEER
+               ? lp2p_bans_add_peer(b->node->bans, id, until, now)
+               : lp2p_bans_add_addr(b->node->bans, &p, kind, bits, until,
+                                    now);
+  if (rc < 0)
+    return lp2p__push_error(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+
+static int node_unban(lua_State *L) {
+  node_box *b = check_box(L);
+  lp2p_point p;
+  unsigned bits;
+  uint8_t id[16];
+  int kind = parse_target(L, 2, &p, &bits, id);
+  int removed = kind == LP2P_BAN_PEER
+                    ? lp2p_bans_remove_peer(b->node->bans, id)
+                    : lp2p_bans_remove_addr(b->node->bans, &p, kind, bits);
+  lua_pushboolean(L, removed);
+  return 1;
+}
+
+
+/* node:banned(target) -> boolean (an address: its IP, point or prefix) */
+static int node_banned(lua_State *L) {
+  node_box *b = check_box(L);
+  lp2p_point p;
+  unsigned bits;
+  uint8_t id[16];
+  int kind = parse_target(L, 2, &p, &bits, id);
+  uint64_t now = uv_now(lp2p__loop(L));
+  lua_pushboolean(L, kind == LP2P_BAN_PEER
+                         ? lp2p_bans_peer(b->node->bans, id, now)
+                         : lp2p_bans_addr(b->node->bans, &p, now));
+  return 1;
+}
+
+
+/* core.node(config, identity, dispatch) -> Node */
+static int core_node(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lp2p_identity *id = lp2p__check_identity(L, 2);
+  luaL_checktype(L, 3, LUA_TFUNCTION);
+  lp2p_node_config cfg;
+  read_config(L, 1, &cfg);
+  cfg.identity = *id;
+  node_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->node = NULL;
+  b->L = lp2p__main_thread(L);
+  b->dispatch_ref = LUA_NOREF;
+  luaL_setmetatable(L, NODE_MT);
+  lp2p_node_hooks hooks = {b, hook_accept, hook_authenticated, hook_message,
+                           hook_event};
+  int err = 0;
+  lp2p_node *n = lp2p_node_new(lp2p__loop(L), &cfg, &hooks, &err);
+  lp2p_identity_wipe(&cfg.identity);
+  if (n == NULL)
+    return lp2p__push_error(L, err);
+  lua_pushvalue(L, 3);
+  b->dispatch_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  b->node = n;
+  return 1;
+}
 
 
 void lp2p__open_node(lua_State *L) {
-  (void)L;
+  static const luaL_Reg methods[] = {
+      {"listen", node_listen},   {"connect", node_connect},
+      {"send", node_send},       {"send_raw", node_send_raw},
+      {"disconnect", node_disconnect}, {"pause", node_pause},
+      {"info", node_info},       {"ids", node_ids},
+      {"stat", node_stat},       {"ban", node_ban},
+      {"unban", node_unban},     {"banned", node_banned},
+      {"close", node_close},     {NULL, NULL}};
+  luaL_newmetatable(L, NODE_MT);
+  lua_pushcfunction(L, node_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, node_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, node_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, core_node);
+  lua_setfield(L, -2, "node");
 }

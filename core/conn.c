@@ -1,0 +1,562 @@
+/*
+ * conn.c - one connection on a libuv TCP handle: the handshake driven by the
+ * pure state machine, then encrypted framed messages, bounded queues,
+ * timeouts and byte/message counters.
+ *
+ * Read path: libuv reads into the node's shared buffer; whole chunks are
+ * opened in place, a partial chunk is copied into a per-connection buffer
+ * sized to that chunk. Nothing is allocated per connection while idle.
+ *
+ * Write path: conn_send appends envelopes to a plaintext queue; when no
+ * sealed batch is in flight, the whole queue is sealed into chunks and
+ * written at once, so small messages share chunks and syscalls.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "node.h"
+
+
+
+static void conn_fail(lp2p_conn *c, int code, const char *reason);
+static void flush_queue(lp2p_conn *c);
+
+
+static void emit(lp2p_conn *c, const char *type, int code,
+                 const char *reason) {
+  lp2p_event ev = {0};
+  ev.type = type;
+  ev.conn = c->id;
+  ev.point = c->point.family ? &c->point : &c->addr;
+  ev.peer_id = c->has_peer_id ? c->peer_id : NULL;
+  ev.incoming = c->incoming;
+  ev.code = code;
+  ev.reason = reason;
+  ev.motive = -1;
+  lp2p__node_emit(c->node, &ev);
+}
+
+
+/* ------------------------------------------------------------- writing */
+
+static void on_write(uv_write_t *req, int status) {
+  lp2p_write *w = (lp2p_write *)req;
+  lp2p_conn *c = w->conn;
+  c->writes_in_flight--;
+  if (w->sealed)
+    c->batch_in_flight = 0;
+  free(w->buf);
+  free(w);
+  if (c->state == LP2P_CONN_CLOSING) {
+    if (c->close_when_flushed && c->writes_in_flight == 0)
+      lp2p_conn_close(c, c->close_code, NULL, 0);
+    return;
+  }
+  if (status < 0) {
+    conn_fail(c, status, "write failed");
+    return;
+  }
+  if (c->state == LP2P_CONN_RUNNING && c->outq_len > 0)
+    flush_queue(c);
+}
+
+
+/* Takes ownership of buf. */
+static int write_buf(lp2p_conn *c, uint8_t *buf, size_t len, int sealed) {
+  lp2p_write *w = malloc(sizeof *w);
+  if (w == NULL) {
+    free(buf);
+    return LP2P_ENOMEM;
+  }
+  w->conn = c;
+  w->buf = buf;
+  w->len = len;
+  w->sealed = sealed;
+  uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+  int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  if (rc < 0) {
+    free(buf);
+    free(w);
+    return rc;
+  }
+  c->writes_in_flight++;
+  c->stat.bytes_out += len;
+  c->node->total.bytes_out += len;
+  return 0;
+}
+
+
+static int flush_handshake(lp2p_conn *c) {
+  uint8_t *out;
+  size_t len = lp2p_hs_take_output(c->hs, &out);
+  if (len == 0)
+    return 0;
+  return write_buf(c, out, len, 0);
+}
+
+
+/* Seal every queued envelope into one buffer of chunks and write it. */
+static void flush_queue(lp2p_conn *c) {
+  if (c->batch_in_flight || c->outq_len == 0)
+    return;
+  size_t chunk = c->node->cfg.binary_chunks_size;
+  size_t size = lp2p_frame_sealed_size(c->outq_len, chunk);
+  uint8_t *out = malloc(size);
+  if (out == NULL) {
+    conn_fail(c, LP2P_ENOMEM, "out of memory sealing a batch");
+    return;
+  }
+  int rc = lp2p_frame_seal(out, c->outq, c->outq_len, chunk, &c->crypto);
+  c->outq_len = 0;
+  c->outq_msgs = 0;
+  /* A big batch leaves a big queue buffer: give it back. */
+  if (c->outq_cap > 65536) {
+    free(c->outq);
+    c->outq = NULL;
+    c->outq_cap = 0;
+  }
+  if (rc == 0)
+    rc = write_buf(c, out, size, 1);
+  else
+    free(out);
+  if (rc < 0) {
+    conn_fail(c, rc, "write failed");
+    return;
+  }
+  c->batch_in_flight = 1;
+}
+
+
+static int outq_reserve(lp2p_conn *c, size_t more) {
+  size_t need = c->outq_len + more;
+  if (need <= c->outq_cap)
+    return 0;
+  size_t cap = c->outq_cap ? c->outq_cap : 256;
+  while (cap < need)
+    cap *= 2;
+  uint8_t *p = realloc(c->outq, cap);
+  if (p == NULL)
+    return LP2P_ENOMEM;
+  c->outq = p;
+  c->outq_cap = cap;
+  return 0;
+}
+
+
+/*
+ * Queue one message. with_envelope: msg is the payload of an application
+ * message with `tag`; otherwise msg is a whole envelope already. Returns 0,
+ * LP2P_EQUEUEFULL (nothing queued), LP2P_EMSGSIZE, LP2P_ECLOSED.
+ */
+int lp2p_conn_send(lp2p_conn *c, const uint8_t *msg, size_t len,
+                   int with_envelope, uint16_t tag) {
+  const lp2p_node_config *cfg = &c->node->cfg;
+  if (c->state != LP2P_CONN_RUNNING)
+    return LP2P_ECLOSED;
+  size_t total = with_envelope ? len + 6 : len;
+  if (total - 4 > cfg->max_message_size)
+    return LP2P_EMSGSIZE;
+  /* An empty queue always takes one message, whatever its size. */
+  if (c->outq_msgs > 0 &&
+      (c->outq_msgs >= cfg->outgoing_message_queue_size ||
+       c->outq_len + total > cfg->outgoing_queue_bytes))
+    return LP2P_EQUEUEFULL;
+  if (outq_reserve(c, total) < 0)
+    return LP2P_ENOMEM;
+  uint8_t *p = c->outq + c->outq_len;
+  if (with_envelope) {
+    uint32_t body = (uint32_t)len + 2;
+    p[0] = (uint8_t)(body >> 24);
+    p[1] = (uint8_t)(body >> 16);
+    p[2] = (uint8_t)(body >> 8);
+    p[3] = (uint8_t)body;
+    p[4] = (uint8_t)(tag >> 8);
+    p[5] = (uint8_t)tag;
+    p += 6;
+  }
+  memcpy(p, msg, len);
+  c->outq_len += total;
+  c->outq_msgs++;
+  c->stat.msgs_out++;
+  c->node->total.msgs_out++;
+  flush_queue(c);
+  return 0;
+}
+
+
+/* ------------------------------------------------------------- closing */
+
+static void on_handle_closed(uv_handle_t *h) {
+  lp2p_conn *c = h->data;
+  lp2p_node *n = c->node;
+  if (--c->open_handles == 0) {
+    lp2p__node_conn_freed(n, c);
+    lp2p_hs_free(c->hs);
+    free(c->inbuf);
+    free(c->outq);
+    lp2p_msg_reader_free(&c->reader);
+    lp2p_crypto_wipe(&c->crypto);
+    free(c);
+  }
+  lp2p__node_handle_closed(n); /* may free the node: last */
+}
+
+
+/*
+ * Close the connection: emit "disconnected" (or nothing for a refused
+ * socket, id 0), release its slot and counts, close both handles. graceful:
+ * send Disconnect first and close once written. Idempotent.
+ */
+void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
+                     int graceful) {
+  if (c->state == LP2P_CONN_CLOSING) {
+    if (!c->close_when_flushed || c->writes_in_flight > 0)
+      return;
+  } else {
+    int was_running = c->state == LP2P_CONN_RUNNING;
+    if (graceful && was_running) {
+      static const uint8_t disconnect[6] = {0, 0, 0, 2, 0, LP2P_MSG_DISCONNECT};
+      lp2p_conn_send(c, disconnect, sizeof disconnect, 0, 0);
+    }
+    c->state = LP2P_CONN_CLOSING;
+    c->close_code = code;
+    snprintf(c->close_reason, sizeof c->close_reason, "%s",
+             reason ? reason : (code ? lp2p_strerror(code) : "closed"));
+    if (c->id != 0)
+      emit(c, "disconnected", code, c->close_reason);
+    lp2p__node_conn_freed(c->node, c); /* releases counts; idempotent */
+    lp2p_hs_free(c->hs);
+    c->hs = NULL;
+    if (graceful && c->writes_in_flight > 0) {
+      c->close_when_flushed = 1;
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      uv_timer_stop(&c->timer);
+      return;
+    }
+  }
+  c->close_when_flushed = 0;
+  if (!uv_is_closing((uv_handle_t *)&c->tcp))
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  if (!uv_is_closing((uv_handle_t *)&c->timer))
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+
+/* Failures during the handshake are reported as "auth_failed" (the acl
+ * policy greylists by code); every connection with an id then reports
+ * "disconnected" with the same code. */
+static void conn_fail(lp2p_conn *c, int code, const char *reason) {
+  if (c->state == LP2P_CONN_HANDSHAKE)
+    emit(c, "auth_failed", code, reason);
+  lp2p_conn_close(c, code, reason, 0);
+}
+
+
+static void on_timeout(uv_timer_t *t) {
+  lp2p_conn *c = t->data;
+  conn_fail(c, LP2P_ETIMEDOUT,
+            c->state == LP2P_CONN_CONNECTING ? "connection timed out"
+                                             : "handshake timed out");
+}
+
+
+/* ------------------------------------------------------------- reading */
+
+/* Every connection reads into the node's one buffer: a read is consumed
+ * before the loop runs another callback. */
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  lp2p_conn *c = h->data;
+  (void)hint;
+  *buf = uv_buf_init((char *)c->node->readbuf, LP2P_READ_BUF_SIZE);
+}
+
+
+static int deliver(void *ud, const uint8_t *msg, size_t len) {
+  lp2p_conn *c = ud;
+  lp2p_node *n = c->node;
+  uint16_t tag = (uint16_t)(msg[0] << 8 | msg[1]);
+  c->stat.msgs_in++;
+  n->total.msgs_in++;
+  if (tag < LP2P_MSG_APP_MIN) {
+    lp2p_msg *m = malloc(sizeof *m);
+    if (m == NULL)
+      return LP2P_ENOMEM;
+    int rc = lp2p_msg_decode(m, msg, len);
+    free(m);
+    if (rc < 0)
+      return rc;
+    if (tag == LP2P_MSG_DISCONNECT) {
+      lp2p_conn_close(c, 0, "disconnected by peer", 0);
+      return 1;
+    }
+  }
+  if (n->hooks.message(n->hooks.ud, c->id, msg, len))
+    c->paused = 1;
+  /* The hook may have closed us or the node. */
+  return c->state == LP2P_CONN_RUNNING && !n->closing ? 0 : 1;
+}
+
+
+static int open_chunk(lp2p_conn *c, const uint8_t *chunk, size_t blen) {
+  int rc = lp2p_chunk_open(c->node->scratch, chunk, blen, &c->crypto);
+  if (rc < 0)
+    return rc;
+  return lp2p_msg_reader_feed(&c->reader, c->node->scratch,
+                              blen - LP2P_TAG_BYTES, deliver, c);
+}
+
+
+static int inbuf_reserve(lp2p_conn *c, size_t need) {
+  if (c->in_cap >= need)
+    return 0;
+  uint8_t *p = realloc(c->inbuf, need);
+  if (p == NULL)
+    return LP2P_ENOMEM;
+  c->inbuf = p;
+  c->in_cap = need;
+  return 0;
+}
+
+
+/* Move up to `want` bytes of input into inbuf; returns how many. */
+static size_t inbuf_take(lp2p_conn *c, const uint8_t **data, size_t *len,
+                         size_t want) {
+  size_t take = want - c->in_len < *len ? want - c->in_len : *len;
+  memcpy(c->inbuf + c->in_len, *data, take);
+  c->in_len += take;
+  *data += take;
+  *len -= take;
+  return take;
+}
+
+
+/*
+ * Framed input: whole chunks are opened in place; a chunk cut by the read
+ * boundary is copied into inbuf, sized to that chunk and freed once opened,
+ * so idle connections hold no buffer. Returns 0 or an error.
+ */
+static int framed_input(lp2p_conn *c, const uint8_t *data, size_t len) {
+  while (len > 0 && c->state == LP2P_CONN_RUNNING) {
+    int rc;
+    if (c->in_len == 0 && len >= 2) {
+      size_t blen = (size_t)data[0] << 8 | data[1];
+      if (len >= 2 + blen) {
+        rc = open_chunk(c, data + 2, blen);
+        if (rc != 0)
+          return rc < 0 ? rc : 0;
+        data += 2 + blen;
+        len -= 2 + blen;
+        continue;
+      }
+    }
+    if (c->in_len < 2) {
+      if ((rc = inbuf_reserve(c, 2)) < 0)
+        return rc;
+      inbuf_take(c, &data, &len, 2);
+      if (c->in_len < 2)
+        return 0;
+    }
+    size_t need = 2 + ((size_t)c->inbuf[0] << 8 | c->inbuf[1]);
+    if ((rc = inbuf_reserve(c, need)) < 0)
+      return rc;
+    inbuf_take(c, &data, &len, need);
+    if (c->in_len < need)
+      return 0;
+    rc = open_chunk(c, c->inbuf + 2, need - 2);
+    free(c->inbuf);
+    c->inbuf = NULL;
+    c->in_len = c->in_cap = 0;
+    if (rc != 0)
+      return rc < 0 ? rc : 0;
+  }
+  return 0;
+}
+
+
+/* Apply the node's verdict after the remote metadata. */
+static int decide(lp2p_conn *c) {
+  lp2p__node_authenticated(c->node, c);
+  if (c->state != LP2P_CONN_HANDSHAKE)
+    return 1; /* closed by the verdict */
+  return 0;
+}
+
+
+static int handshake_input(lp2p_conn *c, const uint8_t **data, size_t *len) {
+  while (*len > 0 && c->state == LP2P_CONN_HANDSHAKE) {
+    size_t used = 0;
+    int ev = lp2p_hs_feed(c->hs, *data, *len, &used);
+    *data += used;
+    *len -= used;
+    if (ev < 0)
+      return ev;
+    int rc = flush_handshake(c);
+    if (rc < 0)
+      return rc;
+    if (ev == LP2P_HS_CONN_MSG) {
+      const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
+      memcpy(c->peer_id, r->peer_id, sizeof c->peer_id);
+      c->has_peer_id = 1;
+      if (c->incoming) {
+        c->point = c->addr;
+        c->point.port = r->msg.port;
+      }
+    } else if (ev == LP2P_HS_METADATA) {
+      if (decide(c))
+        return 0;
+      if ((rc = flush_handshake(c)) < 0)
+        return rc;
+    } else if (ev == LP2P_HS_ACKED) {
+      lp2p__node_established(c->node, c);
+      return 0;
+    } else if (ev == LP2P_HS_NACKED) {
+      const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
+      lp2p_event e = {0};
+      e.type = "nacked";
+      e.conn = c->id;
+      e.point = &c->point;
+      e.peer_id = c->peer_id;
+      e.incoming = c->incoming;
+      e.code = LP2P_ENACK;
+      e.motive = r->nack_motive;
+      e.points = r->nack_points;
+      e.npoints = r->nack_npoints;
+      lp2p__node_emit(c->node, &e);
+      lp2p_conn_close(c, LP2P_ENACK, "rejected by the peer (Nack)", 0);
+      return 0;
+    } else if (used == 0) {
+      break;
+    }
+  }
+  return 0;
+}
+
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  lp2p_conn *c = s->data;
+  if (nread == 0 || c->state == LP2P_CONN_CLOSING)
+    return;
+  if (nread < 0) {
+    int code = (int)nread;
+    conn_fail(c, code, code == UV_EOF ? "connection closed by peer"
+                                      : uv_strerror(code));
+    return;
+  }
+  const uint8_t *data = (const uint8_t *)buf->base;
+  size_t len = (size_t)nread;
+  c->stat.bytes_in += len;
+  c->node->total.bytes_in += len;
+  int rc = 0;
+  if (c->state == LP2P_CONN_HANDSHAKE)
+    rc = handshake_input(c, &data, &len);
+  if (rc == 0 && c->state == LP2P_CONN_RUNNING && len > 0)
+    rc = framed_input(c, data, len);
+  if (rc < 0) {
+    conn_fail(c, rc, lp2p_strerror(rc));
+    return;
+  }
+  if (c->paused && c->state == LP2P_CONN_RUNNING && c->reading) {
+    uv_read_stop(s);
+    c->reading = 0;
+  }
+}
+
+
+void lp2p_conn_pause(lp2p_conn *c, int paused) {
+  c->paused = paused;
+  if (c->state == LP2P_CONN_CLOSING)
+    return;
+  if (paused && c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+  } else if (!paused && !c->reading) {
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+      c->reading = 1;
+  }
+}
+
+
+/* Build the handshake state machine, send our connection message, read. */
+void lp2p__conn_start_handshake(lp2p_conn *c) {
+  const lp2p_node_config *cfg = &c->node->cfg;
+  lp2p_hs_config hc = {0};
+  hc.identity = &cfg->identity;
+  hc.target = cfg->target;
+  hc.advertised_port = cfg->advertised_port;
+  hc.chain_name = cfg->chain;
+  hc.chain_name_len = cfg->chain_len;
+  hc.p2p = cfg->p2p;
+  hc.ddb = cfg->ddb;
+  hc.disable_mempool = (uint8_t)cfg->disable_mempool;
+  hc.private_node = (uint8_t)cfg->private_mode;
+  hc.incoming = c->incoming;
+  int err = 0;
+  c->state = LP2P_CONN_HANDSHAKE;
+  c->hs = lp2p_hs_new(&hc, &err);
+  if (c->hs == NULL) {
+    conn_fail(c, err, "handshake setup failed");
+    return;
+  }
+  lp2p_msg_reader_init(&c->reader, cfg->max_message_size);
+  int rc = flush_handshake(c);
+  if (rc == 0)
+    rc = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (rc < 0) {
+    conn_fail(c, rc, uv_strerror(rc));
+    return;
+  }
+  c->reading = 1;
+}
+
+
+void lp2p__conn_finish(lp2p_conn *c, int code, const char *reason) {
+  int rc = flush_handshake(c);
+  lp2p_conn_close(c, code, reason, rc == 0);
+}
+
+
+lp2p_conn *lp2p__conn_new(lp2p_node *n, int incoming) {
+  lp2p_conn *c = calloc(1, sizeof *c);
+  if (c == NULL)
+    return NULL;
+  c->node = n;
+  c->incoming = incoming;
+  c->state = incoming ? LP2P_CONN_HANDSHAKE : LP2P_CONN_CONNECTING;
+  if (uv_tcp_init(n->loop, &c->tcp) < 0) {
+    free(c);
+    return NULL;
+  }
+  uv_timer_init(n->loop, &c->timer); /* cannot fail */
+  c->tcp.data = c;
+  c->timer.data = c;
+  c->connect_req.data = c;
+  c->open_handles = 2;
+  n->handles += 2;
+  return c;
+}
+
+
+void lp2p__conn_arm_timeout(lp2p_conn *c, uint64_t ms) {
+  uv_timer_start(&c->timer, on_timeout, ms, 0);
+}
+
+
+void lp2p_conn_get_info(lp2p_conn *c, lp2p_conn_info *info) {
+  memset(info, 0, sizeof *info);
+  info->id = c->id;
+  info->state = c->state;
+  info->incoming = c->incoming;
+  info->addr = c->addr;
+  info->point = c->point;
+  memcpy(info->peer_id, c->peer_id, sizeof info->peer_id);
+  info->has_peer_id = c->has_peer_id;
+  info->p2p_version = c->p2p_version;
+  info->ddb_version = c->ddb_version;
+  info->disable_mempool = c->disable_mempool;
+  info->private_node = c->private_node;
+  info->queued_msgs = c->outq_msgs;
+  info->queued_bytes = c->outq_len;
+  info->stat = c->stat;
+}

@@ -1,0 +1,600 @@
+/*
+ * handler.c - the connect handler (Octez P2p_connect_handler): listen,
+ * accept, connect, the hard limits and checks in Octez order, connection
+ * ids, triggers and totals. Policy lives in the hooks (the Lua layer).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "node.h"
+
+#define RATE_TICK_MS 1000
+#define RATE_ALPHA 0.2 /* weight of the newest second in the moving average */
+
+
+void lp2p_node_config_defaults(lp2p_node_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->pow_bits = LP2P_POW_DEFAULT_BITS;
+  memcpy(cfg->chain, "TEZOS_MAINNET", 13);
+  cfg->chain_len = 13;
+  cfg->p2p.min = 0;
+  cfg->p2p.max = 1;
+  cfg->ddb.min = 0;
+  cfg->ddb.max = 2;
+  cfg->min_connections = 10;
+  cfg->max_connections = 100;
+  cfg->max_incoming_connections = 20;
+  cfg->incoming_message_queue_size = 1000;
+  cfg->outgoing_message_queue_size = 1000;
+  cfg->outgoing_queue_bytes = 8u << 20;
+  cfg->binary_chunks_size = LP2P_CHUNK_SIZE_MAX;
+  cfg->max_message_size = LP2P_MSG_MAX;
+  cfg->connection_timeout_ms = 10000;
+  cfg->authentication_timeout_ms = 5000;
+  cfg->ban_table_size = 65536;
+  cfg->backlog = 20;
+}
+
+
+void lp2p__node_emit(lp2p_node *n, const lp2p_event *ev) {
+  if (!n->closing)
+    n->hooks.event(n->hooks.ud, ev);
+}
+
+
+static void emit_simple(lp2p_node *n, const char *type, const lp2p_point *p,
+                        int code, const char *reason, long value) {
+  lp2p_event ev = {0};
+  ev.type = type;
+  ev.point = p;
+  ev.incoming = -1;
+  ev.code = code;
+  ev.reason = reason;
+  ev.value = value;
+  ev.motive = -1;
+  lp2p__node_emit(n, &ev);
+}
+
+
+/* ---------------------------------------------------------------- slots */
+
+static int slot_assign(lp2p_node *n, lp2p_conn *c) {
+  if (n->free_head == n->nslots) {
+    uint32_t ns = n->nslots ? n->nslots * 2 : 64;
+    lp2p_conn **slots = realloc(n->slots, ns * sizeof *slots);
+    if (slots == NULL)
+      return LP2P_ENOMEM;
+    n->slots = slots;
+    uint32_t *gens = realloc(n->gens, ns * sizeof *gens);
+    if (gens == NULL)
+      return LP2P_ENOMEM;
+    n->gens = gens;
+    /* Free slots hold NULL; the free list is implicit: scan from hint. */
+    for (uint32_t i = n->nslots; i < ns; i++) {
+      n->slots[i] = NULL;
+      n->gens[i] = 0;
+    }
+    n->nslots = ns;
+  }
+  uint32_t i = n->free_head;
+  n->slots[i] = c;
+  n->gens[i]++;
+  c->id = ((uint64_t)n->gens[i] << 32) | (i + 1);
+  while (n->free_head < n->nslots && n->slots[n->free_head] != NULL)
+    n->free_head++;
+  return 0;
+}
+
+
+lp2p_conn *lp2p_node_find(lp2p_node *n, uint64_t id) {
+  uint32_t i = (uint32_t)(id & 0xffffffffu);
+  if (i == 0 || i > n->nslots)
+    return NULL;
+  lp2p_conn *c = n->slots[i - 1];
+  if (c == NULL || c->id != id || c->state == LP2P_CONN_CLOSING)
+    return NULL;
+  return c;
+}
+
+
+size_t lp2p_node_conn_ids(lp2p_node *n, uint64_t *ids, size_t cap) {
+  size_t k = 0;
+  for (uint32_t i = 0; i < n->nslots; i++) {
+    lp2p_conn *c = n->slots[i];
+    if (c != NULL && c->state != LP2P_CONN_CLOSING) {
+      if (k < cap)
+        ids[k] = c->id;
+      k++;
+    }
+  }
+  return k;
+}
+
+
+/* Release the slot and the counts of a connection. Idempotent. */
+void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c) {
+  if (c->counted_pending) {
+    c->counted_pending = 0;
+    if (c->incoming)
+      n->pending_incoming--;
+    else
+      n->pending_outgoing--;
+  }
+  if (c->counted_active) {
+    c->counted_active = 0;
+    n->active--;
+    if (n->active < n->cfg.min_connections && !n->closing)
+      emit_simple(n, "too_few_connections", NULL, 0, NULL, n->active);
+  }
+  if (c->id != 0) {
+    uint32_t i = (uint32_t)(c->id & 0xffffffffu) - 1;
+    if (i < n->nslots && n->slots[i] == c) {
+      n->slots[i] = NULL;
+      if (i < n->free_head)
+        n->free_head = i;
+    }
+  }
+}
+
+
+/* ------------------------------------------------------------ lifecycle */
+
+static void free_node(lp2p_node *n) {
+  lp2p_bans_free(n->bans);
+  free(n->slots);
+  free(n->gens);
+  free(n->scratch);
+  free(n->readbuf);
+  lp2p_identity_wipe(&n->cfg.identity);
+  free(n);
+}
+
+
+void lp2p__node_handle_closed(lp2p_node *n) {
+  if (--n->handles == 0 && n->closing)
+    free_node(n);
+}
+
+
+static void on_node_handle_closed(uv_handle_t *h) {
+  lp2p_node *n = h->data;
+  if ((void *)h != (void *)&n->rate_timer)
+    free(h);
+  lp2p__node_handle_closed(n);
+}
+
+
+static void on_rate_tick(uv_timer_t *t) {
+  lp2p_node *n = t->data;
+  double secs = RATE_TICK_MS / 1000.0;
+  for (uint32_t i = 0; i < n->nslots; i++) {
+    lp2p_conn *c = n->slots[i];
+    if (c == NULL)
+      continue;
+    double in = (double)(c->stat.bytes_in - c->rate_bytes_in) / secs;
+    double out = (double)(c->stat.bytes_out - c->rate_bytes_out) / secs;
+    c->stat.rate_in += RATE_ALPHA * (in - c->stat.rate_in);
+    c->stat.rate_out += RATE_ALPHA * (out - c->stat.rate_out);
+    c->rate_bytes_in = c->stat.bytes_in;
+    c->rate_bytes_out = c->stat.bytes_out;
+  }
+}
+
+
+lp2p_node *lp2p_node_new(uv_loop_t *loop, const lp2p_node_config *cfg,
+                         const lp2p_node_hooks *hooks, int *err) {
+  lp2p_node *n = calloc(1, sizeof *n);
+  if (n == NULL) {
+    *err = LP2P_ENOMEM;
+    return NULL;
+  }
+  n->loop = loop;
+  n->cfg = *cfg;
+  n->hooks = *hooks;
+  n->bans = lp2p_bans_new(cfg->ban_table_size);
+  n->scratch = malloc(LP2P_CHUNK_SIZE_MAX);
+  n->readbuf = malloc(LP2P_READ_BUF_SIZE);
+  if (n->bans == NULL || n->scratch == NULL || n->readbuf == NULL) {
+    free_node(n);
+    *err = LP2P_ENOMEM;
+    return NULL;
+  }
+  uv_timer_init(loop, &n->rate_timer);
+  n->rate_timer.data = n;
+  n->handles = 1;
+  uv_timer_start(&n->rate_timer, on_rate_tick, RATE_TICK_MS, RATE_TICK_MS);
+  uv_unref((uv_handle_t *)&n->rate_timer); /* never keeps the loop alive */
+  return n;
+}
+
+
+void lp2p_node_close(lp2p_node *n) {
+  if (n->closing)
+    return;
+  n->closing = 1;
+  for (int i = 0; i < n->nlisteners; i++)
+    uv_close((uv_handle_t *)n->listeners[i], on_node_handle_closed);
+  n->nlisteners = 0;
+  for (uint32_t i = 0; i < n->nslots; i++)
+    if (n->slots[i] != NULL)
+      lp2p_conn_close(n->slots[i], LP2P_ECLOSED, "node closed", 0);
+  uv_close((uv_handle_t *)&n->rate_timer, on_node_handle_closed);
+}
+
+
+/* --------------------------------------------------------------- points */
+
+static void point_from_sockaddr(lp2p_point *p, const struct sockaddr *sa) {
+  memset(p, 0, sizeof *p);
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+    p->family = 4;
+    memcpy(p->addr, &in->sin_addr, 4);
+    p->port = ntohs(in->sin_port);
+  } else {
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(&in6->sin6_addr, mapped, 12) == 0) {
+      /* An IPv4 peer on a dual-stack socket is an IPv4 point. */
+      p->family = 4;
+      memcpy(p->addr, (const uint8_t *)&in6->sin6_addr + 12, 4);
+    } else {
+      p->family = 6;
+      memcpy(p->addr, &in6->sin6_addr, 16);
+    }
+    p->port = ntohs(in6->sin6_port);
+  }
+}
+
+
+static void sockaddr_from_point(struct sockaddr_storage *ss,
+                                const lp2p_point *p) {
+  memset(ss, 0, sizeof *ss);
+  if (p->family == 4) {
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    in->sin_family = AF_INET;
+    memcpy(&in->sin_addr, p->addr, 4);
+    in->sin_port = htons(p->port);
+  } else {
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    in6->sin6_family = AF_INET6;
+    memcpy(&in6->sin6_addr, p->addr, 16);
+    in6->sin6_port = htons(p->port);
+  }
+}
+
+
+static int same_ip(const lp2p_point *a, const lp2p_point *b) {
+  return a->family == b->family &&
+         memcmp(a->addr, b->addr, a->family == 4 ? 4 : 16) == 0;
+}
+
+
+/* --------------------------------------------------------------- accept */
+
+static void on_connection(uv_stream_t *server, int status) {
+  lp2p_node *n = server->data;
+  if (status < 0 || n->closing)
+    return;
+  lp2p_conn *c = lp2p__conn_new(n, 1);
+  if (c == NULL)
+    return;
+  struct sockaddr_storage ss;
+  int sslen = sizeof ss;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 ||
+      uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) < 0) {
+    lp2p_conn_close(c, LP2P_ECLOSED, NULL, 0);
+    return;
+  }
+  point_from_sockaddr(&c->addr, (struct sockaddr *)&ss);
+  char reason[128] = "refused by policy";
+  /* Octez order: the pending cap, then bans; then the policy hook. */
+  if (n->pending_incoming >= n->cfg.max_incoming_connections)
+    snprintf(reason, sizeof reason, "too many incoming connections");
+  else if (lp2p_bans_addr(n->bans, &c->addr, uv_now(n->loop)))
+    snprintf(reason, sizeof reason, "banned");
+  else if (n->hooks.accept(n->hooks.ud, &c->addr, reason, sizeof reason))
+    reason[0] = '\0';
+  if (reason[0] != '\0' || n->closing) {
+    emit_simple(n, "refused", &c->addr, LP2P_EREFUSED, reason, 0);
+    lp2p_conn_close(c, LP2P_EREFUSED, reason, 0);
+    return;
+  }
+  if (slot_assign(n, c) < 0) {
+    lp2p_conn_close(c, LP2P_ENOMEM, NULL, 0);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->counted_pending = 1;
+  n->pending_incoming++;
+  lp2p_event ev = {0};
+  ev.type = "accepted";
+  ev.conn = c->id;
+  ev.point = &c->addr;
+  ev.incoming = 1;
+  ev.motive = -1;
+  lp2p__node_emit(n, &ev);
+  lp2p__conn_arm_timeout(c, n->cfg.authentication_timeout_ms);
+  lp2p__conn_start_handshake(c);
+}
+
+
+int lp2p_node_listen(lp2p_node *n, const char *host, int port) {
+  if (n->closing)
+    return LP2P_ECLOSED;
+  if (n->nlisteners == (int)(sizeof n->listeners / sizeof n->listeners[0]))
+    return LP2P_EINVAL;
+  struct sockaddr_storage ss;
+  int rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&ss);
+  if (rc < 0)
+    rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss);
+  if (rc < 0)
+    return LP2P_EPOINT;
+  uv_tcp_t *t = malloc(sizeof *t);
+  if (t == NULL)
+    return LP2P_ENOMEM;
+  uv_tcp_init(n->loop, t);
+  t->data = n;
+  n->handles++;
+  rc = uv_tcp_bind(t, (struct sockaddr *)&ss, 0);
+  if (rc == 0)
+    rc = uv_listen((uv_stream_t *)t, n->cfg.backlog, on_connection);
+  int namelen = sizeof ss;
+  if (rc == 0)
+    rc = uv_tcp_getsockname(t, (struct sockaddr *)&ss, &namelen);
+  if (rc < 0) {
+    uv_close((uv_handle_t *)t, on_node_handle_closed);
+    return rc;
+  }
+  n->listeners[n->nlisteners++] = t;
+  lp2p_point bound;
+  point_from_sockaddr(&bound, (struct sockaddr *)&ss);
+  if (n->cfg.advertised_port == 0)
+    n->cfg.advertised_port = bound.port;
+  return bound.port;
+}
+
+
+/* -------------------------------------------------------------- connect */
+
+static void on_connect(uv_connect_t *req, int status) {
+  lp2p_conn *c = req->data;
+  if (c->state == LP2P_CONN_CLOSING)
+    return;
+  if (status < 0) {
+    lp2p_conn_close(c, status, uv_strerror(status), 0);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  lp2p__conn_start_handshake(c);
+}
+
+
+static int point_busy(lp2p_node *n, const lp2p_point *p) {
+  for (uint32_t i = 0; i < n->nslots; i++) {
+    lp2p_conn *c = n->slots[i];
+    if (c != NULL && c->state != LP2P_CONN_CLOSING &&
+        c->point.port == p->port && same_ip(&c->point, p))
+      return 1;
+  }
+  return 0;
+}
+
+
+int lp2p_node_connect(lp2p_node *n, const lp2p_point *p,
+                      const uint8_t *expected_peer_id, uint64_t timeout_ms,
+                      uint64_t *id) {
+  if (n->closing)
+    return LP2P_ECLOSED;
+  if (lp2p_bans_addr(n->bans, p, uv_now(n->loop)))
+    return LP2P_EBANNED;
+  if (n->active > n->cfg.max_connections)
+    return LP2P_ETOOMANY;
+  if (point_busy(n, p))
+    return LP2P_EALREADY;
+  lp2p_conn *c = lp2p__conn_new(n, 0);
+  if (c == NULL)
+    return LP2P_ENOMEM;
+  c->addr = *p;
+  c->point = *p;
+  if (expected_peer_id != NULL) {
+    memcpy(c->expected_peer_id, expected_peer_id, LP2P_PEER_ID_BYTES);
+    c->has_expected = 1;
+  }
+  int rc = slot_assign(n, c);
+  struct sockaddr_storage ss;
+  sockaddr_from_point(&ss, p);
+  if (rc == 0)
+    rc = uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&ss,
+                        on_connect);
+  if (rc < 0) {
+    lp2p__node_conn_freed(n, c);
+    c->id = 0; /* no "disconnected" for a connection never started */
+    lp2p_conn_close(c, rc, NULL, 0);
+    return rc;
+  }
+  c->counted_pending = 1;
+  n->pending_outgoing++;
+  lp2p__conn_arm_timeout(c, timeout_ms ? timeout_ms
+                                       : n->cfg.connection_timeout_ms);
+  *id = c->id;
+  lp2p_event ev = {0};
+  ev.type = "connecting";
+  ev.conn = c->id;
+  ev.point = p;
+  ev.incoming = 0;
+  ev.motive = -1;
+  lp2p__node_emit(n, &ev);
+  return 0;
+}
+
+
+/* ------------------------------------------------------- authentication */
+
+static int peer_connected(lp2p_node *n, const lp2p_conn *self) {
+  for (uint32_t i = 0; i < n->nslots; i++) {
+    lp2p_conn *c = n->slots[i];
+    if (c != NULL && c != self && c->has_peer_id &&
+        (c->state == LP2P_CONN_RUNNING || c->counted_active) &&
+        memcmp(c->peer_id, self->peer_id, LP2P_PEER_ID_BYTES) == 0)
+      return 1;
+  }
+  return 0;
+}
+
+
+static void refusal(const lp2p_node *n, lp2p_conn *c,
+                    const lp2p_hs_remote *r, lp2p_auth_info *info) {
+  static const int motive_of[] = {LP2P_NACK_UNKNOWN_CHAIN_NAME,
+                                  LP2P_NACK_DEPRECATED_P2P_VERSION,
+                                  LP2P_NACK_DEPRECATED_DDB_VERSION};
+  lp2p_node *node = (lp2p_node *)n;
+  info->motive = -1;
+  if (lp2p_bans_peer(node->bans, r->peer_id, uv_now(node->loop))) {
+    info->refusal = LP2P_EBANNED;
+  } else if (c->has_expected && memcmp(c->expected_peer_id, r->peer_id,
+                                       LP2P_PEER_ID_BYTES) != 0) {
+    info->refusal = LP2P_EUNEXPECTED;
+  } else if (r->version_status != 0) {
+    info->refusal = r->version_status;
+    info->motive = r->version_status == LP2P_ECHAIN     ? motive_of[0]
+                   : r->version_status == LP2P_EP2PVER ? motive_of[1]
+                                                        : motive_of[2];
+  } else if (!(n->cfg.max_connections + randombytes_uniform(2) >
+               n->active)) {
+    /* Octez randomly allows one more connection than max_connections. */
+    info->refusal = LP2P_ETOOMANY;
+    info->motive = LP2P_NACK_TOO_MANY_CONNECTIONS;
+  } else if (peer_connected(node, c)) {
+    info->refusal = LP2P_EALREADY;
+    info->motive = LP2P_NACK_ALREADY_CONNECTED;
+  }
+}
+
+
+/*
+ * After the remote metadata: run the hard checks, ask the hook, apply the
+ * verdict (Ack, Nack then close, or close). A hard refusal cannot be turned
+ * into an Ack by the hook; the hook may add Nack points or close instead.
+ */
+void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c) {
+  const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
+  lp2p_auth_info info;
+  memset(&info, 0, sizeof info);
+  info.conn = c->id;
+  info.incoming = c->incoming;
+  info.addr = c->addr;
+  info.point = c->point;
+  info.remote = r;
+  c->disable_mempool = r->disable_mempool;
+  c->private_node = r->private_node;
+  refusal(n, c, r, &info);
+  lp2p_verdict *v = calloc(1, sizeof *v);
+  if (v == NULL) {
+    lp2p_conn_close(c, LP2P_ENOMEM, NULL, 0);
+    return;
+  }
+  v->kind = info.refusal == 0    ? LP2P_VERDICT_ACK
+            : info.motive >= 0   ? LP2P_VERDICT_NACK
+                                 : LP2P_VERDICT_CLOSE;
+  v->motive = info.motive;
+  if (info.refusal != 0)
+    snprintf(v->reason, sizeof v->reason, "%s", lp2p_strerror(info.refusal));
+  lp2p_event ev = {0};
+  ev.type = "authenticated";
+  ev.conn = c->id;
+  ev.point = &c->point;
+  ev.peer_id = r->peer_id;
+  ev.incoming = c->incoming;
+  ev.motive = -1;
+  lp2p__node_emit(n, &ev);
+  if (c->state == LP2P_CONN_HANDSHAKE && !n->closing)
+    n->hooks.authenticated(n->hooks.ud, &info, v);
+  if (c->state != LP2P_CONN_HANDSHAKE || n->closing) {
+    free(v);
+    return;
+  }
+  if (info.refusal != 0 && v->kind == LP2P_VERDICT_ACK) {
+    v->kind = info.motive >= 0 ? LP2P_VERDICT_NACK : LP2P_VERDICT_CLOSE;
+    v->motive = info.motive;
+  }
+  int rc = 0;
+  if (v->kind == LP2P_VERDICT_ACK) {
+    rc = lp2p_hs_ack(c->hs);
+  } else if (v->kind == LP2P_VERDICT_NACK) {
+    rc = lp2p_hs_nack(c->hs, v->motive, v->points, v->npoints);
+    if (rc == 0) {
+      lp2p_event ne = ev;
+      ne.type = "nack_sent";
+      ne.motive = v->motive;
+      ne.reason = v->reason;
+      ne.points = v->points;
+      ne.npoints = v->npoints;
+      lp2p__node_emit(n, &ne);
+      /* The Nack is the last thing said: close once it is written. */
+      lp2p__conn_finish(c, info.refusal ? info.refusal : LP2P_EREFUSED,
+                        v->reason[0] ? v->reason : "nack sent");
+    }
+  } else {
+    lp2p_conn_close(c, info.refusal ? info.refusal : LP2P_EREFUSED,
+                    v->reason[0] ? v->reason : "closed by policy", 0);
+  }
+  free(v);
+  if (rc < 0)
+    lp2p_conn_close(c, rc, NULL, 0);
+}
+
+
+/* The remote Ack arrived: the connection is running. */
+void lp2p__node_established(lp2p_node *n, lp2p_conn *c) {
+  const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
+  c->p2p_version = r->p2p_version;
+  c->ddb_version = r->ddb_version;
+  int rc = lp2p_hs_crypto(c->hs, &c->crypto);
+  lp2p_hs_free(c->hs);
+  c->hs = NULL;
+  if (rc < 0) {
+    lp2p_conn_close(c, rc, NULL, 0);
+    return;
+  }
+  uv_timer_stop(&c->timer);
+  if (c->counted_pending) {
+    c->counted_pending = 0;
+    if (c->incoming)
+      n->pending_incoming--;
+    else
+      n->pending_outgoing--;
+  }
+  c->state = LP2P_CONN_RUNNING;
+  c->counted_active = 1;
+  n->active++;
+  lp2p_event ev = {0};
+  ev.type = "connected";
+  ev.conn = c->id;
+  ev.point = &c->point;
+  ev.peer_id = c->peer_id;
+  ev.incoming = c->incoming;
+  ev.motive = -1;
+  lp2p__node_emit(n, &ev);
+  if (n->active > n->cfg.max_connections && c->state == LP2P_CONN_RUNNING)
+    emit_simple(n, "too_many_connections", NULL, 0, NULL, n->active);
+}
+
+
+/* ---------------------------------------------------------------- stats */
+
+void lp2p_node_stat(lp2p_node *n, lp2p_stat *s, unsigned counts[4]) {
+  *s = n->total;
+  s->rate_in = s->rate_out = 0;
+  for (uint32_t i = 0; i < n->nslots; i++)
+    if (n->slots[i] != NULL) {
+      s->rate_in += n->slots[i]->stat.rate_in;
+      s->rate_out += n->slots[i]->stat.rate_out;
+    }
+  counts[0] = n->active;
+  counts[1] = n->pending_incoming;
+  counts[2] = n->pending_outgoing;
+  counts[3] = (unsigned)lp2p_bans_count(n->bans);
+}

@@ -1,0 +1,385 @@
+/*
+ * lua_loop.c - the libuv loop of a Lua state and its small handles: run,
+ * run_nowait, backend_fd (embedding in luv/cqueues/copas), timers, signals
+ * and file watches; and lp2p__pcall, the one funnel for every C->Lua call.
+ *
+ * One loop per lua_State, kept in a userdata in the registry (never a C
+ * global): its __gc closes every handle and the loop when the state closes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "lua_lp2p.h"
+
+static const char LOOP_KEY = 'L';   /* registry key: the loop box */
+static const char ERRFN_KEY = 'E';  /* registry key: error reporter */
+
+typedef struct loop_box {
+  uv_loop_t *loop;
+} loop_box;
+
+
+static void close_walk(uv_handle_t *h, void *arg) {
+  (void)arg;
+  if (!uv_is_closing(h))
+    uv_close(h, NULL); /* memory of our handles is freed in their own cbs */
+}
+
+
+static int loop_gc(lua_State *L) {
+  loop_box *b = lua_touserdata(L, 1);
+  if (b->loop == NULL)
+    return 0;
+  uv_walk(b->loop, close_walk, NULL);
+  uv_run(b->loop, UV_RUN_DEFAULT);
+  uv_loop_close(b->loop);
+  free(b->loop);
+  b->loop = NULL;
+  return 0;
+}
+
+
+uv_loop_t *lp2p__loop(lua_State *L) {
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &LOOP_KEY);
+  loop_box *b = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (b != NULL && b->loop != NULL)
+    return b->loop;
+  b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->loop = NULL;
+  lua_newtable(L);
+  lua_pushcfunction(L, loop_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_setmetatable(L, -2);
+  uv_loop_t *loop = malloc(sizeof *loop);
+  if (loop == NULL || uv_loop_init(loop) != 0) {
+    free(loop);
+    luaL_error(L, "luap2p: cannot create the event loop");
+  }
+  b->loop = loop;
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &LOOP_KEY);
+  return loop;
+}
+
+
+/* ---------------------------------------------------------- pcall funnel */
+
+static int traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  if (msg == NULL)
+    msg = luaL_tolstring(L, 1, NULL);
+  luaL_traceback(L, L, msg, 1);
+  return 1;
+}
+
+
+/*
+ * Call the function below nargs arguments on the main thread's stack, with
+ * a traceback. On error, report "<where> error: <msg>" through the error
+ * reporter (core.on_error, default stderr) and return -1 with nothing
+ * pushed; on success leave nresults values and return 0. Never raises, so
+ * no Lua error longjmps through a libuv frame.
+ */
+int lp2p__pcall(lua_State *L, int nargs, int nresults, const char *where) {
+  int base = lua_gettop(L) - nargs;
+  lua_pushcfunction(L, traceback);
+  lua_insert(L, base);
+  int rc = lua_pcall(L, nargs, nresults, base);
+  lua_remove(L, base);
+  if (rc == LUA_OK)
+    return 0;
+  const char *msg = lua_tostring(L, -1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ERRFN_KEY);
+  if (lua_isfunction(L, -1)) {
+    lua_pushstring(L, where);
+    lua_pushstring(L, msg ? msg : "(error object is not a string)");
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+      fprintf(stderr, "luap2p: error reporter failed: %s\n",
+              lua_tostring(L, -1));
+      lua_pop(L, 1);
+    }
+  } else {
+    lua_pop(L, 1);
+    fprintf(stderr, "luap2p: %s error: %s\n", where, msg ? msg : "?");
+  }
+  lua_pop(L, 1); /* the error message */
+  return -1;
+}
+
+
+lua_State *lp2p__main_thread(lua_State *L) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
+  lua_State *main = lua_tothread(L, -1);
+  lua_pop(L, 1);
+  return main;
+}
+
+
+static int core_on_error(lua_State *L) {
+  if (!lua_isnoneornil(L, 1))
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &ERRFN_KEY);
+  return 0;
+}
+
+
+/* ------------------------------------------------------------------ run */
+
+static int core_run(lua_State *L) {
+  static const char *const modes[] = {"default", "once", "nowait", NULL};
+  static const uv_run_mode uvmodes[] = {UV_RUN_DEFAULT, UV_RUN_ONCE,
+                                        UV_RUN_NOWAIT};
+  int mode = luaL_checkoption(L, 1, "default", modes);
+  int alive = uv_run(lp2p__loop(L), uvmodes[mode]);
+  lua_pushboolean(L, alive);
+  return 1;
+}
+
+
+static int core_stop(lua_State *L) {
+  uv_stop(lp2p__loop(L));
+  return 0;
+}
+
+
+static int core_backend_fd(lua_State *L) {
+  lua_pushinteger(L, uv_backend_fd(lp2p__loop(L)));
+  return 1;
+}
+
+
+static int core_backend_timeout(lua_State *L) {
+  lua_pushinteger(L, uv_backend_timeout(lp2p__loop(L)));
+  return 1;
+}
+
+
+static int core_now(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e9);
+  return 1;
+}
+
+
+/* -------------------------------------------------------------- handles */
+
+typedef struct lhandle {
+  union {
+    uv_handle_t handle;
+    uv_timer_t timer;
+    uv_signal_t signal;
+    uv_fs_event_t fs_event;
+  } u;
+  lua_State *L;
+  int cb_ref, self_ref;
+} lhandle;
+
+typedef struct lhandle_box {
+  lhandle *h;
+} lhandle_box;
+
+
+static void lhandle_closed(uv_handle_t *uh) {
+  free(uh->data);
+}
+
+
+/* Close: unref callback and self, close the libuv handle. Idempotent. */
+static int lhandle_close(lua_State *L) {
+  lhandle_box *b = lua_touserdata(L, 1);
+  lhandle *h = b->h;
+  if (h == NULL)
+    return 0;
+  b->h = NULL;
+  luaL_unref(L, LUA_REGISTRYINDEX, h->cb_ref);
+  luaL_unref(L, LUA_REGISTRYINDEX, h->self_ref);
+  h->cb_ref = h->self_ref = LUA_NOREF;
+  if (!uv_is_closing(&h->u.handle))
+    uv_close(&h->u.handle, lhandle_closed);
+  return 0;
+}
+
+
+static int lhandle_tostring(lua_State *L) {
+  lhandle_box *b = lua_touserdata(L, 1);
+  lua_getmetatable(L, 1);
+  lua_getfield(L, -1, "__name");
+  if (b->h == NULL)
+    lua_pushfstring(L, "%s (closed)", lua_tostring(L, -1));
+  else
+    lua_pushfstring(L, "%s (%p)", lua_tostring(L, -1), (void *)b->h);
+  return 1;
+}
+
+
+/*
+ * New handle box of metatable tname with callback at stack index cbidx.
+ * Pushes the userdata. The handle keeps a reference to its own userdata
+ * while active, so a running timer is not collected.
+ */
+static lhandle *lhandle_new(lua_State *L, const char *tname, int cbidx) {
+  luaL_checktype(L, cbidx, LUA_TFUNCTION);
+  lhandle_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  b->h = NULL; /* closed until its resources are acquired */
+  luaL_setmetatable(L, tname);
+  lhandle *h = calloc(1, sizeof *h);
+  if (h == NULL)
+    luaL_error(L, "luap2p: out of memory");
+  h->L = lp2p__main_thread(L);
+  lua_pushvalue(L, cbidx);
+  h->cb_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, -1);
+  h->self_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  h->u.handle.data = h;
+  b->h = h;
+  return h;
+}
+
+
+static void lhandle_call(lhandle *h, int nargs, const char *where) {
+  lua_State *L = h->L;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, h->cb_ref);
+  lua_insert(L, -1 - nargs);
+  lp2p__pcall(L, nargs, 0, where);
+}
+
+
+static void on_timer(uv_timer_t *t) {
+  lhandle *h = t->data;
+  lua_State *L = h->L;
+  int once = uv_timer_get_repeat(t) == 0;
+  int cb = h->cb_ref;
+  if (once) {
+    /* A one-shot timer is done: release it before its callback runs. */
+    h->cb_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, h->self_ref);
+    h->self_ref = LUA_NOREF;
+  }
+  lua_rawgeti(L, LUA_REGISTRYINDEX, cb);
+  if (once)
+    luaL_unref(L, LUA_REGISTRYINDEX, cb);
+  lp2p__pcall(L, 0, 0, "timer");
+}
+
+
+/* core.timer(seconds, repeat_seconds|nil, fn) -> Timer */
+static int core_timer(lua_State *L) {
+  lua_Number after = luaL_checknumber(L, 1);
+  lua_Number every = luaL_optnumber(L, 2, 0);
+  luaL_argcheck(L, after >= 0, 1, "must be >= 0");
+  luaL_argcheck(L, every >= 0, 2, "must be >= 0");
+  lhandle *h = lhandle_new(L, "luap2p.Timer", 3);
+  uv_timer_init(lp2p__loop(L), &h->u.timer);
+  uv_timer_start(&h->u.timer, on_timer, (uint64_t)(after * 1000),
+                 (uint64_t)(every * 1000));
+  return 1;
+}
+
+
+static lhandle *check_open(lua_State *L, const char *tname, const char *what) {
+  lhandle_box *b = luaL_checkudata(L, 1, tname);
+  if (b->h == NULL)
+    luaL_error(L, "attempt to use a closed %s", what);
+  return b->h;
+}
+
+
+static int timer_stop(lua_State *L) {
+  check_open(L, "luap2p.Timer", "timer");
+  return lhandle_close(L);
+}
+
+
+static int timer_unref(lua_State *L) {
+  lhandle *h = check_open(L, "luap2p.Timer", "timer");
+  uv_unref(&h->u.handle);
+  lua_settop(L, 1);
+  return 1;
+}
+
+
+static void on_signal(uv_signal_t *s, int signum) {
+  lhandle *h = s->data;
+  lua_pushinteger(h->L, signum);
+  lhandle_call(h, 1, "signal");
+}
+
+
+/* core.signal("SIGHUP"|..., fn) -> Signal; the handle does not keep the
+ * loop alive. */
+static int core_signal(lua_State *L) {
+  static const char *const names[] = {"SIGHUP", "SIGINT", "SIGTERM",
+                                      "SIGUSR1", "SIGUSR2", NULL};
+  static const int nums[] = {SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
+  int which = luaL_checkoption(L, 1, NULL, names);
+  lhandle *h = lhandle_new(L, "luap2p.Signal", 2);
+  uv_signal_init(lp2p__loop(L), &h->u.signal);
+  int rc = uv_signal_start(&h->u.signal, on_signal, nums[which]);
+  uv_unref(&h->u.handle);
+  if (rc < 0)
+    return lp2p__push_error(L, rc);
+  return 1;
+}
+
+
+static void on_fs_event(uv_fs_event_t *e, const char *name, int events,
+                        int status) {
+  lhandle *h = e->data;
+  lua_pushstring(h->L, name ? name : "");
+  lua_pushinteger(h->L, status);
+  lhandle_call(h, 2, "watch");
+}
+
+
+/* core.watch(path, fn(name, status)) -> Watch */
+static int core_watch(lua_State *L) {
+  const char *path = luaL_checkstring(L, 1);
+  lhandle *h = lhandle_new(L, "luap2p.Watch", 2);
+  uv_fs_event_init(lp2p__loop(L), &h->u.fs_event);
+  int rc = uv_fs_event_start(&h->u.fs_event, on_fs_event, path, 0);
+  uv_unref(&h->u.handle);
+  if (rc < 0) {
+    lhandle_close(L);
+    return lp2p__push_error_msg(L, rc, path);
+  }
+  return 1;
+}
+
+
+static void new_handle_type(lua_State *L, const char *tname,
+                            const luaL_Reg *methods) {
+  luaL_newmetatable(L, tname);
+  lua_pushcfunction(L, lhandle_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, lhandle_close);
+  lua_setfield(L, -2, "__close");
+  lua_pushcfunction(L, lhandle_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
+
+void lp2p__open_loop(lua_State *L) {
+  static const luaL_Reg timer_methods[] = {
+      {"stop", timer_stop}, {"unref", timer_unref}, {NULL, NULL}};
+  static const luaL_Reg close_methods[] = {{"close", lhandle_close},
+                                           {NULL, NULL}};
+  static const luaL_Reg funcs[] = {
+      {"run", core_run},
+      {"stop", core_stop},
+      {"backend_fd", core_backend_fd},
+      {"backend_timeout", core_backend_timeout},
+      {"now", core_now},
+      {"timer", core_timer},
+      {"signal", core_signal},
+      {"watch", core_watch},
+      {"on_error", core_on_error},
+      {NULL, NULL}};
+  new_handle_type(L, "luap2p.Timer", timer_methods);
+  new_handle_type(L, "luap2p.Signal", close_methods);
+  new_handle_type(L, "luap2p.Watch", close_methods);
+  luaL_setfuncs(L, funcs, 0);
+}
