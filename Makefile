@@ -45,7 +45,7 @@ all: $(MODULE)
 
 $(MODULE): $(OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(DEPS_LIBS) -lpthread
+	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(DEPS_LIBS) -lpthread -lm
 
 build/obj/%.o: core/%.c core/lp2p.h core/lua_lp2p.h
 	@mkdir -p $(dir $@)

@@ -19,6 +19,6 @@ return function(options)
     return nil, true
   end
 
-  busted.subscribe({ "suite", "end" }, closing_line, { priority = 0 })
+  busted.subscribe({ "suite", "end" }, closing_line, { priority = 1 })
   return handler
 end

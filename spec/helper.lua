@@ -1,0 +1,59 @@
+-- Shared helpers for network specs: fresh identities, nodes on 127.0.0.1
+-- with an ephemeral port, and loop-driving waits bounded in time.
+local p2p = require "luap2p"
+local core = p2p.core
+
+local _M = {}
+
+-- A fresh identity without proof of work (specs run with pow_bits = 0).
+function _M.identity()
+  return core.identity_generate()
+end
+
+-- A node listening on 127.0.0.1:0 with test-friendly defaults; extra
+-- config keys override. Returns the node (asserting it started).
+function _M.node(cfg)
+  local c = { identity = _M.identity(), pow_bits = 0, listen = "127.0.0.1:0",
+              min_connections = 0, maintenance_interval = 3600 }
+  for k, v in pairs(cfg or {}) do c[k] = v end
+  local node = assert(p2p.new(c))
+  node.addr = "127.0.0.1:" .. node.port
+  return node
+end
+
+-- Drive the loop until pred() holds; fail the spec after `timeout` s.
+function _M.wait(pred, timeout, what)
+  local ok = p2p.wait(pred, timeout or 5)
+  assert(ok, "timed out waiting for " .. (what or "condition"))
+end
+
+-- Count of running connections of a node.
+function _M.nconns(node)
+  local n = 0
+  for _ in pairs(node.conns) do n = n + 1 end
+  return n
+end
+
+-- Record every event of a node by type: returns a table type -> list.
+function _M.record(node)
+  local seen = setmetatable({}, { __index = function(t, k)
+    local l = {}
+    rawset(t, k, l)
+    return l
+  end })
+  node:on("*", function(ev) table.insert(seen[ev.type], ev) end)
+  return seen
+end
+
+-- Close nodes and let the loop finish their handles.
+function _M.close(...)
+  for i = 1, select("#", ...) do
+    local n = select(i, ...)
+    if n then n:close() end
+  end
+  for _ = 1, 20 do core.run("nowait") end
+  collectgarbage()
+  collectgarbage()
+end
+
+return _M
