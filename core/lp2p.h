@@ -318,6 +318,8 @@ typedef struct lp2p_hs_config {
   uint8_t disable_mempool, private_node;
   int incoming;                /* 1: we accepted the TCP connection */
   size_t max_conn_msg_len;     /* 0 = 65535 */
+  const uint8_t *message_nonce; /* NULL = random (normal); 24 bytes pinned
+                                   by known-answer tests */
 } lp2p_hs_config;
 
 /* Events returned by lp2p_hs_feed. */
@@ -364,7 +366,8 @@ int lp2p_hs_nack(lp2p_hs *hs, int motive, const lp2p_point *points,
 /* Take the queued output: *out is malloc'd, the caller frees it. Returns the
  * length (0 and *out NULL when nothing is queued). */
 size_t lp2p_hs_take_output(lp2p_hs *hs, uint8_t **out);
-/* The remote's data, valid after LP2P_HS_CONN_MSG. */
+/* The remote's data, from the moment its connection message decoded (so
+ * also after LP2P_EPOW / LP2P_EMYSELF); NULL before. */
 const lp2p_hs_remote *lp2p_hs_remote_info(const lp2p_hs *hs);
 /* After LP2P_HS_ACKED: copy the channel state (key and nonce counters). */
 int lp2p_hs_crypto(const lp2p_hs *hs, lp2p_crypto *out) LP2P_WARN_UNUSED;

@@ -1,7 +1,647 @@
-/* lua_frame.c - Lua binding of frame (placeholder until written). */
+/*
+ * lua_frame.c - Lua binding of frame.c, message.c and point.c: the
+ * luap2p.Channel and luap2p.MsgReader userdata, the message codec and
+ * points.
+ *
+ * Both userdata hold their C state inline (plain bytes, no handle to
+ * outlive them); close/__gc/__close release it once: the channel key and
+ * nonces are wiped, the reader's buffer freed. Binary data crosses as Lua
+ * strings of raw bytes.
+ *
+ * Lua API (added to the module table):
+ *   core.channel(key32, send_nonce24, recv_nonce24) -> Channel
+ *   ch:seal(stream [, chunk_size = 65535]) -> chunks
+ *   ch:open(chunk) -> plaintext | nil, err, code
+ *   ch:open_stream(bytes) -> plaintext, rest | nil, err, code, plaintext
+ *   ch:nonces() -> send_nonce24, recv_nonce24
+ *   ch:close()
+ *   core.msg_reader([max_len]) -> MsgReader
+ *   r:feed(bytes) -> { msg, ... } | nil, err, code, { msg, ... }
+ *   r:pending() -> bytes held;  r:close()
+ *   core.msg_encode(t) -> envelope bytes (raises on a bad table)
+ *   core.msg_decode(tag_and_payload) -> t | nil, err, code
+ *   core.point_parse(text) -> canonical, family, address, port
+ *                            | nil, "EPOINT: ...", "EPOINT"
+ *   core.nonce_increment(nonce24) -> nonce24
+ */
+#include <stdio.h>
+#include <string.h>
+
 #include "lua_lp2p.h"
+
+#define CHANNEL_MT "luap2p.Channel"
+#define READER_MT "luap2p.MsgReader"
+
+/* point.c: lp2p_point_parse with a reason for humans in *why. */
+int lp2p__point_parse_why(lp2p_point *p, const char *s, size_t len,
+                          const char **why);
+
+typedef struct lua_channel {
+  int open; /* 0 once closed: key and nonces are wiped */
+  lp2p_crypto c;
+} lua_channel;
+
+typedef struct lua_reader {
+  int open; /* 0 once closed: the buffer is freed */
+  lp2p_msg_reader r;
+} lua_reader;
+
+
+/* ------------------------------------------------------------- helpers */
+
+/* Raise unless the argument is a string of exactly n bytes. */
+static const uint8_t *check_bytes(lua_State *L, int idx, size_t n,
+                                  const char *what) {
+  size_t len;
+  const char *s = luaL_checklstring(L, idx, &len);
+  if (len != n)
+    luaL_argerror(L, idx,
+                  lua_pushfstring(L, "expected a %d-byte %s, got %d bytes",
+                                  (int)n, what, (int)len));
+  return (const uint8_t *)s;
+}
+
+
+static unsigned get_u16(const uint8_t *b) {
+  return (unsigned)b[0] << 8 | b[1];
+}
+
+
+/* nil, "ENAME: msg", "ENAME", then a copy of the partial result found at
+ * stack index idx (what was decoded before the error). */
+static int error_with_partial(lua_State *L, int idx, int err,
+                              const char *msg) {
+  lp2p__push_error_msg(L, err, msg);
+  lua_pushvalue(L, idx);
+  return 4;
+}
+
+
+/* ------------------------------------------------------------- Channel */
+
+static lua_channel *check_channel(lua_State *L, int idx) {
+  lua_channel *u = luaL_checkudata(L, idx, CHANNEL_MT);
+  if (!u->open)
+    luaL_error(L, "attempt to use a closed " CHANNEL_MT);
+  return u;
+}
+
+
+/* A new Channel userdata, closed until filled. */
+static lua_channel *new_channel(lua_State *L) {
+  lua_channel *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->open = 0;
+  memset(&u->c, 0, sizeof u->c);
+  luaL_setmetatable(L, CHANNEL_MT);
+  return u;
+}
+
+
+void lp2p__push_channel(lua_State *L, const lp2p_crypto *c) {
+  lua_channel *u = new_channel(L);
+  u->c = *c;
+  u->open = 1;
+}
+
+
+/* core.channel(key32, send_nonce24, recv_nonce24) -> Channel */
+static int core_channel(lua_State *L) {
+  const uint8_t *key = check_bytes(L, 1, LP2P_KEY_BYTES, "channel key");
+  const uint8_t *sn = check_bytes(L, 2, LP2P_NONCE_BYTES, "send nonce");
+  const uint8_t *rn = check_bytes(L, 3, LP2P_NONCE_BYTES, "receive nonce");
+  lua_channel *u = new_channel(L);
+  memcpy(u->c.key, key, LP2P_KEY_BYTES);
+  memcpy(u->c.send_nonce, sn, LP2P_NONCE_BYTES);
+  memcpy(u->c.recv_nonce, rn, LP2P_NONCE_BYTES);
+  u->open = 1;
+  return 1;
+}
+
+
+/* ch:seal(stream [, chunk_size]) -> chunk bytes. The stream (one or more
+ * whole envelopes) is cut into pieces of chunk_size - 18 bytes, one chunk
+ * each, as the Octez writer does; the send nonce advances per chunk. An
+ * empty stream gives "" (no chunk). */
+static int channel_seal(lua_State *L) {
+  lua_channel *u = check_channel(L, 1);
+  size_t len;
+  const char *s = luaL_checklstring(L, 2, &len);
+  lua_Integer cs = luaL_optinteger(L, 3, LP2P_CHUNK_SIZE_MAX);
+  luaL_argcheck(L, cs >= LP2P_CHUNK_SIZE_MIN && cs <= LP2P_CHUNK_SIZE_MAX, 3,
+                "chunk_size must be an integer in 19..65535");
+  size_t out_len = lp2p_frame_sealed_size(len, (size_t)cs);
+  if (len > 0 && out_len == 0)
+    return luaL_error(L, "seal: stream too large");
+  luaL_Buffer b;
+  uint8_t *out = (uint8_t *)luaL_buffinitsize(L, &b, out_len);
+  int rc = lp2p_frame_seal(out, (const uint8_t *)s, len, (size_t)cs, &u->c);
+  if (rc != 0)
+    return lp2p__push_error(L, rc);
+  luaL_pushresultsize(&b, out_len);
+  return 1;
+}
+
+
+/* ch:open(chunk) -> plaintext | nil, err, code. chunk is exactly one chunk
+ * with its u16 prefix. Shorter than its prefix says: ETRUNC and the receive
+ * nonce is left alone (nothing was opened); longer: EEXTRA, likewise. A
+ * prefix below 16: EBADLEN; a bad MAC: EAUTH; both advance the nonce. */
+static int channel_open(lua_State *L) {
+  lua_channel *u = check_channel(L, 1);
+  size_t len;
+  const uint8_t *s = (const uint8_t *)luaL_checklstring(L, 2, &len);
+  if (len < LP2P_CHUNK_HEADER)
+    return lp2p__push_error_msg(L, LP2P_ETRUNC,
+                                "chunk shorter than its 2-byte length");
+  size_t blen = get_u16(s);
+  if (blen < LP2P_TAG_BYTES) {
+    int rc = lp2p_chunk_open(NULL, s + 2, blen, &u->c);
+    return lp2p__push_error_msg(
+        L, rc, lua_pushfstring(L, "chunk length %d is below 16", (int)blen));
+  }
+  if (len - LP2P_CHUNK_HEADER < blen)
+    return lp2p__push_error_msg(
+        L, LP2P_ETRUNC,
+        lua_pushfstring(L, "chunk announces %d bytes, %d present", (int)blen,
+                        (int)(len - LP2P_CHUNK_HEADER)));
+  if (len - LP2P_CHUNK_HEADER > blen)
+    return lp2p__push_error_msg(
+        L, LP2P_EEXTRA,
+        lua_pushfstring(L, "%d bytes after the chunk",
+                        (int)(len - LP2P_CHUNK_HEADER - blen)));
+  luaL_Buffer b;
+  size_t plen = blen - LP2P_TAG_BYTES;
+  uint8_t *out = (uint8_t *)luaL_buffinitsize(L, &b, plen);
+  int rc = lp2p_chunk_open(out, s + 2, blen, &u->c);
+  if (rc != 0)
+    return lp2p__push_error(L, rc);
+  luaL_pushresultsize(&b, plen);
+  return 1;
+}
+
+
+/*
+ * ch:open_stream(bytes) -> plaintext, rest
+ *                        | nil, err, code, plaintext_before_the_error
+ * Opens every whole chunk at the start of bytes, in order, and returns
+ * their plaintexts concatenated. `rest` is the number of trailing bytes
+ * that form only the beginning of a chunk (0..65536): they are not
+ * consumed and the receive nonce has not moved for them, so the caller
+ * keeps bytes:sub(#bytes - rest + 1) and puts it in front of what arrives
+ * next. The channel keeps no bytes itself. On the first bad chunk (prefix
+ * below 16: EBADLEN, bad MAC: EAUTH) it stops; the 4th value holds the
+ * plaintext of the good chunks before it. Either error is fatal for the
+ * connection (Octez closes it).
+ */
+static int channel_open_stream(lua_State *L) {
+  lua_channel *u = check_channel(L, 1);
+  size_t len;
+  const uint8_t *s = (const uint8_t *)luaL_checklstring(L, 2, &len);
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  size_t pos = 0;
+  while (len - pos >= LP2P_CHUNK_HEADER) {
+    size_t blen = get_u16(s + pos);
+    if (blen < LP2P_TAG_BYTES) {
+      int rc = lp2p_chunk_open(NULL, s + pos + 2, blen, &u->c);
+      luaL_pushresult(&b);
+      return error_with_partial(
+          L, lua_gettop(L), rc,
+          lua_pushfstring(L, "chunk length %d is below 16", (int)blen));
+    }
+    if (len - pos - LP2P_CHUNK_HEADER < blen)
+      break; /* partial chunk: left to the caller */
+    size_t plen = blen - LP2P_TAG_BYTES;
+    uint8_t *out = (uint8_t *)luaL_prepbuffsize(&b, plen);
+    int rc = lp2p_chunk_open(out, s + pos + 2, blen, &u->c);
+    if (rc != 0) {
+      luaL_pushresult(&b);
+      return error_with_partial(L, lua_gettop(L), rc, lp2p_strerror(rc));
+    }
+    luaL_addsize(&b, plen);
+    pos += LP2P_CHUNK_HEADER + blen;
+  }
+  luaL_pushresult(&b);
+  lua_pushinteger(L, (lua_Integer)(len - pos));
+  return 2;
+}
+
+
+/* ch:nonces() -> send_nonce24, recv_nonce24 (the next ones to be used) */
+static int channel_nonces(lua_State *L) {
+  lua_channel *u = check_channel(L, 1);
+  lua_pushlstring(L, (const char *)u->c.send_nonce, LP2P_NONCE_BYTES);
+  lua_pushlstring(L, (const char *)u->c.recv_nonce, LP2P_NONCE_BYTES);
+  return 2;
+}
+
+
+/* close, __gc and __close: wipe once; later calls do nothing. */
+static int channel_close(lua_State *L) {
+  lua_channel *u = luaL_checkudata(L, 1, CHANNEL_MT);
+  if (u->open) {
+    lp2p_crypto_wipe(&u->c);
+    u->open = 0;
+  }
+  return 0;
+}
+
+
+static int channel_tostring(lua_State *L) {
+  lua_channel *u = luaL_checkudata(L, 1, CHANNEL_MT);
+  if (u->open)
+    lua_pushfstring(L, CHANNEL_MT " (%p)", (void *)u);
+  else
+    lua_pushliteral(L, CHANNEL_MT " (closed)");
+  return 1;
+}
+
+
+/* ----------------------------------------------------------- MsgReader */
+
+static lua_reader *check_reader(lua_State *L, int idx) {
+  lua_reader *u = luaL_checkudata(L, idx, READER_MT);
+  if (!u->open)
+    luaL_error(L, "attempt to use a closed " READER_MT);
+  return u;
+}
+
+
+/* core.msg_reader([max_len]) -> MsgReader. max_len caps the u32 length
+ * field; the default (Octez) keeps the whole envelope within 100 MiB. */
+static int core_msg_reader(lua_State *L) {
+  lua_Integer max = luaL_optinteger(L, 1, 0);
+  luaL_argcheck(L, max == 0 || (max >= 2 && max <= 0xffffffff), 1,
+                "max_len must be an integer in 2..2^32-1");
+  lua_reader *u = lua_newuserdatauv(L, sizeof *u, 0);
+  u->open = 0;
+  lp2p_msg_reader_init(&u->r, (size_t)max);
+  luaL_setmetatable(L, READER_MT);
+  u->open = 1;
+  return 1;
+}
+
+
+typedef struct feed_state {
+  lua_State *L;
+  int table; /* absolute stack index of the result array */
+  lua_Integer n;
+} feed_state;
+
+
+/* Runs inside lp2p_msg_reader_feed; a memory error raised here is safe:
+ * the reader is at a message boundary whenever the callback runs. */
+static int feed_cb(void *ud, const uint8_t *msg, size_t len) {
+  feed_state *st = ud;
+  lua_pushlstring(st->L, (const char *)msg, len);
+  lua_rawseti(st->L, st->table, ++st->n);
+  return 0;
+}
+
+
+/* r:feed(bytes) -> array of whole messages (tag || payload, no u32 prefix)
+ *                | nil, err, code, array of the messages before the error.
+ * Errors (EPROTO: length below 2; EMSGSIZE: length over the cap; ENOMEM)
+ * are sticky: the stream cannot be resynchronised, every later feed fails
+ * the same way. */
+static int reader_feed(lua_State *L) {
+  lua_reader *u = check_reader(L, 1);
+  size_t len;
+  const uint8_t *s = (const uint8_t *)luaL_checklstring(L, 2, &len);
+  lua_newtable(L);
+  feed_state st = {L, lua_gettop(L), 0};
+  int rc = lp2p_msg_reader_feed(&u->r, s, len, feed_cb, &st);
+  if (rc == 0)
+    return 1;
+  const lp2p_msg_reader *r = &u->r;
+  unsigned long n = (unsigned long)r->hdr[0] << 24 |
+                    (unsigned long)r->hdr[1] << 16 |
+                    (unsigned long)r->hdr[2] << 8 | r->hdr[3];
+  char msg[96];
+  if (rc == LP2P_EMSGSIZE)
+    snprintf(msg, sizeof msg, "message length %lu exceeds the limit %lu", n,
+             (unsigned long)(r->max_len ? r->max_len : LP2P_MSG_MAX - 4));
+  else if (rc == LP2P_EPROTO)
+    snprintf(msg, sizeof msg, "message length %lu leaves no room for a tag",
+             n);
+  else
+    snprintf(msg, sizeof msg, "%s", lp2p_strerror(rc));
+  return error_with_partial(L, st.table, rc, msg);
+}
+
+
+static int reader_pending(lua_State *L) {
+  lua_reader *u = check_reader(L, 1);
+  lua_pushinteger(L, (lua_Integer)lp2p_msg_reader_pending(&u->r));
+  return 1;
+}
+
+
+static int reader_close(lua_State *L) {
+  lua_reader *u = luaL_checkudata(L, 1, READER_MT);
+  if (u->open) {
+    lp2p_msg_reader_free(&u->r);
+    u->open = 0;
+  }
+  return 0;
+}
+
+
+static int reader_tostring(lua_State *L) {
+  lua_reader *u = luaL_checkudata(L, 1, READER_MT);
+  if (u->open)
+    lua_pushfstring(L, READER_MT " (%d bytes pending)",
+                    (int)lp2p_msg_reader_pending(&u->r));
+  else
+    lua_pushliteral(L, READER_MT " (closed)");
+  return 1;
+}
+
+
+/* -------------------------------------------------------- message codec */
+
+static const struct {
+  const char *name;
+  uint16_t tag;
+} msg_types[] = {
+    {"disconnect", LP2P_MSG_DISCONNECT},
+    {"bootstrap", LP2P_MSG_BOOTSTRAP},
+    {"advertise", LP2P_MSG_ADVERTISE},
+    {"swap_request", LP2P_MSG_SWAP_REQUEST},
+    {"swap_ack", LP2P_MSG_SWAP_ACK},
+};
+#define N_MSG_TYPES (sizeof msg_types / sizeof msg_types[0])
+
+
+/* Raise "bad argument #1 to 'msg_encode' (<field>: <why>)". */
+static int field_error(lua_State *L, const char *field, const char *why) {
+  return luaL_argerror(L, 1, lua_pushfstring(L, "%s: %s", field, why));
+}
+
+
+/* Parse the string at the top of the stack as a point for `field`; pops
+ * it. Raises on anything but a valid point string. */
+static void field_point(lua_State *L, lp2p_point *p, const char *field) {
+  size_t len;
+  if (lua_type(L, -1) != LUA_TSTRING)
+    field_error(L, field,
+                lua_pushfstring(L, "point string expected, got %s",
+                                luaL_typename(L, -1)));
+  const char *s = lua_tolstring(L, -1, &len);
+  const char *why = NULL;
+  if (lp2p__point_parse_why(p, s, len, &why) != 0)
+    field_error(L, field, lua_pushfstring(L, "EPOINT: %s", why));
+  lua_pop(L, 1);
+}
+
+
+/*
+ * core.msg_encode(t) -> [u32 length][u16 tag][body]
+ * t.type: "disconnect" | "bootstrap" | "advertise" (t.points: array of at
+ * most 100 point strings) | "swap_request" | "swap_ack" (t.point, and
+ * t.peer_id of 16 bytes) | "message" (t.tag in 16..65535, t.payload bytes,
+ * default ""). A bad table raises, naming the field. The only runtime
+ * failure is EMSGSIZE (envelope over 100 MiB): nil, err, code.
+ * Stack: the payload string stays referenced by t while m.body points
+ * into it.
+ */
+static int core_msg_encode(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lp2p_msg m;
+  memset(&m, 0, sizeof m);
+  if (lua_getfield(L, 1, "type") != LUA_TSTRING)
+    return field_error(L, "type", "string expected");
+  const char *type = lua_tostring(L, -1);
+  int found = 0;
+  for (size_t i = 0; i < N_MSG_TYPES; i++)
+    if (strcmp(type, msg_types[i].name) == 0) {
+      m.tag = msg_types[i].tag;
+      found = 1;
+    }
+  if (!found && strcmp(type, "message") != 0)
+    return field_error(
+        L, "type",
+        lua_pushfstring(L, "unknown message type '%s'", type));
+  lua_pop(L, 1);
+
+  if (m.tag == LP2P_MSG_ADVERTISE) {
+    if (lua_getfield(L, 1, "points") != LUA_TTABLE)
+      return field_error(L, "points", "array of point strings expected");
+    lua_Integer n = luaL_len(L, -1);
+    if (n > LP2P_ADVERTISE_MAX)
+      return field_error(
+          L, "points",
+          lua_pushfstring(L, "at most 100 points, got %d", (int)n));
+    for (lua_Integer i = 1; i <= n; i++) {
+      char field[32];
+      snprintf(field, sizeof field, "points[%d]", (int)i);
+      lua_geti(L, -1, i);
+      field_point(L, &m.points[i - 1], field);
+    }
+    m.npoints = (size_t)n;
+    lua_pop(L, 1);
+  } else if (m.tag == LP2P_MSG_SWAP_REQUEST || m.tag == LP2P_MSG_SWAP_ACK) {
+    lua_getfield(L, 1, "point");
+    field_point(L, &m.point, "point");
+    size_t len;
+    if (lua_getfield(L, 1, "peer_id") != LUA_TSTRING)
+      return field_error(L, "peer_id", "16-byte string expected");
+    const char *id = lua_tolstring(L, -1, &len);
+    if (len != LP2P_PEER_ID_BYTES)
+      return field_error(
+          L, "peer_id",
+          lua_pushfstring(L, "16 bytes expected, got %d", (int)len));
+    memcpy(m.peer_id, id, LP2P_PEER_ID_BYTES);
+    lua_pop(L, 1);
+  } else if (!found) {
+    int isint;
+    lua_getfield(L, 1, "tag");
+    lua_Integer tag = lua_tointegerx(L, -1, &isint);
+    if (!isint || tag < LP2P_MSG_APP_MIN || tag > 0xffff)
+      return field_error(L, "tag", "integer in 16..65535 expected");
+    m.tag = (uint16_t)tag;
+    lua_pop(L, 1);
+    int t = lua_getfield(L, 1, "payload"); /* left on the stack */
+    if (t == LUA_TSTRING)
+      m.body = (const uint8_t *)lua_tolstring(L, -1, &m.body_len);
+    else if (t != LUA_TNIL)
+      return field_error(L, "payload", "string expected");
+  }
+
+  long total = lp2p_msg_encode(NULL, 0, &m);
+  if (total < 0)
+    return lp2p__push_error(L, (int)total);
+  luaL_Buffer b;
+  uint8_t *out = (uint8_t *)luaL_buffinitsize(L, &b, (size_t)total);
+  long n = lp2p_msg_encode(out, (size_t)total, &m);
+  if (n != total)
+    return luaL_error(L, "msg_encode: size changed"); /* a bug */
+  luaL_pushresultsize(&b, (size_t)total);
+  return 1;
+}
+
+
+static void set_point_field(lua_State *L, const lp2p_point *p,
+                            const char *field) {
+  char text[LP2P_POINT_TEXT_MAX + 1];
+  int n = lp2p_point_format(text, p);
+  lua_pushlstring(L, text, n > 0 ? (size_t)n : 0);
+  lua_setfield(L, -2, field);
+}
+
+
+/*
+ * core.msg_decode(bytes) -> t | nil, err, code
+ * bytes is one message as r:feed returns it: tag || payload, without the
+ * u32 length. t has type and tag, plus points (advertise, canonical point
+ * strings), point and peer_id (swap_*), payload (type "message").
+ * Errors: EPROTO (tag 0 or 6..15, over 100 points), ETRUNC, EEXTRA, EPOINT.
+ */
+static int core_msg_decode(lua_State *L) {
+  size_t len;
+  const uint8_t *s = (const uint8_t *)luaL_checklstring(L, 1, &len);
+  lp2p_msg m;
+  int rc = lp2p_msg_decode(&m, s, len);
+  if (rc != 0) {
+    if (len < 2)
+      return lp2p__push_error_msg(L, rc, "message shorter than its tag");
+    const char *why = rc == LP2P_EPROTO && m.tag == LP2P_MSG_ADVERTISE
+                          ? "more than 100 points in Advertise"
+                      : rc == LP2P_EPROTO ? "unknown message tag"
+                                          : lp2p_strerror(rc);
+    char msg[96];
+    snprintf(msg, sizeof msg, "%s (tag 0x%04x)", why, (unsigned)m.tag);
+    return lp2p__push_error_msg(L, rc, msg);
+  }
+  lua_createtable(L, 0, 4);
+  const char *type = "message";
+  for (size_t i = 0; i < N_MSG_TYPES; i++)
+    if (msg_types[i].tag == m.tag)
+      type = msg_types[i].name;
+  lua_pushstring(L, type);
+  lua_setfield(L, -2, "type");
+  lua_pushinteger(L, m.tag);
+  lua_setfield(L, -2, "tag");
+  switch (m.tag) {
+  case LP2P_MSG_DISCONNECT:
+  case LP2P_MSG_BOOTSTRAP:
+    break;
+  case LP2P_MSG_ADVERTISE:
+    lua_createtable(L, (int)m.npoints, 0);
+    for (size_t i = 0; i < m.npoints; i++) {
+      char text[LP2P_POINT_TEXT_MAX + 1];
+      int n = lp2p_point_format(text, &m.points[i]);
+      lua_pushlstring(L, text, n > 0 ? (size_t)n : 0);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "points");
+    break;
+  case LP2P_MSG_SWAP_REQUEST:
+  case LP2P_MSG_SWAP_ACK:
+    set_point_field(L, &m.point, "point");
+    lua_pushlstring(L, (const char *)m.peer_id, LP2P_PEER_ID_BYTES);
+    lua_setfield(L, -2, "peer_id");
+    break;
+  default:
+    lua_pushlstring(L, (const char *)m.body, m.body_len);
+    lua_setfield(L, -2, "payload");
+    break;
+  }
+  return 1;
+}
+
+
+/* ---------------------------------------------------- points and nonces */
+
+/* core.point_parse(text) -> canonical, family (4|6), address, port
+ *                         | nil, "EPOINT: <why>", "EPOINT" */
+static int core_point_parse(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lp2p_point p;
+  const char *why = NULL;
+  if (lp2p__point_parse_why(&p, s, len, &why) != 0)
+    return lp2p__push_error_msg(L, LP2P_EPOINT, why);
+  char text[LP2P_POINT_TEXT_MAX + 1];
+  int n = lp2p_point_format(text, &p);
+  lua_pushlstring(L, text, (size_t)n);
+  lua_pushinteger(L, p.family);
+  /* The address alone: the canonical text without brackets and port. */
+  const char *colon = strrchr(text, ':');
+  if (p.family == 6)
+    lua_pushlstring(L, text + 1, (size_t)(colon - text) - 2);
+  else
+    lua_pushlstring(L, text, (size_t)(colon - text));
+  lua_pushinteger(L, p.port);
+  return 4;
+}
+
+
+/* core.nonce_increment(nonce24) -> nonce24 + 1 (192-bit big-endian) */
+static int core_nonce_increment(lua_State *L) {
+  uint8_t n[LP2P_NONCE_BYTES];
+  memcpy(n, check_bytes(L, 1, LP2P_NONCE_BYTES, "nonce"), sizeof n);
+  lp2p_nonce_increment(n);
+  lua_pushlstring(L, (const char *)n, sizeof n);
+  return 1;
+}
+
+
+/* ------------------------------------------------------------- opening */
+
+static const luaL_Reg channel_methods[] = {
+    {"seal", channel_seal},
+    {"open", channel_open},
+    {"open_stream", channel_open_stream},
+    {"nonces", channel_nonces},
+    {"close", channel_close},
+    {NULL, NULL}};
+
+static const luaL_Reg channel_meta[] = {
+    {"__gc", channel_close},
+    {"__close", channel_close},
+    {"__tostring", channel_tostring},
+    {NULL, NULL}};
+
+static const luaL_Reg reader_methods[] = {
+    {"feed", reader_feed},
+    {"pending", reader_pending},
+    {"close", reader_close},
+    {NULL, NULL}};
+
+static const luaL_Reg reader_meta[] = {
+    {"__gc", reader_close},
+    {"__close", reader_close},
+    {"__tostring", reader_tostring},
+    {NULL, NULL}};
+
+static const luaL_Reg core_functions[] = {
+    {"channel", core_channel},
+    {"msg_reader", core_msg_reader},
+    {"msg_encode", core_msg_encode},
+    {"msg_decode", core_msg_decode},
+    {"point_parse", core_point_parse},
+    {"nonce_increment", core_nonce_increment},
+    {NULL, NULL}};
+
+
+static void new_class(lua_State *L, const char *name, const luaL_Reg *meta,
+                      const luaL_Reg *methods) {
+  luaL_newmetatable(L, name);
+  luaL_setfuncs(L, meta, 0);
+  lua_newtable(L); /* luaL_newlib needs an array, not a pointer */
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
 
 
 void lp2p__open_frame(lua_State *L) {
-  (void)L;
+  new_class(L, CHANNEL_MT, channel_meta, channel_methods);
+  new_class(L, READER_MT, reader_meta, reader_methods);
+  luaL_setfuncs(L, core_functions, 0);
+  lua_pushinteger(L, LP2P_ADVERTISE_MAX);
+  lua_setfield(L, -2, "ADVERTISE_MAX");
+  lua_pushinteger(L, LP2P_POINT_TEXT_MAX);
+  lua_setfield(L, -2, "POINT_TEXT_MAX");
 }

@@ -1,7 +1,573 @@
-/* lua_handshake.c - Lua binding of handshake (placeholder until written). */
+/*
+ * lua_handshake.c - Lua binding of the handshake state machine
+ * (luap2p.Handshake) and of the connection message helpers.
+ *
+ *   core.handshake{identity=, incoming=, chain=, pow_bits=, port=,
+ *                  p2p_versions=, ddb_versions=, private_node=,
+ *                  disable_mempool=, max_conn_msg_len=, message_nonce=}
+ *     -> Handshake
+ *   hs:output() -> bytes queued for the remote (maybe "")
+ *   hs:feed(bytes) -> event, consumed | nil, "ENAME: msg", "ENAME"
+ *   hs:ack() / hs:nack(motive[, {points}]) -> true | nil, err, ENAME
+ *   hs:remote() -> table | nil (before the remote connection message)
+ *   hs:channel() -> Channel | nil, err, ENAME (before Ack)
+ *   hs:close()
+ *   core.conn_msg_decode(body) -> table | nil, err, ENAME
+ *   core.conn_msg_encode(t) -> whole message with its u16 prefix
+ *   core.nonces(init_msg, resp_msg) -> n_ir, n_ri
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
 #include "lua_lp2p.h"
+
+#define HS_MT "luap2p.Handshake"
+#define IDENTITY_MT "luap2p.Identity"
+#define CONN_MSG_MAX (2 + 90 + LP2P_CHAIN_NAME_MAX)
+
+/* The userdata: the state machine is malloc'd by lp2p_hs_new; NULL once
+ * closed. The flags remember which parts of the remote info are valid. */
+typedef struct hs_box {
+  lp2p_hs *hs;
+  int incoming;
+  int got_meta, nacked, acked;
+} hs_box;
+
+static const char *const event_names[] = {
+  [LP2P_HS_NEED_MORE] = "need_more",
+  [LP2P_HS_CONN_MSG] = "conn_msg",
+  [LP2P_HS_METADATA] = "metadata",
+  [LP2P_HS_ACKED] = "acked",
+  [LP2P_HS_NACKED] = "nacked",
+};
+
+static const char *const option_names[] = {
+  "identity", "incoming", "chain", "pow_bits", "port", "p2p_versions",
+  "ddb_versions", "private_node", "disable_mempool", "max_conn_msg_len",
+  "message_nonce", NULL
+};
+
+
+static hs_box *check_box(lua_State *L, int idx) {
+  return luaL_checkudata(L, idx, HS_MT);
+}
+
+
+/* The open state machine, or raise. */
+static lp2p_hs *check_hs(lua_State *L, int idx) {
+  hs_box *b = check_box(L, idx);
+  if (b->hs == NULL)
+    luaL_error(L, "attempt to use a closed Handshake");
+  return b->hs;
+}
+
+
+/* ----------------------------------------------------------- options */
+
+/* Raise "core.handshake: option 'name' must be ...". Never returns. */
+static int bad_option(lua_State *L, const char *name, const char *what) {
+  return luaL_error(L, "core.handshake: option '%s' %s", name, what);
+}
+
+
+/* Push opts[name] (nil when absent); returns its type. */
+static int get_option(lua_State *L, int opts, const char *name) {
+  return lua_getfield(L, opts, name);
+}
+
+
+static int opt_bool(lua_State *L, int opts, const char *name, int def) {
+  int t = get_option(L, opts, name);
+  int v = def;
+  if (t == LUA_TBOOLEAN)
+    v = lua_toboolean(L, -1);
+  else if (t != LUA_TNIL)
+    bad_option(L, name, "must be a boolean");
+  lua_pop(L, 1);
+  return v;
+}
+
+
+static lua_Integer opt_int(lua_State *L, int opts, const char *name,
+                           lua_Integer def, lua_Integer min,
+                           lua_Integer max) {
+  int t = get_option(L, opts, name);
+  lua_Integer v = def;
+  if (t != LUA_TNIL) {
+    int ok;
+    v = lua_tointegerx(L, -1, &ok);
+    if (t != LUA_TNUMBER || !ok || v < min || v > max) {
+      lua_pushfstring(L, "must be an integer in [%I, %I]", min, max);
+      bad_option(L, name, lua_tostring(L, -1));
+    }
+  }
+  lua_pop(L, 1);
+  return v;
+}
+
+
+/*
+ * A list of supported versions, e.g. {0, 1}. The C core works on a range:
+ * every number from the smallest to the largest listed is supported (the
+ * Octez lists are contiguous); the largest is announced.
+ */
+static lp2p_version_range opt_versions(lua_State *L, int opts,
+                                       const char *name,
+                                       lp2p_version_range def) {
+  int t = get_option(L, opts, name);
+  lp2p_version_range r = def;
+  if (t != LUA_TNIL) {
+    lua_Integer n = t == LUA_TTABLE ? (lua_Integer)lua_rawlen(L, -1) : 0;
+    if (n == 0)
+      bad_option(L, name, "must be a non-empty list of versions");
+    for (lua_Integer i = 1; i <= n; i++) {
+      int ok;
+      lua_rawgeti(L, -1, i);
+      lua_Integer v = lua_tointegerx(L, -1, &ok);
+      if (lua_type(L, -1) != LUA_TNUMBER || !ok || v < 0 || v > 65535)
+        bad_option(L, name, "must hold integers in [0, 65535]");
+      lua_pop(L, 1);
+      if (i == 1 || v < r.min)
+        r.min = (uint16_t)v;
+      if (i == 1 || v > r.max)
+        r.max = (uint16_t)v;
+    }
+  }
+  lua_pop(L, 1);
+  return r;
+}
+
+
+/* Every key of opts must be a known option (catches typos). */
+static void check_option_names(lua_State *L, int opts) {
+  lua_pushnil(L);
+  while (lua_next(L, opts) != 0) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING)
+      luaL_error(L, "core.handshake: option names must be strings");
+    const char *k = lua_tostring(L, -1);
+    int known = 0;
+    for (int i = 0; option_names[i] != NULL; i++)
+      if (strcmp(k, option_names[i]) == 0)
+        known = 1;
+    if (!known)
+      luaL_error(L, "core.handshake: unknown option '%s'", k);
+  }
+}
+
+
+/*
+ * core.handshake(opts) -> Handshake. Every option is validated before
+ * anything is allocated, so a raise leaks nothing. The identity's keys are
+ * copied by lp2p_hs_new: the Identity may be closed afterwards.
+ */
+static int l_handshake(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  check_option_names(L, 1);
+  lp2p_hs_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+
+  get_option(L, 1, "identity");
+  if (luaL_testudata(L, -1, IDENTITY_MT) == NULL)
+    bad_option(L, "identity", "must be a luap2p.Identity");
+  cfg.identity = lp2p__check_identity(L, lua_gettop(L));
+  /* Stays on the stack: the pointer is valid until lp2p_hs_new copied. */
+
+  if (get_option(L, 1, "incoming") != LUA_TBOOLEAN)
+    bad_option(L, "incoming", "must be a boolean (required)");
+  cfg.incoming = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+
+  char chain[LP2P_CHAIN_NAME_MAX + 1] = "TEZOS_MAINNET";
+  size_t chain_len = strlen(chain);
+  int t = get_option(L, 1, "chain");
+  if (t != LUA_TNIL) {
+    const char *s = lua_tolstring(L, -1, &chain_len);
+    if (t != LUA_TSTRING || chain_len > LP2P_CHAIN_NAME_MAX)
+      bad_option(L, "chain", "must be a string of at most 255 bytes");
+    memcpy(chain, s, chain_len);
+  }
+  lua_pop(L, 1);
+  cfg.chain_name = chain;
+  cfg.chain_name_len = chain_len;
+
+  double bits = LP2P_POW_DEFAULT_BITS;
+  t = get_option(L, 1, "pow_bits");
+  if (t != LUA_TNIL) {
+    bits = lua_tonumber(L, -1);
+    if (t != LUA_TNUMBER || !(bits >= 0 && bits <= 256))
+      bad_option(L, "pow_bits", "must be a number in [0, 256]");
+  }
+  lua_pop(L, 1);
+  if (lp2p_pow_target_make(&cfg.target, bits) != 0)
+    bad_option(L, "pow_bits", "must be a number in [0, 256]");
+
+  cfg.advertised_port = (uint16_t)opt_int(L, 1, "port", 0, 0, 65535);
+  cfg.p2p = opt_versions(L, 1, "p2p_versions", (lp2p_version_range){0, 1});
+  cfg.ddb = opt_versions(L, 1, "ddb_versions", (lp2p_version_range){0, 2});
+  cfg.private_node = (uint8_t)opt_bool(L, 1, "private_node", 0);
+  cfg.disable_mempool = (uint8_t)opt_bool(L, 1, "disable_mempool", 0);
+  /* Below 90 bytes no connection message fits. */
+  cfg.max_conn_msg_len =
+      (size_t)opt_int(L, 1, "max_conn_msg_len", 65535, 90, 65535);
+
+  uint8_t nonce[LP2P_NONCE_BYTES];
+  t = get_option(L, 1, "message_nonce");
+  if (t != LUA_TNIL) {
+    size_t n = 0;
+    const char *s = lua_tolstring(L, -1, &n);
+    if (t != LUA_TSTRING || n != LP2P_NONCE_BYTES)
+      bad_option(L, "message_nonce", "must be a 24-byte string");
+    memcpy(nonce, s, n);
+    cfg.message_nonce = nonce;
+  }
+  lua_pop(L, 1);
+
+  /* Closed box first, then the resource (liolib newprefile). */
+  hs_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
+  luaL_setmetatable(L, HS_MT);
+  int err = 0;
+  b->hs = lp2p_hs_new(&cfg, &err);
+  b->incoming = cfg.incoming;
+  if (b->hs == NULL)
+    return lp2p__push_error(L, err);
+  return 1;
+}
+
+
+/* ---------------------------------------------------------- methods */
+
+static int hs_close(lua_State *L) {
+  hs_box *b = check_box(L, 1);
+  lp2p_hs_free(b->hs); /* wipes the keys */
+  b->hs = NULL;
+  return 0;
+}
+
+
+static int hs_tostring(lua_State *L) {
+  hs_box *b = check_box(L, 1);
+  if (b->hs == NULL)
+    lua_pushliteral(L, "luap2p.Handshake (closed)");
+  else
+    lua_pushfstring(L, "luap2p.Handshake (%s, %p)",
+                    b->incoming ? "incoming" : "outgoing", (void *)b->hs);
+  return 1;
+}
+
+
+/* hs:output() -> the bytes queued for the remote since the last call. */
+static int hs_output(lua_State *L) {
+  lp2p_hs *hs = check_hs(L, 1);
+  uint8_t *out = NULL;
+  size_t len = lp2p_hs_take_output(hs, &out);
+  lua_pushlstring(L, len ? (const char *)out : "", len);
+  free(out);
+  return 1;
+}
+
+
+/* hs:feed(bytes) -> event name, bytes consumed; or the error triple. */
+static int hs_feed(lua_State *L) {
+  hs_box *b = check_box(L, 1);
+  lp2p_hs *hs = check_hs(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  size_t used = 0;
+  int ev = lp2p_hs_feed(hs, (const uint8_t *)data, len, &used);
+  if (ev < 0)
+    return lp2p__push_error(L, ev);
+  if (ev == LP2P_HS_METADATA)
+    b->got_meta = 1;
+  else if (ev == LP2P_HS_NACKED)
+    b->nacked = 1;
+  else if (ev == LP2P_HS_ACKED)
+    b->acked = 1;
+  lua_pushstring(L, event_names[ev]);
+  lua_pushinteger(L, (lua_Integer)used);
+  return 2;
+}
+
+
+static int hs_ack(lua_State *L) {
+  int rc = lp2p_hs_ack(check_hs(L, 1));
+  if (rc != 0)
+    return lp2p__push_error(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+
+/* hs:nack(motive[, {"a.b.c.d:port", ...}]): a bad motive or point raises
+ * (caller's mistake); calling it at the wrong time returns ESTATE. */
+static int hs_nack(lua_State *L) {
+  lp2p_hs *hs = check_hs(L, 1);
+  lua_Integer motive = luaL_checkinteger(L, 2);
+  luaL_argcheck(L, motive >= INT16_MIN && motive <= INT16_MAX, 2,
+                "motive must fit a signed 16-bit integer");
+  lp2p_point points[LP2P_NACK_POINTS_MAX];
+  size_t n = 0;
+  if (!lua_isnoneornil(L, 3)) {
+    luaL_checktype(L, 3, LUA_TTABLE);
+    lua_Integer len = (lua_Integer)lua_rawlen(L, 3);
+    luaL_argcheck(L, len <= LP2P_NACK_POINTS_MAX, 3,
+                  "at most 100 points");
+    for (lua_Integer i = 1; i <= len; i++) {
+      lua_rawgeti(L, 3, i);
+      size_t sl;
+      const char *s = lua_tolstring(L, -1, &sl);
+      if (lua_type(L, -1) != LUA_TSTRING ||
+          lp2p_point_parse(&points[n], s, sl) != 0) {
+        lua_pushfstring(L, "bad point #%I", i);
+        return luaL_argerror(L, 3, lua_tostring(L, -1));
+      }
+      lua_pop(L, 1);
+      n++;
+    }
+  }
+  int rc = lp2p_hs_nack(hs, (int)motive, points, n);
+  if (rc != 0)
+    return lp2p__push_error(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+
+static void set_str(lua_State *L, const char *k, const void *p, size_t n) {
+  lua_pushlstring(L, (const char *)p, n);
+  lua_setfield(L, -2, k);
+}
+
+
+static void set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+
+static void set_bool(lua_State *L, const char *k, int v) {
+  lua_pushboolean(L, v);
+  lua_setfield(L, -2, k);
+}
+
+
+/* Push the text of a peer id. */
+static void push_peer_id(lua_State *L, const uint8_t id[LP2P_PEER_ID_BYTES]) {
+  char text[LP2P_PEER_ID_B58_LEN + 1];
+  lp2p_peer_id_encode(text, id);
+  lua_pushstring(L, text);
+}
+
+
+/* The fields shared by hs:remote() and core.conn_msg_decode(). */
+static void push_conn_msg_fields(lua_State *L, const lp2p_conn_msg *m) {
+  set_int(L, "port", m->port);
+  set_str(L, "public_key", m->pk, LP2P_PK_BYTES);
+  set_str(L, "proof_of_work_stamp", m->stamp, LP2P_STAMP_BYTES);
+  set_str(L, "message_nonce", m->nonce, LP2P_NONCE_BYTES);
+  size_t keep = m->chain_len < LP2P_CHAIN_NAME_MAX ? m->chain_len
+                                                    : LP2P_CHAIN_NAME_MAX;
+  set_str(L, "chain", m->chain, keep);
+  set_int(L, "chain_len", (lua_Integer)m->chain_len);
+  set_int(L, "ddb_version", m->ddb_version);
+  set_int(L, "p2p_version", m->p2p_version);
+  uint8_t id[LP2P_PEER_ID_BYTES];
+  lp2p_peer_id(id, m->pk);
+  push_peer_id(L, id);
+  lua_setfield(L, -2, "peer_id");
+  set_str(L, "peer_id_bytes", id, LP2P_PEER_ID_BYTES);
+}
+
+
+/*
+ * hs:remote() -> nil before the remote connection message decoded; then a
+ * table: the message's fields, version_status (nil or "ECHAIN" /
+ * "EP2PVER" / "EDDBVER"), chosen_p2p_version / chosen_ddb_version (when
+ * the versions match), disable_mempool / private_node (after "metadata"),
+ * nack_motive / nack_points (after "nacked"; motive -1 for Nack_v_0).
+ */
+static int hs_remote(lua_State *L) {
+  hs_box *b = check_box(L, 1);
+  const lp2p_hs_remote *r = lp2p_hs_remote_info(check_hs(L, 1));
+  if (r == NULL) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_createtable(L, 0, 20);
+  push_conn_msg_fields(L, &r->msg);
+  if (r->version_status != 0) {
+    lua_pushstring(L, lp2p_err_name(r->version_status));
+    lua_setfield(L, -2, "version_status");
+  } else {
+    set_int(L, "chosen_p2p_version", r->p2p_version);
+    set_int(L, "chosen_ddb_version", r->ddb_version);
+  }
+  if (b->got_meta) {
+    set_bool(L, "disable_mempool", r->disable_mempool);
+    set_bool(L, "private_node", r->private_node);
+  }
+  if (b->nacked) {
+    set_int(L, "nack_motive", r->nack_motive);
+    lua_createtable(L, (int)r->nack_npoints, 0);
+    for (size_t i = 0; i < r->nack_npoints; i++) {
+      char text[LP2P_POINT_TEXT_MAX + 1];
+      int n = lp2p_point_format(text, &r->nack_points[i]);
+      lua_pushlstring(L, text, n > 0 ? (size_t)n : 0);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    lua_setfield(L, -2, "nack_points");
+  }
+  return 1;
+}
+
+
+/* hs:channel() -> a Channel with the key and both nonce counters as they
+ * stand after the handshake chunks; ESTATE before the remote Ack. */
+static int hs_channel(lua_State *L) {
+  lp2p_crypto c;
+  int rc = lp2p_hs_crypto(check_hs(L, 1), &c);
+  if (rc != 0)
+    return lp2p__push_error(L, rc);
+  lp2p__push_channel(L, &c);
+  lp2p_crypto_wipe(&c);
+  return 1;
+}
+
+
+/* ------------------------------------------- connection message helpers */
+
+/* core.conn_msg_decode(body without its u16 prefix) -> table. */
+static int l_conn_msg_decode(lua_State *L) {
+  size_t len;
+  const char *body = luaL_checklstring(L, 1, &len);
+  lp2p_conn_msg m;
+  int rc = lp2p_conn_msg_decode(&m, (const uint8_t *)body, len);
+  if (rc != 0)
+    return lp2p__push_error(L, rc);
+  lua_createtable(L, 0, 10);
+  push_conn_msg_fields(L, &m);
+  return 1;
+}
+
+
+/* Field k of the table at 1: a string of exactly n bytes copied to out. */
+static void get_bytes(lua_State *L, const char *k, uint8_t *out, size_t n) {
+  size_t len = 0;
+  const char *s = NULL;
+  if (lua_getfield(L, 1, k) == LUA_TSTRING)
+    s = lua_tolstring(L, -1, &len);
+  if (s == NULL || len != n) {
+    lua_pushfstring(L, "field '%s' must be a %d-byte string", k, (int)n);
+    luaL_argerror(L, 1, lua_tostring(L, -1));
+  }
+  memcpy(out, s, n);
+  lua_pop(L, 1);
+}
+
+
+static uint16_t get_u16_field(lua_State *L, const char *k) {
+  int ok = 0;
+  lua_getfield(L, 1, k);
+  lua_Integer v = lua_tointegerx(L, -1, &ok);
+  if (lua_type(L, -1) != LUA_TNUMBER || !ok || v < 0 || v > 65535) {
+    lua_pushfstring(L, "field '%s' must be an integer in [0, 65535]", k);
+    luaL_argerror(L, 1, lua_tostring(L, -1));
+  }
+  lua_pop(L, 1);
+  return (uint16_t)v;
+}
+
+
+/* core.conn_msg_encode{port, public_key, proof_of_work_stamp,
+ * message_nonce, chain, ddb_version, p2p_version} -> the whole message,
+ * u16 length prefix included (as it goes on the wire). */
+static int l_conn_msg_encode(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lp2p_conn_msg m;
+  memset(&m, 0, sizeof m);
+  m.port = get_u16_field(L, "port");
+  get_bytes(L, "public_key", m.pk, LP2P_PK_BYTES);
+  get_bytes(L, "proof_of_work_stamp", m.stamp, LP2P_STAMP_BYTES);
+  get_bytes(L, "message_nonce", m.nonce, LP2P_NONCE_BYTES);
+  size_t cl = 0;
+  const char *chain = NULL;
+  if (lua_getfield(L, 1, "chain") == LUA_TSTRING)
+    chain = lua_tolstring(L, -1, &cl);
+  luaL_argcheck(L, chain != NULL && cl <= LP2P_CHAIN_NAME_MAX, 1,
+                "field 'chain' must be a string of at most 255 bytes");
+  memcpy(m.chain, chain, cl);
+  m.chain_len = cl;
+  lua_pop(L, 1);
+  m.ddb_version = get_u16_field(L, "ddb_version");
+  m.p2p_version = get_u16_field(L, "p2p_version");
+  uint8_t out[CONN_MSG_MAX];
+  long n = lp2p_conn_msg_encode(out, sizeof out, &m);
+  if (n < 0)
+    return lp2p__push_error(L, (int)n);
+  lua_pushlstring(L, (const char *)out, (size_t)n);
+  return 1;
+}
+
+
+/* core.nonces(init_msg, resp_msg) -> N_ir, N_ri (raw messages, u16 prefix
+ * included; init is the side that opened the TCP connection). */
+static int l_nonces(lua_State *L) {
+  size_t il, rl;
+  const char *init = luaL_checklstring(L, 1, &il);
+  const char *resp = luaL_checklstring(L, 2, &rl);
+  uint8_t ir[LP2P_NONCE_BYTES], ri[LP2P_NONCE_BYTES];
+  lp2p_nonces_derive(ir, ri, (const uint8_t *)init, il,
+                     (const uint8_t *)resp, rl);
+  lua_pushlstring(L, (const char *)ir, sizeof ir);
+  lua_pushlstring(L, (const char *)ri, sizeof ri);
+  return 2;
+}
+
+
+static const luaL_Reg hs_methods[] = {
+  {"output", hs_output},
+  {"feed", hs_feed},
+  {"ack", hs_ack},
+  {"nack", hs_nack},
+  {"remote", hs_remote},
+  {"channel", hs_channel},
+  {"close", hs_close},
+  {NULL, NULL}
+};
+
+static const luaL_Reg hs_meta[] = {
+  {"__gc", hs_close},
+  {"__close", hs_close},
+  {"__tostring", hs_tostring},
+  {NULL, NULL}
+};
+
+static const luaL_Reg functions[] = {
+  {"handshake", l_handshake},
+  {"conn_msg_decode", l_conn_msg_decode},
+  {"conn_msg_encode", l_conn_msg_encode},
+  {"nonces", l_nonces},
+  {NULL, NULL}
+};
 
 
 void lp2p__open_handshake(lua_State *L) {
-  (void)L;
+  luaL_newmetatable(L, HS_MT);
+  luaL_setfuncs(L, hs_meta, 0);
+  luaL_newlib(L, hs_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+  luaL_setfuncs(L, functions, 0);
+  /* Nack motives (P2p_rejection). */
+  set_int(L, "NACK_NO_MOTIVE", LP2P_NACK_NO_MOTIVE);
+  set_int(L, "NACK_TOO_MANY_CONNECTIONS", LP2P_NACK_TOO_MANY_CONNECTIONS);
+  set_int(L, "NACK_UNKNOWN_CHAIN_NAME", LP2P_NACK_UNKNOWN_CHAIN_NAME);
+  set_int(L, "NACK_DEPRECATED_P2P_VERSION",
+          LP2P_NACK_DEPRECATED_P2P_VERSION);
+  set_int(L, "NACK_DEPRECATED_DDB_VERSION",
+          LP2P_NACK_DEPRECATED_DDB_VERSION);
+  set_int(L, "NACK_ALREADY_CONNECTED", LP2P_NACK_ALREADY_CONNECTED);
 }

@@ -19,6 +19,6 @@ return function(options)
     return nil, true
   end
 
-  busted.subscribe({ "suite", "end" }, closing_line, { priority = 1 })
+  busted.subscribe({ "exit" }, closing_line)
   return handler
 end
