@@ -215,12 +215,14 @@ void lp2p_node_close(lp2p_node *n) {
     return;
   n->closing = 1;
   for (int i = 0; i < n->nlisteners; i++)
-    uv_close((uv_handle_t *)n->listeners[i], on_node_handle_closed);
+    if (!uv_is_closing((uv_handle_t *)n->listeners[i]))
+      uv_close((uv_handle_t *)n->listeners[i], on_node_handle_closed);
   n->nlisteners = 0;
   for (uint32_t i = 0; i < n->nslots; i++)
     if (n->slots[i] != NULL)
       lp2p_conn_close(n->slots[i], LP2P_ECLOSED, "node closed", 0);
-  uv_close((uv_handle_t *)&n->rate_timer, on_node_handle_closed);
+  if (!uv_is_closing((uv_handle_t *)&n->rate_timer))
+    uv_close((uv_handle_t *)&n->rate_timer, on_node_handle_closed);
 }
 
 

@@ -39,6 +39,9 @@ static void set_int(lua_State *L, const char *name, lua_Integer v) {
 LP2P_EXPORT int luaopen_luap2p_core(lua_State *L) {
   if (sodium_init() < 0)
     return luaL_error(L, "luap2p.core: libsodium failed to initialise");
+  /* Create the loop first: Lua finalizes in reverse order of creation, so
+   * every node and handle is closed before the loop itself goes. */
+  lp2p__loop(L);
   lua_newtable(L);
   lua_pushliteral(L, LP2P_VERSION);
   lua_setfield(L, -2, "version");

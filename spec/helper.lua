@@ -56,4 +56,44 @@ function _M.close(...)
   collectgarbage()
 end
 
+-- A raw TCP client (LuaSocket, non-blocking) to play a hostile or broken
+-- peer: c:send(bytes), c:poll() reads what is there, c.data holds every
+-- byte received, c.closed is set once the other side closed.
+function _M.raw(addr)
+  local socket = require "socket"
+  local host, port = p2p.split_point(addr)
+  local s = assert(socket.tcp())
+  s:settimeout(2)
+  assert(s:connect(host, port))
+  s:settimeout(0)
+  local c = { sock = s, data = "", closed = false }
+  function c:poll()
+    if self.closed then return end
+    local chunk, err, partial = self.sock:receive(65536)
+    local got = chunk or partial
+    if got and #got > 0 then self.data = self.data .. got end
+    if err == "closed" then self.closed = true end
+  end
+  function c:send(bytes)
+    self.sock:settimeout(2)
+    local ok, err = self.sock:send(bytes)
+    self.sock:settimeout(0)
+    return ok, err
+  end
+  function c:close() self.sock:close(); self.closed = true end
+  return c
+end
+
+-- Drive the loop and poll raw clients until pred() holds.
+function _M.wait_raw(clients, pred, timeout, what)
+  -- Raw sockets are outside the loop: a ticking timer keeps it polling.
+  local tick = p2p.core.timer(0.005, 0.005, function() end)
+  local ok, err = pcall(_M.wait, function()
+    for _, c in ipairs(clients) do c:poll() end
+    return pred()
+  end, timeout, what)
+  tick:stop()
+  assert(ok, err)
+end
+
 return _M

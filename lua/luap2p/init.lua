@@ -347,8 +347,14 @@ end
 
 ---------------------------------------------------------------- dispatch
 
+-- The dispatcher holds the node weakly: the registry keeps the dispatcher,
+-- and a node nobody uses must still be collected (and closed by __gc).
 local function dispatcher(node)
+  local weak = setmetatable({ node = node }, { __mode = "v" })
+  node = nil
   return function(kind, a, b, c)
+    local node = weak.node
+    if not node then return end
     if kind == "message" then
       return node:_message(a, b, c)
     elseif kind == "event" then
@@ -635,11 +641,12 @@ end
 -- are policy errors; a policy's timers stop when it is swapped out.
 function Node:_timer(after, every, fn)
   local owner = self._current
-  local t
-  t = core.timer(after, every, function()
-    if self._closed then return end
-    local ok, err = policy.guard(self.config.hook_budget, fn, self)
-    if not ok then self:_policy_error(owner, "timer", err) end
+  local weak = setmetatable({ node = self }, { __mode = "v" })
+  local t = core.timer(after, every, function()
+    local node = weak.node
+    if not node or node._closed then return end
+    local ok, err = policy.guard(node.config.hook_budget, fn, node)
+    if not ok then node:_policy_error(owner, "timer", err) end
   end)
   self._timers[t] = true
   if owner then owner.timers[t] = true end
