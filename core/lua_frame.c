@@ -205,9 +205,10 @@ static int channel_open_stream(lua_State *L) {
     if (blen < LP2P_TAG_BYTES) {
       int rc = lp2p_chunk_open(NULL, s + pos + 2, blen, &u->c);
       luaL_pushresult(&b);
-      return error_with_partial(
-          L, lua_gettop(L), rc,
-          lua_pushfstring(L, "chunk length %d is below 16", (int)blen));
+      int partial = lua_gettop(L);
+      const char *msg =
+          lua_pushfstring(L, "chunk length %d is below 16", (int)blen);
+      return error_with_partial(L, partial, rc, msg);
     }
     if (len - pos - LP2P_CHUNK_HEADER < blen)
       break; /* partial chunk: left to the caller */

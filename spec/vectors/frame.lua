@@ -107,6 +107,7 @@ return {
         pattern = 66000,
       },
     },
+    empty_chunk = H"0010e98d752c1d0dc93deff7722b6691c2f8",
   },
   messages = {
     {

@@ -224,7 +224,10 @@ def main():
             del case["stream"]  # too big to store twice: rebuilt by the spec
             case["pattern"] = len(stream)
         streams.append(case)
-    out["streams"] = {"key": key2, "nonce": n0, "cases": streams}
+    empty = crypto_box_afternm(b"", n0, key2)
+    assert len(empty) == 16
+    out["streams"] = {"key": key2, "nonce": n0, "cases": streams,
+                      "empty_chunk": struct.pack(">H", 16) + empty}
 
     # Messages: envelope bytes and the decoded table.
     adv_vec = bytes.fromhex(

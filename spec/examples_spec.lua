@@ -1,0 +1,12 @@
+-- The README's example runs as a real process and does what it says.
+describe("examples/hello.lua", function()
+  it("connects two nodes that exchange ping and pong", function()
+    local p = assert(io.popen("timeout 20 lua5.4 examples/hello.lua 2>&1"))
+    local out = p:read("a")
+    local ok, _, code = p:close()
+    assert.is_true(ok, "exit " .. tostring(code) .. ": " .. out)
+    assert.matches("b connected to id%w+ at 127%.0%.0%.1:%d+", out)
+    assert.matches("a got: ping from id%w+", out)
+    assert.matches("b got: pong", out)
+  end)
+end)
