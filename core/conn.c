@@ -539,6 +539,7 @@ lp2p_conn *lp2p__conn_new(lp2p_node *n, int incoming) {
 
 
 void lp2p__conn_arm_timeout(lp2p_conn *c, uint64_t ms) {
+  uv_update_time(c->node->loop); /* Lua may have run long since the loop */
   uv_timer_start(&c->timer, on_timeout, ms, 0);
 }
 

@@ -26,11 +26,10 @@ void lp2p_node_config_defaults(lp2p_node_config *cfg) {
   cfg->min_connections = 10;
   cfg->max_connections = 100;
   cfg->max_incoming_connections = 20;
-  cfg->incoming_message_queue_size = 1000;
   cfg->outgoing_message_queue_size = 1000;
   cfg->outgoing_queue_bytes = 8u << 20;
   cfg->binary_chunks_size = LP2P_CHUNK_SIZE_MAX;
-  cfg->max_message_size = LP2P_MSG_MAX;
+  cfg->max_message_size = LP2P_MSG_MAX - 4; /* the length field */
   cfg->connection_timeout_ms = 10000;
   cfg->authentication_timeout_ms = 5000;
   cfg->ban_table_size = 65536;

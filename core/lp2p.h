@@ -163,8 +163,13 @@ typedef struct lp2p_point {
 
 /* 0 or LP2P_EPOINT. */
 int lp2p_point_parse(lp2p_point *p, const char *s, size_t len) LP2P_WARN_UNUSED;
-/* Canonical text, NUL-terminated; returns its length. */
+/* Canonical text, NUL-terminated; returns its length, or LP2P_EINVAL for a
+ * family other than 4 (address in addr[0..3]) or 6. */
 int lp2p_point_format(char out[LP2P_POINT_TEXT_MAX + 1], const lp2p_point *p);
+/* Internal: lp2p_point_parse that also names the problem in *why (a static
+ * English phrase) for error messages. */
+int lp2p__point_parse_why(lp2p_point *p, const char *s, size_t len,
+                          const char **why);
 
 
 /* ---------------------------------------------------- chunks and framing */
@@ -174,7 +179,8 @@ int lp2p_point_format(char out[LP2P_POINT_TEXT_MAX + 1], const lp2p_point *p);
 #define LP2P_CHUNK_SIZE_MIN 19
 #define LP2P_CHUNK_SIZE_MAX 65535
 #define LP2P_CHUNK_PAYLOAD_MAX (LP2P_CHUNK_SIZE_MAX - LP2P_CHUNK_OVERHEAD)
-#define LP2P_MSG_MAX (100u * 1024 * 1024) /* P2P message cap, 100 MiB */
+/* Octez caps a whole envelope, u32 length included, at 100 MiB. */
+#define LP2P_MSG_MAX (100u * 1024 * 1024)
 
 /* The encrypted channel of one connection. Counters advance per chunk. */
 typedef struct lp2p_crypto {
@@ -214,7 +220,7 @@ typedef struct lp2p_msg_reader {
   size_t hdr_have;
   uint8_t *buf; /* malloc'd, grows as bytes arrive */
   size_t cap, have, want;
-  size_t max_len; /* cap on length; 0 means LP2P_MSG_MAX */
+  size_t max_len; /* cap on the length field; 0: LP2P_MSG_MAX - 4 */
 } lp2p_msg_reader;
 
 /* Called with each whole message body (tag || payload, `len` bytes, without

@@ -32,10 +32,6 @@
 #define CHANNEL_MT "luap2p.Channel"
 #define READER_MT "luap2p.MsgReader"
 
-/* point.c: lp2p_point_parse with a reason for humans in *why. */
-int lp2p__point_parse_why(lp2p_point *p, const char *s, size_t len,
-                          const char **why);
-
 typedef struct lua_channel {
   int open; /* 0 once closed: key and nonces are wiped */
   lp2p_crypto c;

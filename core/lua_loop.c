@@ -269,7 +269,10 @@ static int core_timer(lua_State *L) {
   luaL_argcheck(L, after >= 0, 1, "must be >= 0");
   luaL_argcheck(L, every >= 0, 2, "must be >= 0");
   lhandle *h = lhandle_new(L, "luap2p.Timer", 3);
-  uv_timer_init(lp2p__loop(L), &h->u.timer);
+  uv_loop_t *loop = lp2p__loop(L);
+  /* The loop's cached time is stale when Lua ran long outside it. */
+  uv_update_time(loop);
+  uv_timer_init(loop, &h->u.timer);
   uv_timer_start(&h->u.timer, on_timer, (uint64_t)(after * 1000),
                  (uint64_t)(every * 1000));
   return 1;

@@ -324,9 +324,6 @@ static void read_config(lua_State *L, int t, lp2p_node_config *c) {
   c->max_incoming_connections = (unsigned)opt_int(
       L, t, "max_incoming_connections", c->max_incoming_connections, 0,
       1 << 20);
-  c->incoming_message_queue_size = (unsigned)opt_int(
-      L, t, "incoming_message_queue_size", c->incoming_message_queue_size, 1,
-      1 << 24);
   c->outgoing_message_queue_size = (unsigned)opt_int(
       L, t, "outgoing_message_queue_size", c->outgoing_message_queue_size, 1,
       1 << 24);
@@ -338,7 +335,7 @@ static void read_config(lua_State *L, int t, lp2p_node_config *c) {
       LP2P_CHUNK_SIZE_MIN, LP2P_CHUNK_SIZE_MAX);
   c->max_message_size = (size_t)opt_int(L, t, "max_message_size",
                                         (lua_Integer)c->max_message_size, 2,
-                                        LP2P_MSG_MAX);
+                                        LP2P_MSG_MAX - 4);
   c->connection_timeout_ms = (uint64_t)(
       opt_num(L, t, "connection_timeout", c->connection_timeout_ms / 1e3) *
       1e3);
@@ -634,7 +631,9 @@ static int node_ban(lua_State *L) {
   int kind = parse_target(L, 2, &p, &bits, id);
   lua_Number secs = luaL_optnumber(L, 3, 0);
   luaL_argcheck(L, secs >= 0, 3, "must be >= 0");
-  uint64_t now = uv_now(lp2p__loop(L));
+  uv_loop_t *loop = lp2p__loop(L);
+  uv_update_time(loop);
+  uint64_t now = uv_now(loop);
   uint64_t until = secs > 0 ? now + (uint64_t)(secs * 1000) : 0;
   int rc = kind == LP2P_BAN_PEER
                ? lp2p_bans_add_peer(b->node->bans, id, until, now)

@@ -18,9 +18,6 @@
 
 #include "lp2p.h"
 
-int lp2p__point_parse_why(lp2p_point *p, const char *s, size_t len,
-                          const char **why);
-
 
 static uint32_t get_u32(const uint8_t *b) {
   return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 |

@@ -31,7 +31,6 @@ typedef struct lp2p_node_config {
   uint16_t advertised_port;
   int private_mode, disable_mempool, disable_peer_discovery;
   unsigned min_connections, max_connections, max_incoming_connections;
-  unsigned incoming_message_queue_size; /* decoded messages held in C */
   unsigned outgoing_message_queue_size; /* messages queued for writing */
   size_t outgoing_queue_bytes;          /* and their bytes */
   size_t binary_chunks_size;

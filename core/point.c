@@ -87,8 +87,7 @@ static const char *parse_addr(lp2p_point *p, const char *s, size_t len,
 
 /*
  * Parse with a reason: *why gets a static English phrase on failure (the
- * Lua binding shows it after "EPOINT: "). Declared in lua_frame.c, which is
- * its only other user. On failure *p is unspecified.
+ * Lua binding shows it after "EPOINT: "). On failure *p is unspecified.
  */
 int lp2p__point_parse_why(lp2p_point *p, const char *s, size_t len,
                           const char **why) {

@@ -60,7 +60,7 @@ local CONFIG = {
   ddb_versions = "table", advertised_port = "number", private_mode = "boolean",
   disable_mempool = "boolean", disable_peer_discovery = "boolean",
   min_connections = "number", max_connections = "number",
-  max_incoming_connections = "number", incoming_message_queue_size = "number",
+  max_incoming_connections = "number",
   outgoing_message_queue_size = "number", outgoing_queue_bytes = "number",
   binary_chunks_size = "number", max_message_size = "number",
   connection_timeout = "number", authentication_timeout = "number",

@@ -1,0 +1,78 @@
+-- luap2p.cli: the `luap2p` command line (scripts/luap2p is a thin launcher).
+--
+-- Each subcommand lives in luap2p.cli.<name> and exports define(parser),
+-- which adds its command to the argparse parser, and run(args) -> exit code.
+-- Exit codes (DESIGN.md, command line contract): 0 ok, 1 runtime failure
+-- (one line on stderr), 2 usage error (one line on stderr).
+local argparse = require "argparse"
+local util = require "luap2p.cli.util"
+
+local debug, io, ipairs, os, pcall, require, string, tostring, xpcall =
+      debug, io, ipairs, os, pcall, require, string, tostring, xpcall
+
+local _M = {}
+
+_M.COMMANDS = { "identity", "node", "probe", "demo" }
+
+-- argparse prints the whole usage and exits 1 on a bad command line; the
+-- contract wants one line and exit 2, so every parser gets this handler.
+local function usage_error(parser, msg)
+  local ok, name = pcall(parser._get_fullname, parser)
+  if not ok then name = parser._name end
+  io.stderr:write(string.format("%s: %s (see '%s --help')\n", name, msg,
+    name))
+  os.exit(util.EXIT_USAGE)
+end
+
+local function install_handler(parser)
+  parser.error = usage_error
+  for _, cmd in ipairs(parser._commands or {}) do install_handler(cmd) end
+end
+
+function _M.parser()
+  local p2p_version = "?"
+  local ok, p2p = pcall(require, "luap2p")
+  if ok then p2p_version = p2p.VERSION end
+  local parser = argparse("luap2p",
+      "An Octez-compatible peer-to-peer node, prober and demo network.")
+    :epilog("Run 'luap2p COMMAND --help' for the options of a command.\n" ..
+      "Exit codes: 0 ok, 1 runtime failure, 2 usage error.")
+    :help_max_width(80)
+    :command_target("command")
+  parser:flag("--version", "Print the version and exit.")
+    :action(function()
+      io.stdout:write("luap2p ", p2p_version, "\n")
+      os.exit(util.EXIT_OK)
+    end)
+  local modules = {}
+  for _, name in ipairs(_M.COMMANDS) do
+    modules[name] = require("luap2p.cli." .. name)
+    modules[name].define(parser)
+  end
+  install_handler(parser)
+  return parser, modules
+end
+
+-- Run the command line `args` (a list of strings); returns the exit code.
+function _M.main(args)
+  local parser, modules = _M.parser()
+  local parsed = parser:parse(args)
+  local mod = modules[parsed.command]
+  local code
+  local ok, err = xpcall(function() code = mod.run(parsed) end,
+    function(e)
+      if util.is_failure(e) then return e end
+      return debug.traceback(tostring(e), 2)
+    end)
+  if ok then return code or util.EXIT_OK end
+  io.stdout:flush()
+  if util.is_failure(err) then
+    io.stderr:write("luap2p ", parsed.command, ": ", err.msg, "\n")
+    return err.code
+  end
+  io.stderr:write("luap2p ", parsed.command, ": internal error: ",
+    tostring(err), "\n")
+  return util.EXIT_RUNTIME
+end
+
+return _M

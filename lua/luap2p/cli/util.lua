@@ -1,0 +1,148 @@
+-- luap2p.cli.util: what every subcommand shares: failing with one clear
+-- line and the right exit code, HOST:PORT arguments, JSON output, terminals.
+local core = require "luap2p.core"
+local cjson = require "cjson"
+
+local error, getmetatable, io, ipairs, math, next, pairs, setmetatable,
+      string, tonumber, tostring, type =
+      error, getmetatable, io, ipairs, math, next, pairs, setmetatable,
+      string, tonumber, tostring, type
+
+local _M = {}
+
+_M.EXIT_OK, _M.EXIT_RUNTIME, _M.EXIT_USAGE = 0, 1, 2
+
+-- A failure raised by a subcommand and turned into one stderr line and an
+-- exit code by luap2p.cli.main.
+local Failure = {}
+Failure.__index = Failure
+Failure.__tostring = function(f) return f.msg end
+
+-- Stop the command: runtime failure (exit 1) unless code says otherwise.
+function _M.fail(msg, code)
+  error(setmetatable({ msg = msg, code = code or _M.EXIT_RUNTIME }, Failure),
+    0)
+end
+
+function _M.usage(msg) _M.fail(msg, _M.EXIT_USAGE) end
+
+function _M.is_failure(e) return getmetatable(e) == Failure end
+
+-- argparse converters: return the value, or nil and a message that
+-- argparse reports as a usage error (exit 2).
+
+-- "HOST:PORT" with an IP literal (IPv6 in brackets). any_port allows 0,
+-- which means "pick a free port" when listening.
+local function point_converter(any_port)
+  return function(s)
+    local canon, family, addr, port = core.point_parse(s)
+    if not canon then
+      local why = family:gsub("^EPOINT: ", "")
+      local hint = ""
+      if s:match("^[%a][%w%.%-]*:%d+$") then
+        hint = "; use an IP address, e.g. 127.0.0.1:9732 (names are not " ..
+          "resolved)"
+      elseif not s:find(":") then
+        hint = "; expected HOST:PORT, e.g. 127.0.0.1:9732"
+      end
+      return nil, string.format("bad HOST:PORT '%s': %s%s", s, why, hint)
+    end
+    if port == 0 and not any_port then
+      return nil, string.format("bad HOST:PORT '%s': port 0 cannot be " ..
+        "dialled", s)
+    end
+    return { text = canon, host = addr, port = port, family = family }
+  end
+end
+_M.listen_point = point_converter(true)
+_M.peer_point = point_converter(false)
+
+-- Converters for bounded numbers.
+function _M.integer(lo, hi, what)
+  return function(s)
+    local n = tonumber(s)
+    if not n or n ~= math.floor(n) or n < lo or n > hi then
+      return nil, string.format("bad %s '%s': expected an integer in " ..
+        "%d..%d", what, s, lo, hi)
+    end
+    return math.tointeger(n)
+  end
+end
+
+function _M.number(lo, hi, what)
+  return function(s)
+    local n = tonumber(s)
+    if not n or n ~= n or n < lo or n > hi then
+      return nil, string.format("bad %s '%s': expected a number in " ..
+        "%s..%s", what, s, tostring(lo), tostring(hi))
+    end
+    return n
+  end
+end
+
+---------------------------------------------------------------- JSON
+
+-- lua-cjson (2.1.0) cannot tell an empty array from an empty object, and
+-- encodes both as {}. Values wrapped with array() always encode as arrays.
+local ARRAY = setmetatable({}, { __mode = "k" })
+
+function _M.array(t)
+  ARRAY[t] = true
+  return t
+end
+
+local EMPTY = "\0luap2p-empty-array\0"
+
+local function prepare(v)
+  if type(v) ~= "table" then return v end
+  if ARRAY[v] and next(v) == nil then return EMPTY end
+  local out = {}
+  for k, x in pairs(v) do out[k] = prepare(x) end
+  return out
+end
+
+-- One line of JSON (no trailing newline).
+function _M.json(v)
+  local text = cjson.encode(prepare(v))
+  -- cjson escapes NUL as \u0000; the marker cannot occur otherwise.
+  return (text:gsub('"\\u0000luap2p%-empty%-array\\u0000"', "[]"))
+end
+
+_M.json_decode = cjson.decode
+
+---------------------------------------------------------------- output
+
+function _M.isatty(f) return core.isatty(f) end
+
+-- Line-buffer stdout: output read through a pipe (tests, `| jq`, log
+-- shippers) must appear line by line, not in 4 KiB bursts.
+function _M.line_buffered()
+  io.stdout:setvbuf("line")
+end
+
+-- 12345678 -> "12.3M"
+function _M.si(n)
+  if n >= 1e9 then return string.format("%.1fG", n / 1e9) end
+  if n >= 1e6 then return string.format("%.1fM", n / 1e6) end
+  if n >= 1e4 then return string.format("%.1fk", n / 1e3) end
+  return tostring(math.floor(n))
+end
+
+-- Read a whole file, or nil, "ENAME: message", "ENAME".
+function _M.check_readable(path, what)
+  local f, err = io.open(path, "r")
+  if not f then
+    _M.fail(string.format("cannot read %s: %s", what, err))
+  end
+  f:close()
+  return true
+end
+
+-- Copy of a list, for config tables built from repeated options.
+function _M.texts(points)
+  local out = {}
+  for i, p in ipairs(points or {}) do out[i] = p.text end
+  return out
+end
+
+return _M
