@@ -83,6 +83,16 @@ local SAFE = {
   authenticated = { "close", "policy error" },
 }
 
+-- Verdict shapes: a hook returning anything else is a policy error.
+local VALID = {
+  accept = function(v) return type(v) == "boolean" end,
+  connect = function(v) return type(v) == "boolean" end,
+  authenticated = function(v, motive)
+    return v == "ack" or v == "close" or
+      (v == "nack" and (motive == nil or math.type(motive) == "integer"))
+  end,
+}
+
 local function split_point(s)
   local host, port = s:match("^%[(.+)%]:(%d+)$")
   if not host then host, port = s:match("^([^:]+):(%d+)$") end
@@ -167,7 +177,17 @@ function Node:_verdict(hook, ...)
         if safe then return safe[1], safe[2] end
         return nil
       end
-      if a ~= nil then return a, b, c end
+      if a ~= nil then
+        local valid = VALID[hook]
+        if valid and not valid(a, b) then
+          self:_policy_error(entry, hook, string.format(
+            "bad verdict %s%s", tostring(a), b ~= nil and
+            (", " .. tostring(b)) or ""))
+          local safe = SAFE[hook]
+          return safe[1], safe[2]
+        end
+        return a, b, c
+      end
     end
   end
 end

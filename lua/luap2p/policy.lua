@@ -27,8 +27,11 @@ local EXTRAS = { name = "string", check = "function", migrate = "function",
 _M.DEFAULT_BUDGET = 1000000 -- VM instructions per hook call
 
 local BUDGET_MSG = "instruction budget exceeded"
+local guard
 
 local function budget_hook()
+  -- Back in guard itself (the call has returned): let it restore hooks.
+  if debug.getinfo(2, "f").func == guard then return end
   -- Fire on every instruction from now on, so a pcall loop inside the
   -- hook cannot swallow the error forever.
   debug.sethook(budget_hook, "", 1)
@@ -37,7 +40,7 @@ end
 
 -- Call fn(...) protected, at most `budget` VM instructions. Returns
 -- true, results... or false, message. Nested guards restore the outer hook.
-function _M.guard(budget, fn, ...)
+function guard(budget, fn, ...)
   local old_fn, old_mask, old_count = debug.gethook()
   debug.sethook(budget_hook, "", budget)
   local res = table.pack(xpcall(fn, debug.traceback, ...))
@@ -51,6 +54,7 @@ function _M.guard(budget, fn, ...)
   end
   return table.unpack(res, 1, res.n)
 end
+_M.guard = guard
 
 -- Check the shape of a loaded policy table: nil or an error message.
 function _M.validate(mod)

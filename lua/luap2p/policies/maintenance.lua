@@ -1,0 +1,305 @@
+-- luap2p.policies.maintenance: the Octez maintenance (p2p_maintenance.ml)
+-- and the point reconnection back-off (p2p_point_state.ml).
+--
+-- Bounds from config min/expected/max connections:
+--   step_min = (expected - min) // 3, step_max = (max - expected) // 3
+--   min_threshold = min + step_min, min_target = min + 2 * step_min,
+--   max_target = max - 2 * step_max, max_threshold = max - step_max
+--   (10/50/100 -> 23/36/68/84).
+-- Runs at start, every config.maintenance_interval seconds, on the core's
+-- too_few_connections / too_many_connections events, when one of its own
+-- dials ends, and (while short of points) on new_point / new_peer.
+--   * below min_threshold: dial known points toward min_target (at most
+--     max_target): disconnected, not ours, not banned, not backed off,
+--     trusted in private mode; never-failed first, then oldest miss. When
+--     that cannot reach min_target, send Bootstrap to the non-private
+--     peers (not in private mode) and look again on a new point or peer,
+--     or after min(5 s, interval).
+--   * above max_threshold: close random connections down to max_target,
+--     never a trusted point or peer.
+--   * in between: send one Swap_request (not in private mode, and only
+--     when config.swap_linger > 0).
+-- Back-off, kept in the point records (node.points): a failed dial or a
+-- rejection waits `delay` (1 s, then x1.2 each time, capped at 2 days);
+-- after a normal disconnection wait 60 s and reset the delay.
+-- config.maintenance_interval = 0 turns the policy off.
+local p2p = require "luap2p"
+local core = p2p.core
+
+local math, pairs, table, type = math, pairs, table, type
+
+local now = p2p.now
+
+local RECONNECT = {
+  initial = 1, factor = 1.2, cap = 172800, disconnection = 60,
+}
+local LOOK_DELAY = 5 -- Octez time_between_looking_for_peers
+
+local _M = {
+  name = "maintenance",
+  description = "Octez maintenance: connection bounds, dials, back-off",
+  _RECONNECT = RECONNECT,
+}
+
+-- This instance's scheduling state. A reload starts a fresh instance;
+-- the old one's timers are stopped, and `alive` guards any that escaped.
+local inst = { alive = false, scheduled = false, retry = false, dials = {},
+               ndials = 0, looking = false, last_bootstrap = -math.huge }
+
+function _M._bounds(min, expected, max)
+  local step_min = (expected - min) // 3
+  local step_max = (max - expected) // 3
+  return {
+    min_threshold = min + step_min,
+    min_target = min + 2 * step_min,
+    max_target = max - 2 * step_max,
+    max_threshold = max - step_max,
+  }
+end
+
+local function enabled(node)
+  local i = node.config.maintenance_interval
+  return type(i) == "number" and i > 0
+end
+
+local function count(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+local function shuffle(t)
+  for i = #t, 2, -1 do
+    local j = math.random(i)
+    t[i], t[j] = t[j], t[i]
+  end
+  return t
+end
+
+---------------------------------------------------------------- back-off
+
+-- A dial failed or was rejected: wait the current delay, grow it.
+function _M._failed(rec, t)
+  local d = (rec.delay and rec.delay > 0) and rec.delay or RECONNECT.initial
+  rec.reconnect_at = t + d
+  rec.delay = math.min(d * RECONNECT.factor, RECONNECT.cap)
+end
+
+-- A running connection ended: wait 60 s, reset the delay.
+function _M._disconnected(rec, t)
+  rec.reconnect_at = t + RECONNECT.disconnection
+  rec.delay = 0
+end
+
+---------------------------------------------------------------- dialing
+
+local function last_miss(rec)
+  local a, b = rec.last_failed, rec.last_disconnect
+  if a and b then return math.max(a, b) end
+  return a or b
+end
+
+-- Up to n points worth dialing, never-missed first, then oldest miss.
+function _M._connectable(node, n)
+  local t = now()
+  local private = node.config.private_mode
+  local connected = {}
+  for _, c in pairs(node.conns) do
+    if c.peer_id then connected[c.peer_id] = true end
+  end
+  local list = {}
+  for p, rec in pairs(node.points) do
+    if rec.state == "disconnected" and not rec.ours and
+       not (rec.reconnect_at and rec.reconnect_at > t) and
+       not (rec.peer_id and connected[rec.peer_id]) and
+       not node:banned(p) and
+       not (rec.peer_id and node:banned(rec.peer_id)) and
+       (not private or node:trusted(p, rec.peer_id)) then
+      list[#list + 1] = { last_miss(rec), p }
+    end
+  end
+  table.sort(list, function(a, b)
+    if a[1] == nil then return b[1] ~= nil end
+    if b[1] == nil then return false end
+    return a[1] < b[1]
+  end)
+  local out = {}
+  for i = 1, math.min(n, #list) do out[i] = list[i][2] end
+  return out
+end
+
+local maintain
+
+local function schedule(node)
+  if inst.scheduled or not inst.alive then return end
+  inst.scheduled = true
+  node:after(0, function()
+    inst.scheduled = false
+    maintain(node)
+  end)
+end
+
+local function retry_later(node)
+  if inst.retry or not inst.alive then return end
+  inst.retry = true
+  node:after(math.min(LOOK_DELAY, node.config.maintenance_interval),
+    function()
+      inst.retry = false
+      maintain(node)
+    end)
+end
+
+local function send_bootstrap(node)
+  for _, c in pairs(node.conns) do
+    if not c.closed and not (c.metadata and c.metadata.private_node) then
+      c:send_msg({ type = "bootstrap" })
+    end
+  end
+end
+
+local function too_few(node, b, n)
+  local min_to = b.min_target - n - inst.ndials
+  local max_to = b.max_target - n - inst.ndials
+  if min_to <= 0 then return end -- the dials in flight may do
+  local dialed = 0
+  for _, p in pairs(_M._connectable(node, max_to)) do
+    local id = node:connect(p)
+    if id then
+      if not inst.dials[id] then inst.ndials = inst.ndials + 1 end
+      inst.dials[id] = p
+      dialed = dialed + 1
+    else
+      local rec = node.points[p]
+      if rec then _M._failed(rec, now()) end
+    end
+  end
+  if dialed >= min_to then return end
+  -- Not enough candidates: ask the peers for more and look again soon.
+  inst.looking = true
+  local t = now()
+  if not node.config.private_mode and
+     t - inst.last_bootstrap >= math.min(LOOK_DELAY,
+       node.config.maintenance_interval) then
+    inst.last_bootstrap = t
+    send_bootstrap(node)
+  end
+  retry_later(node)
+end
+
+local function too_many(node, b, n)
+  local cands = {}
+  for _, c in pairs(node.conns) do
+    if not c.closed and not node:trusted(c.point, c.peer_id) then
+      cands[#cands + 1] = c
+    end
+  end
+  shuffle(cands)
+  for i = 1, math.min(n - b.max_target, #cands) do
+    cands[i]:close("too many connections")
+  end
+end
+
+local function send_swap_request(node)
+  local l = node.config.swap_linger
+  if node.config.private_mode or type(l) ~= "number" or l <= 0 then return end
+  local pub = {}
+  for _, c in pairs(node.conns) do
+    if not c.closed and not (c.metadata and c.metadata.private_node) then
+      pub[#pub + 1] = c
+    end
+  end
+  if #pub < 2 then return end
+  shuffle(pub)
+  local recipient = pub[1]
+  local proposed
+  for i = 2, #pub do
+    if pub[i].point and pub[i].peer_id then
+      proposed = pub[i]
+      break
+    end
+  end
+  if not proposed then return end
+  local raw = core.peer_id_decode(proposed.peer_id)
+  if not raw then return end
+  if recipient:send_msg({ type = "swap_request", point = proposed.point,
+                          peer_id = raw }) then
+    local s = node.state.swap
+    if not s then
+      s = { sent = {}, latest_accepted = -math.huge,
+            latest_successful = -math.huge, pending = {} }
+      node.state.swap = s
+    end
+    s.sent[recipient.id] = { time = now(), peer_id = proposed.peer_id }
+  end
+end
+
+function maintain(node)
+  if not inst.alive or node._closed or not enabled(node) then return end
+  local c = node.config
+  local b = _M._bounds(c.min_connections, c.expected_connections,
+    c.max_connections)
+  local n = count(node.conns)
+  if n < b.min_threshold then
+    too_few(node, b, n)
+  elseif n > b.max_threshold then
+    inst.looking = false
+    too_many(node, b, n)
+  else
+    inst.looking = false
+    send_swap_request(node)
+  end
+end
+
+---------------------------------------------------------------- hooks
+
+function _M.check(node)
+  local i = node.config.maintenance_interval
+  if type(i) ~= "number" or i < 0 then
+    return false, "config.maintenance_interval must be a number >= 0"
+  end
+  return true
+end
+
+function _M.start(node)
+  inst.alive = true
+  if not enabled(node) then return end
+  node:every(node.config.maintenance_interval, maintain)
+  schedule(node)
+end
+
+function _M.stop(node)
+  inst.alive = false
+end
+
+function _M.event(node, ev)
+  if not enabled(node) then return end
+  local t = ev.type
+  if t == "disconnected" then
+    -- Back-off applies whether or not this policy dialed.
+    local rec = ev.point and node.points[ev.point]
+    if rec then
+      if ev.connection then
+        _M._disconnected(rec, now())
+      else
+        _M._failed(rec, now())
+      end
+    end
+    if inst.dials[ev.conn] then
+      inst.dials[ev.conn] = nil
+      inst.ndials = inst.ndials - 1
+      schedule(node)
+    end
+  elseif t == "connected" then
+    if inst.dials[ev.conn] then
+      inst.dials[ev.conn] = nil
+      inst.ndials = inst.ndials - 1
+      schedule(node)
+    end
+  elseif t == "too_few_connections" or t == "too_many_connections" then
+    schedule(node)
+  elseif (t == "new_point" or t == "new_peer") and inst.looking then
+    schedule(node)
+  end
+end
+
+return _M

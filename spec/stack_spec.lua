@@ -1,0 +1,132 @@
+-- The policy stack as the node runs it: order, verdicts, safe defaults.
+local p2p = require "luap2p"
+local h = require "helper"
+
+local function node(policies, cfg)
+  cfg = cfg or {}
+  cfg.default_policies = false
+  cfg.policies = policies
+  cfg.hook_budget = cfg.hook_budget or 100000
+  return h.node(cfg)
+end
+
+describe("policy stack", function()
+  local nodes
+  before_each(function() nodes = {} end)
+  after_each(function() h.close(table.unpack(nodes)) end)
+  local function mk(...)
+    local n = node(...)
+    nodes[#nodes + 1] = n
+    return n
+  end
+
+  it("asks policies in order: the first verdict decides, nil passes on",
+    function()
+    local calls = {}
+    local first = { name = "first", accept = function(_, point)
+      calls[#calls + 1] = "first " .. point:match("^[^:]+")
+    end }
+    local second = { name = "second", accept = function()
+      calls[#calls + 1] = "second"
+      return false, "second says no"
+    end }
+    local third = { name = "third", accept = function()
+      calls[#calls + 1] = "third"
+      return true
+    end }
+    local a = mk{ first, second, third }
+    local ev = h.record(a)
+    local c = h.raw(a.addr)
+    h.wait_raw({ c }, function() return c.closed end, 5, "refusal")
+    assert.same({ "first 127.0.0.1", "second" }, calls)
+    assert.equal("second says no", ev.refused[1].reason)
+    assert.equal("", c.data)
+  end)
+
+  it("calls every policy's event hook", function()
+    local seen = {}
+    local p1 = { event = function(_, ev) seen[#seen + 1] = "p1 " .. ev.type end }
+    local p2 = { event = function(_, ev) seen[#seen + 1] = "p2 " .. ev.type end }
+    local a = mk{ p1, p2 }
+    a:ban("10.0.0.1", 1)
+    local banned = {}
+    for _, s in ipairs(seen) do
+      if s:find("banned") then banned[#banned + 1] = s end
+    end
+    assert.same({ "p1 banned", "p2 banned" }, banned)
+  end)
+
+  for _, case in ipairs{
+    { "errors", function() error("broken hook") end, "broken hook" },
+    { "loops forever", function() while true do end end,
+      "instruction budget exceeded" },
+    { "returns a bad verdict", function() return "maybe" end,
+      "bad verdict maybe" },
+  } do
+    it("fails closed when the accept hook " .. case[1] .. ", and lives on",
+      function()
+      local a = mk{ { name = "bad", accept = case[2] } }
+      local ev = h.record(a)
+      local c = h.raw(a.addr)
+      h.wait_raw({ c }, function() return c.closed end, 5, "refusal")
+      assert.equal("policy error", ev.refused[1].reason)
+      assert.equal("bad", ev.policy_error[1].policy)
+      assert.equal("accept", ev.policy_error[1].hook)
+      assert.matches(case[3], ev.policy_error[1].message, 1, true)
+      -- The node still serves: a connect attempt is answered.
+      local c2 = h.raw(a.addr)
+      h.wait_raw({ c2 }, function() return c2.closed end, 5, "second")
+      assert.equal(2, #ev.refused)
+    end)
+  end
+
+  it("closes after authentication when that hook fails", function()
+    local a = mk{ { name = "bad", authenticated = function()
+      error("no")
+    end } }
+    local b = mk()
+    local ev = h.record(a)
+    assert(b:connect(a.addr))
+    h.wait(function() return #ev.disconnected > 0 end, 5, "close")
+    assert.equal("EREFUSED", ev.disconnected[1].code)
+    assert.equal("policy error", ev.disconnected[1].reason)
+    assert.equal(0, h.nconns(a))
+  end)
+
+  it("cannot turn a hard refusal into an Ack", function()
+    local a = mk({ { authenticated = function() return "ack" end } },
+      { chain = "OTHER_CHAIN" })
+    local b = mk()
+    local ev = h.record(a)
+    assert(b:connect(a.addr))
+    h.wait(function() return #ev.nack_sent > 0 end, 5, "nack")
+    assert.equal(2, ev.nack_sent[1].motive) -- Unknown_chain_name
+    assert.equal(0, h.nconns(a))
+  end)
+
+  it("lets a policy Nack with its own motive and points", function()
+    local a = mk{ { authenticated = function()
+      return "nack", 1, { "192.0.2.1:9732", "not a point", "192.0.2.2:9732" }
+    end } }
+    local b = mk()
+    local evb = h.record(b)
+    assert(b:connect(a.addr))
+    h.wait(function() return #evb.nacked > 0 end, 5, "nack")
+    assert.equal(1, evb.nacked[1].motive)
+    assert.same({ "192.0.2.1:9732", "192.0.2.2:9732" }, evb.nacked[1].points)
+  end)
+
+  it("rejects a policy of the wrong shape at start with a clear error",
+    function()
+    local n, err, code = p2p.new{ identity = h.identity(),
+      default_policies = false, policies = { { acept = function() end } } }
+    assert.is_nil(n)
+    assert.equal("EPOLICY", code)
+    assert.matches("unknown hook 'acept'", err)
+    n, err, code = p2p.new{ identity = h.identity(),
+      default_policies = false, policies = { "/nonexistent/policy.lua" } }
+    assert.is_nil(n)
+    assert.equal("EPOLICY", code)
+    assert.matches("/nonexistent/policy.lua", err)
+  end)
+end)
