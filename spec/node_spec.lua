@@ -74,6 +74,20 @@ describe("node", function()
     assert.equal(0, b:stat().active)
   end)
 
+  it("reports moving-average rates while traffic flows", function()
+    local a, b = mk(), mk()
+    local ca, cb = connect_pair(a, b)
+    local chunk = string.rep("r", 32 * 1024)
+    local t = b:every(0.02, function() cb:send(chunk) end)
+    -- Rates are updated once a second.
+    h.wait(function() return ca:stat().rate_in > 0 end, 4, "a rate")
+    t:stop()
+    local s = ca:stat()
+    assert.is_true(s.rate_in > 0 and s.rate_in <= s.bytes_in)
+    assert.is_true(cb:stat().rate_out > 0)
+    assert.is_true(a:stat().rate_in > 0)
+  end)
+
   it("meshes ten nodes that all exchange messages", function()
     local ring = {}
     for i = 1, 10 do ring[i] = mk() end
