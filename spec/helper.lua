@@ -96,4 +96,54 @@ function _M.wait_raw(clients, pred, timeout, what)
   assert(ok, err)
 end
 
+-- Drive the loop for `seconds` (timers, sockets), whatever happens.
+function _M.sleep(seconds)
+  local done = false
+  local t = core.timer(seconds, nil, function() done = true end)
+  while not done do core.run("once") end
+  t:stop()
+end
+
+-- Count the entries of a table.
+function _M.count(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+-- A fresh empty directory under the system temp dir; removed by rmdir().
+function _M.tmpdir()
+  local p = io.popen("mktemp -d 2>/dev/null")
+  local dir = p:read("l")
+  p:close()
+  assert(dir and dir ~= "", "mktemp -d failed")
+  return dir
+end
+
+function _M.rmdir(dir)
+  if dir and dir:match("^/tmp/") then os.execute("rm -rf '" .. dir .. "'") end
+end
+
+-- Write `text` to `path` (replacing it).
+function _M.write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+function _M.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+-- The node's policy entry named `name` (its module table is .module).
+function _M.policy(node, name)
+  for _, e in ipairs(node._stack) do
+    if e.name == name then return e end
+  end
+end
+
 return _M
