@@ -226,7 +226,7 @@ void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
              reason ? reason : (code ? lp2p_strerror(code) : "closed"));
     if (c->id != 0)
       emit(c, "disconnected", code, c->close_reason);
-    lp2p__node_conn_freed(c->node, c); /* releases counts; idempotent */
+    lp2p__node_conn_released(c->node, c);
     lp2p_hs_free(c->hs);
     c->hs = NULL;
     if (graceful && c->writes_in_flight > 0) {
@@ -247,6 +247,17 @@ void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
 /* Failures during the handshake are reported as "auth_failed" (the acl
  * policy greylists by code); every connection with an id then reports
  * "disconnected" with the same code. */
+void lp2p__conn_force_close(lp2p_conn *c) {
+  if (c->state != LP2P_CONN_CLOSING)
+    lp2p_conn_close(c, LP2P_ECLOSED, "node closed", 0);
+  c->close_when_flushed = 0;
+  if (!uv_is_closing((uv_handle_t *)&c->tcp))
+    uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  if (!uv_is_closing((uv_handle_t *)&c->timer))
+    uv_close((uv_handle_t *)&c->timer, on_handle_closed);
+}
+
+
 static void conn_fail(lp2p_conn *c, int code, const char *reason) {
   if (c->state == LP2P_CONN_HANDSHAKE)
     emit(c, "auth_failed", code, reason);

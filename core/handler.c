@@ -112,8 +112,8 @@ size_t lp2p_node_conn_ids(lp2p_node *n, uint64_t *ids, size_t cap) {
 }
 
 
-/* Release the slot and the counts of a connection. Idempotent. */
-void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c) {
+/* Release the counts of a closing connection. Idempotent. */
+void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c) {
   if (c->counted_pending) {
     c->counted_pending = 0;
     if (c->incoming)
@@ -127,6 +127,14 @@ void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c) {
     if (n->active < n->cfg.min_connections && !n->closing)
       emit_simple(n, "too_few_connections", NULL, 0, NULL, n->active);
   }
+}
+
+
+/* Release the slot of a connection whose memory goes now. A closing
+ * connection keeps its slot until then, so the node can still reach it
+ * (lp2p_node_force_close). */
+void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c) {
+  lp2p__node_conn_released(n, c);
   if (c->id != 0) {
     uint32_t i = (uint32_t)(c->id & 0xffffffffu) - 1;
     if (i < n->nslots && n->slots[i] == c) {
@@ -140,7 +148,18 @@ void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c) {
 
 /* ------------------------------------------------------------ lifecycle */
 
+static void unlink_node(lp2p_node *n) {
+  for (lp2p_node **pp = (lp2p_node **)&n->loop->data; *pp != NULL;
+       pp = &(*pp)->next_in_loop)
+    if (*pp == n) {
+      *pp = n->next_in_loop;
+      return;
+    }
+}
+
+
 static void free_node(lp2p_node *n) {
+  unlink_node(n);
   lp2p_bans_free(n->bans);
   free(n->slots);
   free(n->gens);
@@ -200,6 +219,8 @@ lp2p_node *lp2p_node_new(uv_loop_t *loop, const lp2p_node_config *cfg,
     *err = LP2P_ENOMEM;
     return NULL;
   }
+  n->next_in_loop = loop->data;
+  loop->data = n;
   uv_timer_init(loop, &n->rate_timer);
   n->rate_timer.data = n;
   n->handles = 1;
@@ -222,6 +243,16 @@ void lp2p_node_close(lp2p_node *n) {
       lp2p_conn_close(n->slots[i], LP2P_ECLOSED, "node closed", 0);
   if (!uv_is_closing((uv_handle_t *)&n->rate_timer))
     uv_close((uv_handle_t *)&n->rate_timer, on_node_handle_closed);
+}
+
+
+void lp2p_loop_close_nodes(uv_loop_t *loop) {
+  for (lp2p_node *n = loop->data; n != NULL; n = n->next_in_loop) {
+    lp2p_node_close(n);
+    for (uint32_t i = 0; i < n->nslots; i++)
+      if (n->slots[i] != NULL)
+        lp2p__conn_force_close(n->slots[i]);
+  }
 }
 
 

@@ -67,6 +67,7 @@ LP2P_EXPORT int luaopen_luap2p_core(lua_State *L) {
   lp2p__open_handshake(L);
   lp2p__open_node(L);
   lp2p__open_loop(L);
+  lp2p__open_admission(L);
   lp2p__open_fs(L);
   lp2p__open_http(L);
   return 1;

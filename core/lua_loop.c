@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "lua_lp2p.h"
+#include "node.h"
 
 static const char LOOP_KEY = 'L';   /* registry key: the loop box */
 static const char ERRFN_KEY = 'E';  /* registry key: error reporter */
@@ -30,6 +31,9 @@ static int loop_gc(lua_State *L) {
   loop_box *b = lua_touserdata(L, 1);
   if (b->loop == NULL)
     return 0;
+  /* Nodes first, with their own close callbacks so their memory goes;
+   * then anything left. */
+  lp2p_loop_close_nodes(b->loop);
   uv_walk(b->loop, close_walk, NULL);
   uv_run(b->loop, UV_RUN_DEFAULT);
   uv_loop_close(b->loop);
@@ -51,7 +55,8 @@ uv_loop_t *lp2p__loop(lua_State *L) {
   lua_pushcfunction(L, loop_gc);
   lua_setfield(L, -2, "__gc");
   lua_setmetatable(L, -2);
-  uv_loop_t *loop = malloc(sizeof *loop);
+  /* calloc: uv_loop_init keeps loop->data, our list of nodes. */
+  uv_loop_t *loop = calloc(1, sizeof *loop);
   if (loop == NULL || uv_loop_init(loop) != 0) {
     free(loop);
     luaL_error(L, "luap2p: cannot create the event loop");

@@ -37,6 +37,7 @@ void lp2p__open_frame(lua_State *L);
 void lp2p__open_handshake(lua_State *L);
 void lp2p__open_node(lua_State *L);
 void lp2p__open_loop(lua_State *L);
+void lp2p__open_admission(lua_State *L);
 void lp2p__open_fs(lua_State *L);
 void lp2p__open_http(lua_State *L);
 

@@ -175,13 +175,17 @@ struct lp2p_node {
   lp2p_stat total;
   uint8_t *scratch; /* shared plaintext buffer, one chunk */
   uint8_t *readbuf; /* shared read buffer, LP2P_READ_BUF_SIZE */
+  lp2p_node *next_in_loop; /* the loop's nodes: loop->data is the head */
 };
 
 /* Used by conn.c, defined in handler.c. */
 void lp2p__node_emit(lp2p_node *n, const lp2p_event *ev);
 void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c);
 void lp2p__node_established(lp2p_node *n, lp2p_conn *c);
+void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c);
 void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c);
+/* conn.c: close both handles now, even with writes pending. */
+void lp2p__conn_force_close(lp2p_conn *c);
 void lp2p__node_handle_closed(lp2p_node *n);
 void lp2p__conn_start_handshake(lp2p_conn *c);
 /* conn.c: a connection with both handles initialised (2 node handles). */
@@ -196,6 +200,10 @@ lp2p_node *lp2p_node_new(uv_loop_t *loop, const lp2p_node_config *cfg,
 /* Close every handle; hooks are no longer called. Memory goes when the last
  * handle closed. */
 void lp2p_node_close(lp2p_node *n);
+/* When the loop itself goes (its Lua state closes): close every node of
+ * the loop at once, pending writes dropped, so that running the loop
+ * frees them all. The loop's data field is the node list's head. */
+void lp2p_loop_close_nodes(uv_loop_t *loop);
 /* Returns the bound port (> 0) or an error. */
 int lp2p_node_listen(lp2p_node *n, const char *host, int port);
 /* Returns 0 and *id, or an error (EBANNED, EALREADY, ETOOMANY, UV_E*). */
@@ -233,5 +241,56 @@ void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
                      int graceful);
 void lp2p_conn_pause(lp2p_conn *c, int paused);
 void lp2p_conn_get_info(lp2p_conn *c, lp2p_conn_info *info);
+
+/* ------------------------------------------------ admission.c (issue 8)
+ * Admission control at TCP accept, before any byte is read: per-IP and
+ * per-prefix (/24, /64) accept-rate token buckets, concurrent caps, a
+ * bounded LRU table, an under-load mode. Wiring (handler.c): check in
+ * on_connection after the ban test; opened when the connection is kept;
+ * closed when an incoming connection that was opened is freed. */
+typedef struct lp2p_admission lp2p_admission;
+
+typedef struct lp2p_admission_config {
+  double rate, burst;               /* per IP: tokens/s, bucket (20, 5) */
+  double prefix_rate, prefix_burst; /* per /24 or /64 (80, 20) */
+  unsigned max_per_ip;              /* concurrent, 0 = no cap (8) */
+  unsigned max_per_prefix;          /* concurrent, 0 = no cap (32) */
+  unsigned table_size;              /* entries, IPs + prefixes (4096) */
+  int exempt_loopback;              /* 127/8, ::1 not limited (1) */
+  unsigned load_threshold;          /* pending handshakes; 0 = off (10) */
+  /* Called when under-load mode starts (1) or ends (0). */
+  void (*on_load)(void *ud, int under_load, unsigned pending);
+  void *ud;
+} lp2p_admission_config;
+
+typedef struct lp2p_admission_stats {
+  uint64_t admitted, exempt, refused_ip_rate, refused_prefix_rate,
+      refused_ip_cap, refused_prefix_cap, refused_full, evictions,
+      uncounted, load_episodes;
+  unsigned entries, capacity;
+  int under_load;
+} lp2p_admission_stats;
+
+void lp2p_admission_config_defaults(lp2p_admission_config *cfg);
+/* All memory is allocated here (cfg NULL: defaults). NULL on ENOMEM or a
+ * bad config (negative rate, table_size < 2). */
+lp2p_admission *lp2p_admission_new(const lp2p_admission_config *cfg);
+void lp2p_admission_free(lp2p_admission *a);
+/* 0: accept; LP2P_ETOOMANY (concurrent cap, table full of open
+ * connections); LP2P_EREFUSED (rate). pending: handshakes in progress,
+ * drives the under-load mode. lp2p_admission_reason: why, for the
+ * "refused" event (static text, "" after an accept). */
+int lp2p_admission_check(lp2p_admission *a, const lp2p_point *addr,
+                         uint64_t now_ms, unsigned pending);
+const char *lp2p_admission_reason(const lp2p_admission *a);
+void lp2p_admission_opened(lp2p_admission *a, const lp2p_point *addr,
+                           uint64_t now_ms);
+void lp2p_admission_closed(lp2p_admission *a, const lp2p_point *addr);
+int lp2p_admission_under_load(const lp2p_admission *a);
+void lp2p_admission_get_stats(const lp2p_admission *a,
+                              lp2p_admission_stats *s);
+unsigned lp2p_admission_open_count(const lp2p_admission *a,
+                                   const lp2p_point *addr);
+/* ------------------------------------------- end admission.c (issue 8) */
 
 #endif /* LP2P_NODE_H */

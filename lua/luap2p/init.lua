@@ -226,6 +226,16 @@ function Node:point(p, create)
   return rec
 end
 
+function Node:known_count() return self._npoints end
+
+-- Forget a known point (its record and count); false when unknown.
+function Node:forget(p)
+  if not self.points[p] then return false end
+  self.points[p] = nil
+  self._npoints = self._npoints - 1
+  return true
+end
+
 function Node:peer(id, create)
   local rec = self.peers[id]
   if not rec and create ~= false then
@@ -356,7 +366,12 @@ function Node:_message(id, tag, payload)
     end
     if P2P_HOOKS[m.type] then
       local arg1 = m.points or m.point
-      self:_verdict(m.type, conn, arg1, m.peer_id)
+      local answer = self:_verdict(m.type, conn, arg1, m.peer_id)
+      -- bootstrap may return the points to advertise.
+      if m.type == "bootstrap" and type(answer) == "table" and
+         #answer > 0 and not conn.closed then
+        conn:send_msg({ type = "advertise", points = answer })
+      end
     end
     return
   end
@@ -601,14 +616,17 @@ function Node:trusted(point, peer_id)
 end
 
 -- Ban an IP, IP/prefix, point or peer id for `seconds` (nil: forever).
--- Banning an address or peer also drops its connections.
-function Node:ban(target, seconds, reason)
+-- A ban also drops the matching connections, unless opts.kick == false
+-- (a greylist entry only keeps newcomers out, as in Octez).
+function Node:ban(target, seconds, reason, opts)
   local ok, err, code = self._c:ban(target, seconds)
   if not ok then return nil, err, code end
-  for _, conn in pairs(self.conns) do
-    if conn.peer_id == target or self._c:banned(conn.addr) or
-       (conn.point and self._c:banned(conn.point)) then
-      conn:close("banned")
+  if not (opts and opts.kick == false) then
+    for _, conn in pairs(self.conns) do
+      if conn.peer_id == target or self._c:banned(conn.addr) or
+         (conn.point and self._c:banned(conn.point)) then
+        conn:close("banned")
+      end
     end
   end
   self:_event({ type = "banned", target = target, seconds = seconds,
@@ -665,7 +683,11 @@ function Node:_timer(after, every, fn)
   local t = core.timer(after, every, function()
     local node = weak.node
     if not node or node._closed then return end
+    -- Timers made inside this one belong to the same policy.
+    local prev = node._current
+    node._current = owner
     local ok, err = policy.guard(node.config.hook_budget, fn, node)
+    node._current = prev
     if not ok then node:_policy_error(owner, "timer", err) end
   end)
   self._timers[t] = true

@@ -38,13 +38,26 @@ local function budget_hook()
   error(BUDGET_MSG, 2)
 end
 
+local depth = 0
+
 -- Call fn(...) protected, at most `budget` VM instructions. Returns
--- true, results... or false, message. Nested guards restore the outer hook.
+-- true, results... or false, message. A guard inside a guarded call only
+-- protects: the outer budget keeps counting, so a hook cannot escape its
+-- budget by calling into the node in a loop.
 function guard(budget, fn, ...)
-  local old_fn, old_mask, old_count = debug.gethook()
-  debug.sethook(budget_hook, "", budget)
-  local res = table.pack(xpcall(fn, debug.traceback, ...))
-  debug.sethook(old_fn, old_mask, old_count)
+  local res
+  if depth > 0 then
+    depth = depth + 1
+    res = table.pack(xpcall(fn, debug.traceback, ...))
+    depth = depth - 1
+  else
+    local old_fn, old_mask, old_count = debug.gethook()
+    depth = 1
+    debug.sethook(budget_hook, "", budget)
+    res = table.pack(xpcall(fn, debug.traceback, ...))
+    debug.sethook(old_fn, old_mask, old_count)
+    depth = 0
+  end
   if not res[1] then
     local msg = tostring(res[2])
     if msg:find(BUDGET_MSG, 1, true) then

@@ -32,7 +32,7 @@ function _M.define(parser)
   local show = cmd:command("show",
       "Print the peer id and proof-of-work bits of an identity; check " ..
       "its keys.")
-  show:argument("file", "identity.json to read."):argname("FILE")
+  show:argument("FILE", "identity.json to read."):target("file")
   show:option("--pow", "Fail (exit 1) unless the stamp meets BITS.")
     :argname("BITS"):convert(util.number(0, 256, "--pow"))
   show:flag("--json", "Print the result as one JSON object on stdout.")
@@ -134,10 +134,10 @@ local function generate(args)
   local id, tries = identity.generate(args.pow,
     { threads = threads, progress = rep.progress })
   local elapsed = core.now() - t0
-  if not id then util.fail(tries) end
+  if not id then util.fail(util.plain(tries)) end
   rep.done(tries, elapsed)
   local ok, err = identity.save(id, path, { force = args.force })
-  if not ok then util.fail(err) end
+  if not ok then util.fail(util.plain(err)) end
   local peer_id = id:peer_id()
   if args.json then
     io.stdout:write(util.json({ peer_id = peer_id, file = path,
@@ -152,14 +152,7 @@ local function generate(args)
 end
 
 local function show(args)
-  local id, err, code = identity.load(args.file)
-  if not id then
-    if code == "EIDENTITY" then
-      util.fail(err .. "; is this an Octez identity.json?")
-    end
-    util.fail(err .. "; create one with 'luap2p identity generate " ..
-      "--output " .. args.file .. "'")
-  end
+  local id = util.load_identity(args.file)
   local bits = identity.pow_bits(id)
   local peer_id = id:peer_id()
   local pk = id:public_key():gsub(".", function(c)

@@ -19,6 +19,8 @@ _M.COMMANDS = { "identity", "node", "probe", "demo" }
 local function usage_error(parser, msg)
   local ok, name = pcall(parser._get_fullname, parser)
   if not ok then name = parser._name end
+  -- argparse may add a second line ("Did you mean ...?"): keep one.
+  msg = tostring(msg):gsub("\n+", "; ")
   io.stderr:write(string.format("%s: %s (see '%s --help')\n", name, msg,
     name))
   os.exit(util.EXIT_USAGE)

@@ -17,7 +17,7 @@ local SHUTDOWN_GRACE = 3 -- s: Disconnects get this long to be written
 
 function _M.define(parser)
   local cmd = parser:command("node",
-      "Run a node until SIGINT/SIGTERM; SIGHUP reloads the --policy files.")
+      "Run a node until SIGINT/SIGTERM; SIGHUP reloads its policy files.")
     :epilog("Examples:\n" ..
       "  luap2p node --identity id.json --listen 0.0.0.0:9732 \\\n" ..
       "      --peer 203.0.113.5:9732 --log json\n" ..
@@ -56,28 +56,11 @@ function _M.define(parser)
     :argname("HOST:PORT"):convert(util.listen_point)
 end
 
--- "ENAME: text" -> "text (ENAME)", the CLI's one-line style.
-local function plain(err)
-  local name, text = tostring(err):match("^(E[%u%d]+): (.*)$")
-  if not name then return tostring(err) end
-  return text .. " (" .. name .. ")"
-end
+local plain = util.plain
 
-local function load_identity(args)
-  local id, err, code = identity.load(args.identity)
-  if not id then
-    if code == "EIDENTITY" then
-      util.fail(plain(err) .. "; is this an Octez identity.json?")
-    end
-    util.fail(plain(err) .. "; create one with 'luap2p identity generate " ..
-      "--output " .. args.identity .. "'")
-  end
-  return id
-end
-
-local function config(args, id)
+local function config(args)
   local cfg = {
-    identity = id, listen = args.listen.text, chain = args.chain,
+    listen = args.listen.text, chain = args.chain,
     pow_bits = args.pow, peers = util.texts(args.peer),
     trusted = util.texts(args.trusted), policies = {},
     private_mode = args.private or nil, log = args.log,
@@ -96,7 +79,6 @@ local function config(args, id)
       "--max-connections (%d)", min, max))
   end
   for _, path in ipairs(args.policy) do
-    util.check_readable(path, "policy file")
     cfg.policies[#cfg.policies + 1] = path
   end
   return cfg
@@ -104,14 +86,19 @@ end
 
 function _M.run(args)
   util.line_buffered()
-  local id = load_identity(args)
+  local cfg = config(args) -- usage errors first: exit 2 before any I/O
+  local id = util.load_identity(args.identity)
+  cfg.identity = id
   local have = identity.pow_bits(id)
   if have < args.pow then
     io.stderr:write(string.format("warning: %s has %d bits of proof of " ..
       "work; peers that require %g (like this node) will refuse it\n",
       args.identity, have, args.pow))
   end
-  local ok, node, err, code = pcall(p2p.new, config(args, id))
+  for _, path in ipairs(args.policy) do
+    util.check_readable(path, "policy file")
+  end
+  local ok, node, err, code = pcall(p2p.new, cfg)
   if not ok then util.fail(tostring(node)) end
   if not node then
     if code == "EADDRINUSE" then
@@ -135,6 +122,7 @@ function _M.run(args)
   local function say(text, obj)
     if json then
       obj.ts = os.time()
+      obj.level = "info"
       io.stdout:write(util.json(obj), "\n")
     else
       io.stdout:write(text, "\n")
@@ -150,9 +138,13 @@ function _M.run(args)
     server, mport, merr = m:serve(args.metrics.host, args.metrics.port)
     if not server then
       node:close()
-      util.fail(string.format("cannot serve --metrics on %s: %s%s",
-        args.metrics.text, plain(mport),
-        merr == "EADDRINUSE" and "; choose another port" or ""))
+      if merr == "EADDRINUSE" then
+        util.fail(string.format("cannot serve --metrics on %s: address " ..
+          "already in use (EADDRINUSE); choose another port",
+          args.metrics.text))
+      end
+      util.fail(string.format("cannot serve --metrics on %s: %s",
+        args.metrics.text, plain(mport)))
     end
   end
   local murl = mport and string.format(args.metrics.family == 6 and
@@ -189,12 +181,8 @@ function _M.run(args)
   on("SIGINT", function() shutdown("SIGINT") end)
   on("SIGTERM", function() shutdown("SIGTERM") end)
   on("SIGHUP", function()
-    if #args.policy == 0 then
-      say("luap2p node: SIGHUP, no --policy file to reload",
-        { type = "sighup", policies = 0 })
-      return
-    end
-    -- reloaded / policy_error events report the outcome in the log.
+    -- Every policy loaded from a file is reloaded; "reloaded" and
+    -- "policy_error" events report the outcome in the log.
     node:reload()
   end)
 

@@ -128,7 +128,7 @@ function _M.si(n)
   return tostring(math.floor(n))
 end
 
--- Read a whole file, or nil, "ENAME: message", "ENAME".
+-- Fail (exit 1) unless path can be opened for reading.
 function _M.check_readable(path, what)
   local f, err = io.open(path, "r")
   if not f then
@@ -136,6 +136,24 @@ function _M.check_readable(path, what)
   end
   f:close()
   return true
+end
+
+-- "ENAME: text" -> "text (ENAME)", the command line's one-line style.
+function _M.plain(err)
+  local name, text = tostring(err):match("^(E[%u%d]+): (.*)$")
+  if not name then return tostring(err) end
+  return text .. " (" .. name .. ")"
+end
+
+-- Load an identity file for a command, or fail with a hint.
+function _M.load_identity(path)
+  local id, err, code = require("luap2p.identity").load(path)
+  if id then return id end
+  if code == "EIDENTITY" then
+    _M.fail(_M.plain(err) .. "; is this an Octez identity.json?")
+  end
+  _M.fail(_M.plain(err) .. "; create one with 'luap2p identity generate " ..
+    "--output " .. path .. "'")
 end
 
 -- Copy of a list, for config tables built from repeated options.

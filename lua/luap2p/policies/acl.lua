@@ -107,7 +107,8 @@ end
 -- that node:ban emits is not mistaken for an admin ban.
 local function quiet_ban(node, s, target, seconds, reason)
   s.greylisting = true
-  local ok, err = pcall(node.ban, node, target, seconds, reason)
+  local ok, err = pcall(node.ban, node, target, seconds, reason,
+    { kick = false })
   s.greylisting = false
   if not ok then error(err, 0) end
 end

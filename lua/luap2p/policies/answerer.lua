@@ -122,12 +122,8 @@ function _M._trim_points(node, target)
   local removed = 0
   for _, v in ipairs(victims) do
     if total - removed <= target then break end
-    node.points[v[2]] = nil
+    node:forget(v[2])
     removed = removed + 1
-  end
-  -- Keep the node's count of known points (node:stat()) in step.
-  if type(node._npoints) == "number" then
-    node._npoints = node._npoints - removed
   end
   return removed
 end
@@ -142,10 +138,10 @@ local function register(node, points)
   for _, p in ipairs(points) do
     local rec = node.points[p]
     if not rec and p ~= mine then
-      local n = node._npoints or 0
+      local n = node:known_count()
       if max and n >= max then
         _M._trim_points(node, max * 3 // 4)
-        n = node._npoints or 0
+        n = node:known_count()
       end
       -- Still full of live or trusted points: drop the rest, as Octez's
       -- GC could not make room either.

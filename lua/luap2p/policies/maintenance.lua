@@ -26,7 +26,7 @@
 local p2p = require "luap2p"
 local core = p2p.core
 
-local math, pairs, table, type = math, pairs, table, type
+local ipairs, math, pairs, table, type = ipairs, math, pairs, table, type
 
 local now = p2p.now
 
@@ -162,7 +162,7 @@ local function too_few(node, b, n)
   local max_to = b.max_target - n - inst.ndials
   if min_to <= 0 then return end -- the dials in flight may do
   local dialed = 0
-  for _, p in pairs(_M._connectable(node, max_to)) do
+  for _, p in ipairs(_M._connectable(node, max_to)) do
     local id = node:connect(p)
     if id then
       if not inst.dials[id] then inst.ndials = inst.ndials + 1 end

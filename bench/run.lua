@@ -1,0 +1,562 @@
+-- luap2p benchmarks against the physical limits (issue 7).
+--
+--   lua5.4 bench/run.lua [--quick] [--runs N] [--only NAME,...] [--json FILE]
+--
+-- Every figure is measured next to its baseline in the same run, both
+-- repeated (baseline and luap2p interleaved, so that the load other people
+-- put on the machine hits both), and the medians are compared. luap2p
+-- figures come from real processes (bench/*.lua children talking over
+-- 127.0.0.1); baselines from C programs against libsodium and plain sockets
+-- or libuv (bench/*.c, built here into build/bench/). Every child runs under
+-- timeout(1) and is killed at the end. Not part of `make test`.
+--
+-- Figures (names for --only): stream, small, handshake, idle, pow, crypto.
+local ROOT do
+  local dir = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/.."
+  local p = io.popen('cd "' .. dir .. '" && pwd')
+  ROOT = p:read("*l")
+  p:close()
+end
+local BENCH = ROOT .. "/bench"
+local BIN = ROOT .. "/build/bench"
+local LOGDIR = BIN .. "/logs"
+
+---------------------------------------------------------------- options
+
+local opt = { quick = false, only = nil, json = nil }
+do
+  local i = 1
+  while i <= #arg do
+    local a = arg[i]
+    if a == "--quick" then opt.quick = true
+    elseif a == "--runs" then i = i + 1; opt.runs = tonumber(arg[i])
+    elseif a == "--only" then
+      i = i + 1
+      opt.only = {}
+      for w in arg[i]:gmatch("[^,]+") do opt.only[w] = true end
+    elseif a == "--json" then i = i + 1; opt.json = arg[i]
+    else
+      io.stderr:write("usage: lua5.4 bench/run.lua [--quick] [--runs N] ",
+        "[--only stream,small,handshake,idle,pow,crypto] [--json FILE]\n")
+      os.exit(2)
+    end
+    i = i + 1
+  end
+end
+
+-- Durations: a full run stays under 5 minutes, --quick under 1.
+local P = opt.quick and {
+  runs = 3, secs = 0.5, hs_secs = 0.6, idle_n = 2000, idle_runs = 1,
+  reloads = 10, crypto_secs = 0.2, pow_secs = 0.5,
+} or {
+  runs = 5, secs = 2, hs_secs = 2, idle_n = 10000, idle_runs = 2,
+  reloads = 30, crypto_secs = 0.5, pow_secs = 1.5,
+}
+P.runs = opt.runs or P.runs
+local function want(name) return opt.only == nil or opt.only[name] end
+
+---------------------------------------------------------------- helpers
+
+local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+local function run_cmd(cmd)
+  local ok = os.execute(cmd)
+  return ok == true or ok == 0
+end
+
+local function now()
+  local f = io.popen("date +%s.%N")
+  local t = tonumber(f:read("*l"))
+  f:close()
+  return t
+end
+
+local function median(t)
+  local s = {}
+  for i, v in ipairs(t) do s[i] = v end
+  table.sort(s)
+  local n = #s
+  if n == 0 then return nil end
+  if n % 2 == 1 then return s[(n + 1) // 2] end
+  return (s[n // 2] + s[n // 2 + 1]) / 2
+end
+
+local function ncpus()
+  local f = io.popen("nproc")
+  local n = tonumber(f:read("*l"))
+  f:close()
+  return n or 1
+end
+local CPUS = ncpus()
+
+-- The file-descriptor limit the 10 000-connection figure needs: each
+-- process holds one socket per connection, plus a few.
+local function hard_nofile()
+  local f = io.popen("sh -c 'ulimit -Hn'")
+  local v = f:read("*l")
+  f:close()
+  if v == "unlimited" then return 1048576 end
+  return tonumber(v) or 1024
+end
+local NOFILE = hard_nofile()
+
+---------------------------------------------------------------- children
+
+-- Every child: SIGPIPE ignored (inherited through exec: a peer closing
+-- while we write must not kill the process), the soft fd limit raised to
+-- the hard one, stderr to a log, a hard time bound. Children print
+-- "PID n" first; we kill by that pid at the end.
+local children = {}
+
+local function env_prefix()
+  return string.format("LUA_PATH=%s LUA_CPATH=%s ",
+    sh_quote(ROOT .. "/lua/?.lua;" .. ROOT .. "/lua/?/init.lua;;"),
+    sh_quote(ROOT .. "/build/?.so;;"))
+end
+
+local function spawn(name, cmd, limit)
+  local log = LOGDIR .. "/" .. name .. ".log"
+  local full = string.format(
+    "trap '' PIPE; ulimit -n %d 2>/dev/null; cd %s && %sexec timeout -k 2 %d %s 2>>%s",
+    NOFILE, sh_quote(ROOT), env_prefix(), math.ceil(limit), cmd,
+    sh_quote(log))
+  local f = assert(io.popen(full, "r"))
+  local child = { name = name, f = f, log = log, res = {}, lines = {} }
+  children[#children + 1] = child
+  return child
+end
+
+-- Read lines until `pattern` matches one (returns its capture) or EOF.
+local function read_until(child, pattern)
+  for line in child.f:lines() do
+    child.lines[#child.lines + 1] = line
+    local pid = line:match("^PID (%d+)")
+    if pid then child.pid = tonumber(pid) end
+    local k, v = line:match("^RESULT (%S+) (%S+)")
+    if k then child.res[k] = tonumber(v) or v end
+    local err = line:match("^ERROR (.*)")
+    if err then child.err = err end
+    if pattern then
+      local cap = line:match(pattern)
+      if cap then return cap end
+    end
+  end
+  child.eof = true
+end
+
+local function alive(pid)
+  local f = io.open("/proc/" .. pid .. "/cmdline")
+  if not f then return false end
+  local cmd = f:read("*a") or ""
+  f:close()
+  return cmd:find("lua", 1, true) ~= nil
+end
+
+local function kill(child)
+  if child.pid and alive(child.pid) then
+    os.execute("kill -9 " .. child.pid .. " 2>/dev/null")
+  end
+end
+
+-- Wait for a child to finish (reading all it says), then reap it.
+local function finish(child)
+  if not child.eof then read_until(child, nil) end
+  kill(child)
+  child.f:close()
+  child.closed = true
+  return child.res
+end
+
+local function cleanup()
+  for _, c in ipairs(children) do
+    if not c.closed then
+      kill(c)
+      pcall(c.f.close, c.f)
+      c.closed = true
+    end
+  end
+  children = {}
+end
+
+local function lua_child(name, script, args, limit)
+  return spawn(name, "lua5.4 " .. sh_quote(BENCH .. "/" .. script) .. " " ..
+    args, limit)
+end
+
+-- Run a C baseline and return its RESULT table.
+local function c_run(prog, args, limit)
+  local c = spawn(prog, sh_quote(BIN .. "/" .. prog) .. " " .. args, limit)
+  local res = finish(c)
+  if next(res) == nil then
+    error(prog .. " " .. args .. ": no result (see " .. c.log .. ")")
+  end
+  return res
+end
+
+-- A server child that prints PORT, then a client child given that port.
+local function pair(name, script, sargs, cargs, limit)
+  local srv = lua_child(name .. "-server", script, sargs, limit)
+  local port = read_until(srv, "^PORT (%d+)")
+  if not port then
+    local why = srv.err or ("no PORT (see " .. srv.log .. ")")
+    finish(srv)
+    error(name .. ": server failed: " .. why)
+  end
+  local cli = lua_child(name .. "-client", script,
+    "port=" .. port .. " " .. cargs, limit)
+  local sres = finish(srv)
+  -- The client ends by itself once the server is gone; bounded anyway.
+  local cres = finish(cli)
+  if srv.err or next(sres) == nil then
+    error(name .. ": " .. (srv.err or ("no result (see " .. srv.log .. ")")))
+  end
+  return sres, cres
+end
+
+---------------------------------------------------------------- build
+
+local function build()
+  run_cmd("mkdir -p " .. sh_quote(LOGDIR))
+  os.execute("rm -f " .. sh_quote(LOGDIR) .. "/*.log")
+  if not io.open(ROOT .. "/build/luap2p/core.so") then
+    error("build/luap2p/core.so missing: run make first (make bench does)")
+  end
+  for _, prog in ipairs({ "tcp_limit", "crypto_limit" }) do
+    local cmd = string.format(
+      "cc -O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -o %s %s " ..
+      "$(pkg-config --cflags --libs libuv libsodium) -lpthread",
+      sh_quote(BIN .. "/" .. prog), sh_quote(BENCH .. "/" .. prog .. ".c"))
+    if not run_cmd(cmd) then error("cannot build " .. prog) end
+  end
+end
+
+---------------------------------------------------------------- figures
+
+local S = {} -- series name -> list of samples
+local function add(name, v)
+  if v == nil then return end
+  S[name] = S[name] or {}
+  table.insert(S[name], v)
+end
+
+local notes = {}
+local function note(s)
+  for _, n in ipairs(notes) do if n == s then return end end
+  notes[#notes + 1] = s
+end
+
+local function guarded(name, fn)
+  local ok, err = pcall(fn)
+  if not ok then
+    note(name .. " failed: " .. tostring(err))
+    io.stderr:write("bench: ", name, " failed: ", tostring(err), "\n")
+  end
+  cleanup()
+end
+
+local function fig_stream()
+  local r = c_run("tcp_limit", "stream 65536 " .. P.secs, P.secs + 15)
+  add("tcp_stream", r.stream_bytes_per_s)
+  local s = pair("stream", "stream.lua", "recv secs=" .. P.secs,
+    "send size=65536 secs=" .. (P.secs + 10), P.secs + 25)
+  add("lp_stream", s.bytes_per_s)
+end
+
+local function fig_small()
+  local r = c_run("tcp_limit", "small 64 " .. P.secs, P.secs + 15)
+  add("tcp_small", r.small_msgs_per_s)
+  local s = pair("small", "stream.lua", "recv secs=" .. P.secs,
+    "send size=64 secs=" .. (P.secs + 10), P.secs + 25)
+  add("lp_small", s.msgs_per_s)
+end
+
+local function fig_handshake()
+  local r = c_run("tcp_limit", "connect " .. P.hs_secs .. " 16",
+    P.hs_secs + 15)
+  add("tcp_connect", r.connect_per_s)
+  for _, defaults in ipairs({ 0, 1 }) do
+    local s = pair("handshake" .. defaults, "handshake.lua",
+      "server secs=" .. P.hs_secs .. " defaults=" .. defaults,
+      "client conc=16 secs=" .. (P.hs_secs + 10), P.hs_secs + 25)
+    add(defaults == 1 and "lp_hs_default" or "lp_hs", s.hs_per_s)
+    if (s.failed or 0) > 0 then
+      note(string.format("handshake (defaults=%d): %d handshakes failed " ..
+        "at the server", defaults, s.failed))
+    end
+  end
+end
+
+local function fig_crypto()
+  local d = P.crypto_secs
+  add("box", c_run("crypto_limit", "box 65517 " .. d, 30).box_bytes_per_s)
+  add("beforenm", c_run("crypto_limit", "beforenm " .. d, 30).beforenm_per_s)
+  add("keypair", c_run("crypto_limit", "keypair " .. d, 30).keypair_per_s)
+end
+
+local function fig_pow()
+  local r = c_run("crypto_limit", "blake2b " .. P.pow_secs .. " " .. CPUS,
+    P.pow_secs + 15)
+  add("blake2b", r.blake2b56_per_s)
+  local c = lua_child("pow", "pow.lua", "secs=" .. P.pow_secs,
+    P.pow_secs + 15)
+  add("lp_pow", finish(c).tries_per_s)
+end
+
+local function fig_idle()
+  local n = P.idle_n
+  if NOFILE < n + 100 then
+    note(string.format("idle: the hard RLIMIT_NOFILE is %d, below the %d " ..
+      "descriptors %d connections need per process; measured with %d",
+      NOFILE, n + 100, n, NOFILE - 100))
+    n = NOFILE - 100
+  end
+  local r = c_run("tcp_limit", "idle " .. n, 90)
+  add("tcp_idle", r.idle_bytes_per_conn)
+  local s, c = pair("idle", "idle.lua",
+    string.format("server n=%d reloads=%d policy=%s", n, P.reloads,
+      sh_quote(BENCH .. "/policy_sample.lua")),
+    string.format("client n=%d conc=200", n), 150)
+  add("idle_n", s.conns)
+  add("lp_idle", s.bytes_per_conn)
+  add("lp_idle_lua", s.lua_bytes_per_conn)
+  add("lp_idle_client", c.client_bytes_per_conn)
+  add("lp_node_client", c.node_bytes)
+  add("reload_ms", s.reload_ms)
+  add("reload_max_ms", s.reload_max_ms)
+  add("reload_dropped", s.reload_dropped)
+  add("load_ms", s.load_ms)
+  add("reload_files", s.reload_files)
+end
+
+---------------------------------------------------------------- table
+
+local function si(v, unit)
+  if v == nil then return "n/a" end
+  local a = math.abs(v)
+  if a >= 1e9 then return string.format("%.2f G%s", v / 1e9, unit) end
+  if a >= 1e6 then return string.format("%.2f M%s", v / 1e6, unit) end
+  if a >= 1e4 then return string.format("%.1f k%s", v / 1e3, unit) end
+  return string.format("%.0f %s", v, unit)
+end
+
+local function kib(v)
+  if v == nil then return "n/a" end
+  return string.format("%.2f KiB", v / 1024)
+end
+
+local function ms(v)
+  if v == nil then return "n/a" end
+  return string.format("%.3f ms", v)
+end
+
+local function pct(r)
+  if r == nil then return "n/a" end
+  return string.format("%.1f%%", r * 100)
+end
+
+local function yesno(b)
+  if b == nil then return "n/a" end
+  return b and "yes" or "NO"
+end
+
+local rows = {}
+local function row(fig, lp, base, ratio, goal, met)
+  rows[#rows + 1] = { fig, lp, base, ratio, goal, met }
+end
+
+local function div(a, b)
+  if a == nil or b == nil or b == 0 then return nil end
+  return a / b
+end
+
+local function cmp(v, f)
+  if v == nil then return nil end
+  return f(v)
+end
+
+local function build_table()
+  local M = {}
+  for k, v in pairs(S) do M[k] = median(v) end
+  local n = #(S.lp_stream or S.lp_hs or S.lp_pow or {})
+
+  if M.lp_stream or M.tcp_stream then
+    local r = div(M.lp_stream, M.tcp_stream)
+    row("encrypted stream, 64 KiB msgs, 2 processes (payload B/s)",
+      si(M.lp_stream, "B/s"), si(M.tcp_stream, "B/s") .. " raw TCP",
+      pct(r), ">= 60% of raw TCP", yesno(cmp(r, function(x) return x >= 0.6 end)))
+  end
+  if M.lp_small or M.tcp_small then
+    row("64 B messages/s, end to end, one connection",
+      si(M.lp_small, "msg/s"),
+      si(M.tcp_small, "msg/s") .. " raw TCP, u32-framed",
+      pct(div(M.lp_small, M.tcp_small)), ">= 1 M/s",
+      yesno(cmp(M.lp_small, function(x) return x >= 1e6 end)))
+  end
+  if M.lp_hs or M.beforenm then
+    -- Each handshake computes one crypto_box_beforenm per side: with every
+    -- core busy, beforenm/s per core x cores / 2 handshakes/s at most.
+    local bound = M.beforenm and M.beforenm * CPUS / 2
+    row("full handshakes/s (TCP + handshake + Ack, fresh client id)",
+      si(M.lp_hs, "/s"),
+      si(bound, "/s") .. string.format(" beforenm bound (%d cores / 2)",
+        CPUS),
+      pct(div(M.lp_hs, bound)), ">= 8000/s",
+      yesno(cmp(M.lp_hs, function(x) return x >= 8000 end)))
+  end
+  if M.lp_idle or M.tcp_idle then
+    row(string.format("RSS per idle authenticated conn, %d conns " ..
+      "(server end)", M.idle_n or P.idle_n),
+      kib(M.lp_idle), kib(M.tcp_idle) .. " bare libuv server",
+      M.tcp_idle and M.lp_idle and
+        string.format("%.1fx", M.lp_idle / M.tcp_idle) or "n/a",
+      "<= 16 KiB", yesno(cmp(M.lp_idle, function(x) return x <= 16384 end)))
+    if M.lp_idle_client then
+      local both = M.lp_idle + M.lp_idle_client
+      row("  same, both processes (client: 1 node per conn)",
+        kib(both), kib(M.tcp_idle) .. " bare libuv server",
+        M.tcp_idle and string.format("%.1fx", both / M.tcp_idle) or "n/a",
+        "<= 16 KiB", yesno(both <= 16384))
+    end
+  end
+  if M.lp_hs_default or M.lp_hs then
+    local r = div(M.lp_hs_default, M.lp_hs)
+    row("accept rate, default Lua hooks vs default_policies=false",
+      si(M.lp_hs_default, "/s"), si(M.lp_hs, "/s") .. " no policies",
+      pct(r), ">= 85%", yesno(cmp(r, function(x) return x >= 0.85 end)))
+  end
+  if M.reload_ms then
+    row(string.format("policy reload, %d live conns (median; dropped)",
+      M.idle_n or P.idle_n),
+      string.format("%s; %d dropped", ms(M.reload_ms),
+        math.floor(M.reload_dropped or 0)),
+      ms(M.load_ms) .. string.format(" load_file x%d", M.reload_files or 0),
+      M.load_ms and string.format("%.1fx", M.reload_ms / M.load_ms) or "n/a",
+      "< 5 ms, 0 dropped",
+      yesno(M.reload_ms < 5 and (M.reload_dropped or 0) == 0))
+  end
+  if M.lp_pow or M.blake2b then
+    local r = div(M.lp_pow, M.blake2b)
+    row(string.format("proof-of-work search rate (threads = %d)", CPUS),
+      si(M.lp_pow, "H/s"),
+      si(M.blake2b, "H/s") .. string.format(" BLAKE2b-256(56 B) x %d",
+        CPUS),
+      pct(r), ">= 90%", yesno(cmp(r, function(x) return x >= 0.9 end)))
+  end
+  -- Limits shown for reference (no goal).
+  if M.box then
+    row("  ref: crypto_box_easy_afternm 64 KiB chunks, 1 core",
+      "", si(M.box, "B/s"), "", "", "")
+  end
+  if M.beforenm then
+    row("  ref: crypto_box_beforenm, 1 core", "", si(M.beforenm, "/s"), "",
+      "", "")
+  end
+  if M.keypair and M.beforenm then
+    -- Per handshake here: 2 beforenm + 1 keypair (the fresh client id).
+    local t = 2 / M.beforenm + 1 / M.keypair
+    row("  ref: crypto bound incl. client keypair (2 beforenm + 1 keypair)",
+      "", si(CPUS / t, "/s"), M.lp_hs and pct(M.lp_hs * t / CPUS) or "",
+      "", "")
+  end
+  if M.tcp_connect then
+    row("  ref: TCP connect + 1 B each way + close, libuv, 16 in flight",
+      "", si(M.tcp_connect, "/s"),
+      M.lp_hs and pct(M.lp_hs / M.tcp_connect) or "", "", "")
+  end
+  if M.lp_idle_lua then
+    row("  ref: of the server RSS per conn, Lua heap", kib(M.lp_idle_lua),
+      "", "", "", "")
+  end
+  if M.lp_node_client then
+    row("  ref: client node (identity + node, before connecting), RSS",
+      kib(M.lp_node_client), "", "", "", "")
+  end
+  return M, n
+end
+
+local function print_table()
+  local head = { "figure", "luap2p", "baseline (same run)", "ratio", "goal",
+                 "met?" }
+  local w = {}
+  for i, h in ipairs(head) do w[i] = #h end
+  for _, r in ipairs(rows) do
+    for i, c in ipairs(r) do w[i] = math.max(w[i], #c) end
+  end
+  local function line(cells)
+    local out = {}
+    for i, c in ipairs(cells) do
+      out[i] = c .. string.rep(" ", w[i] - #c)
+    end
+    return "| " .. table.concat(out, " | ") .. " |"
+  end
+  print(line(head))
+  local sep = {}
+  for i = 1, #head do sep[i] = string.rep("-", w[i]) end
+  print("|-" .. table.concat(sep, "-|-") .. "-|")
+  for _, r in ipairs(rows) do print(line(r)) end
+end
+
+---------------------------------------------------------------- main
+
+local function machine()
+  local f = io.popen("sh -c \"grep -m1 'model name' /proc/cpuinfo | " ..
+    "cut -d: -f2; uname -sr; lua5.4 -v 2>&1; pkg-config --modversion " ..
+    "libuv libsodium\"")
+  local s = f:read("*a")
+  f:close()
+  local l = {}
+  for x in s:gmatch("[^\n]+") do l[#l + 1] = x:gsub("^%s+", "") end
+  return string.format("%s, %d CPUs; %s; %s; libuv %s, libsodium %s",
+    l[1] or "?", CPUS, l[2] or "?", l[3] or "?", l[4] or "?", l[5] or "?")
+end
+
+local function main()
+  local t0 = now()
+  build()
+  io.stderr:write(string.format("bench: %s, %d runs x %.1f s per figure%s\n",
+    opt.quick and "quick" or "full", P.runs, P.secs,
+    opt.quick and "" or " (about 3 minutes)"))
+  for r = 1, P.runs do
+    io.stderr:write(string.format("bench: run %d/%d\n", r, P.runs))
+    if want("stream") then guarded("stream", fig_stream) end
+    if want("small") then guarded("small", fig_small) end
+    if want("handshake") then guarded("handshake", fig_handshake) end
+    if want("crypto") or want("handshake") then
+      guarded("crypto", fig_crypto)
+    end
+    if want("pow") then guarded("pow", fig_pow) end
+    if want("idle") and r <= P.idle_runs then guarded("idle", fig_idle) end
+  end
+  local M, n = build_table()
+  print()
+  print(string.format("luap2p benchmarks (%s): medians of %d runs; " ..
+    "baselines measured in the same run", opt.quick and "--quick" or "full",
+    P.runs))
+  print("machine: " .. machine())
+  print()
+  print_table()
+  print()
+  for _, s in ipairs(notes) do print("note: " .. s) end
+  print(string.format("elapsed: %.0f s; child logs in %s", now() - t0,
+    LOGDIR))
+  if opt.json then
+    local f = assert(io.open(opt.json, "w"))
+    local parts = {}
+    for k, v in pairs(S) do
+      local xs = {}
+      for i, x in ipairs(v) do xs[i] = string.format("%.6g", x) end
+      parts[#parts + 1] = string.format('"%s":[%s]', k, table.concat(xs, ","))
+    end
+    table.sort(parts)
+    f:write("{", table.concat(parts, ","), "}\n")
+    f:close()
+  end
+  return n
+end
+
+local ok, err = xpcall(main, debug.traceback)
+cleanup()
+if not ok then
+  io.stderr:write("bench: ", tostring(err), "\n")
+  os.exit(1)
+end

@@ -1,0 +1,91 @@
+-- luap2p inside a luv program: one luv loop drives everything.
+--
+-- luap2p runs its own libuv loop; a host loop embeds it the way libuv
+-- documents: watch the loop's backend fd (readable when luap2p has I/O
+-- pending) and run luap2p's loop without blocking, and keep a timer armed
+-- for luap2p's next timeout (p2p.backend_timeout(), -1 when none).
+--
+--   lua5.4 examples/embed_luv.lua      (from a built checkout; needs luv:
+--                                      apt install lua-luv)
+package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
+package.cpath = "build/?.so;" .. package.cpath
+local uv = require "luv"
+local p2p = require "luap2p"
+
+-- The bridge: after any wake-up, run luap2p once without blocking, then
+-- re-arm for its next deadline. A timeout of 0 (work already pending) goes
+-- through an idle handle: a 0 ms luv timer re-armed from its own callback
+-- would run again before luv ever polls. When luap2p's loop has nothing
+-- left (not alive), its timeout means nothing: wait for the next pump(),
+-- which the program calls after creating nodes, connections or timers.
+local poll = uv.new_poll(p2p.backend_fd())
+local timer, idle = uv.new_timer(), uv.new_idle()
+local function pump()
+  local alive = p2p.run_nowait()
+  timer:stop()
+  idle:stop()
+  if not alive then return end
+  local ms = p2p.backend_timeout()
+  if ms == 0 then
+    idle:start(pump)
+  elseif ms > 0 then
+    timer:start(ms, 0, pump)
+  end
+end
+poll:start("r", pump)
+
+-- Two luap2p nodes exchanging a message...
+local function new_node()
+  return assert(p2p.new{ identity = p2p.core.identity_generate(),
+                         pow_bits = 0, listen = "127.0.0.1:0" })
+end
+local a, b = new_node(), new_node()
+local ticks, done = 0, false
+
+a:on("message", function(conn, payload)
+  print("a got " .. payload .. " after " .. ticks .. " luv ticks")
+  conn:send("pong")
+end)
+b:on("connected", function(conn)
+  -- A luap2p timer: it fires through the bridge's timeout path.
+  p2p.after(0.1, function() conn:send("ping") end)
+end)
+
+-- ...and the host program's own luv work, running alongside.
+local tick = uv.new_timer()
+tick:start(10, 10, function() ticks = ticks + 1 end)
+
+local function finish()
+  a:close()
+  b:close()
+  tick:close()
+  -- Let luap2p write the Disconnects, then leave both loops.
+  local t = uv.new_timer()
+  t:start(50, 0, function()
+    p2p.run_nowait()
+    t:close()
+    poll:close()
+    timer:close()
+    idle:close()
+  end)
+end
+
+b:on("message", function(_, payload)
+  print("b got " .. payload)
+  done = true
+  finish()
+end)
+
+assert(b:connect("127.0.0.1:" .. a.port))
+pump()
+-- A guard so the example never hangs.
+local guard = uv.new_timer()
+guard:start(10000, 0, function()
+  print("timed out")
+  os.exit(1)
+end)
+guard:unref()
+
+uv.run()
+print(done and "done: luap2p ran inside the luv loop" or "not done")
+os.exit(done and 0 or 1)

@@ -1,0 +1,92 @@
+-- LuaRocks package of luap2p: the C core (luap2p.core, libuv + libsodium),
+-- the Lua modules and the `luap2p` command.
+--   luarocks --lua-version 5.4 make                  (from a checkout)
+--   luarocks --lua-version 5.4 make --deps-mode=none (Debian: lua-cjson and
+--                                 lua-argparse installed with apt)
+-- When core/ gains a .c file, add it to sources below (the Makefile finds
+-- them by itself; builtin rockspecs list them).
+rockspec_format = "3.0"
+package = "luap2p"
+version = "scm-1"
+source = {
+  url = "git+https://github.com/luap2p/luap2p.git",
+}
+description = {
+  summary = "Octez-compatible peer-to-peer connection handler for Lua",
+  detailed = [[
+luap2p speaks the Tezos Octez p2p wire (identity and proof of work,
+authenticated handshake, encrypted chunks, P2P messages) from a small C core
+on libuv and libsodium, and leaves every decision (who to accept, ban,
+advertise, dial) to Lua policy modules that can be reloaded live.
+Includes the `luap2p` command: identity, node, probe and demo.]],
+  license = "MIT",
+  labels = { "p2p", "tezos", "libuv", "networking" },
+}
+dependencies = {
+  "lua >= 5.4",
+  "lua-cjson >= 2.1.0",
+  "argparse >= 0.7.0",
+}
+test_dependencies = {
+  "busted >= 2.0",
+  "luv",
+}
+external_dependencies = {
+  LIBUV = { header = "uv.h", library = "uv" },
+  SODIUM = { header = "sodium.h", library = "sodium" },
+}
+build = {
+  type = "builtin",
+  modules = {
+    ["luap2p.core"] = {
+      sources = {
+        "core/admission.c",
+        "core/ban.c",
+        "core/conn.c",
+        "core/error.c",
+        "core/frame.c",
+        "core/handler.c",
+        "core/handshake.c",
+        "core/identity.c",
+        "core/lua_admission.c",
+        "core/lua_core.c",
+        "core/lua_frame.c",
+        "core/lua_fs.c",
+        "core/lua_handshake.c",
+        "core/lua_http.c",
+        "core/lua_identity.c",
+        "core/lua_loop.c",
+        "core/lua_node.c",
+        "core/message.c",
+        "core/point.c",
+      },
+      defines = { "_GNU_SOURCE" },
+      libraries = { "uv", "sodium", "pthread", "m" },
+      incdirs = { "$(LIBUV_INCDIR)", "$(SODIUM_INCDIR)" },
+      libdirs = { "$(LIBUV_LIBDIR)", "$(SODIUM_LIBDIR)" },
+    },
+    ["luap2p.cli.ban_policy"] = "lua/luap2p/cli/ban_policy.lua",
+    ["luap2p.cli.demo"] = "lua/luap2p/cli/demo.lua",
+    ["luap2p.cli.identity"] = "lua/luap2p/cli/identity.lua",
+    ["luap2p.cli"] = "lua/luap2p/cli/init.lua",
+    ["luap2p.cli.metrics"] = "lua/luap2p/cli/metrics.lua",
+    ["luap2p.cli.node"] = "lua/luap2p/cli/node.lua",
+    ["luap2p.cli.probe"] = "lua/luap2p/cli/probe.lua",
+    ["luap2p.cli.util"] = "lua/luap2p/cli/util.lua",
+    ["luap2p.identity"] = "lua/luap2p/identity.lua",
+    ["luap2p"] = "lua/luap2p/init.lua",
+    ["luap2p.policies.acl"] = "lua/luap2p/policies/acl.lua",
+    ["luap2p.policies.answerer"] = "lua/luap2p/policies/answerer.lua",
+    ["luap2p.policies.log"] = "lua/luap2p/policies/log.lua",
+    ["luap2p.policies.maintenance"] = "lua/luap2p/policies/maintenance.lua",
+    ["luap2p.policies.private_mode"] = "lua/luap2p/policies/private_mode.lua",
+    ["luap2p.policy"] = "lua/luap2p/policy.lua",
+  },
+  install = {
+    bin = { luap2p = "scripts/luap2p" },
+  },
+  copy_directories = { "examples" },
+}
+test = {
+  type = "busted",
+}

@@ -1,0 +1,529 @@
+-- cli: scripts/luap2p run as real processes (DESIGN.md, command line
+-- contract): outputs, exit codes (0 ok, 1 runtime, 2 usage) and every bad
+-- input giving one clear line on stderr; identity files; node processes
+-- probed, reloaded with SIGHUP and scraped for metrics; the demo; the
+-- crawler example; the rockspec.
+local cjson = require "cjson"
+local core = require "luap2p.core"
+local identity = require "luap2p.identity"
+local h = require "helper"
+
+local ROOT = (function()
+  local p = io.popen("pwd")
+  local d = p:read("l")
+  p:close()
+  return d
+end)()
+local CLI = ROOT .. "/scripts/luap2p"
+
+local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+-- Run `args` (a shell fragment) through the CLI; returns stdout, stderr,
+-- exit code. `pre` is an optional shell prefix (cd somewhere).
+local function run(args, pre)
+  local err = os.tmpname()
+  local p = assert(io.popen(string.format("%stimeout 60 %s %s 2>%s",
+    pre or "", q(CLI), args, q(err))))
+  local out = p:read("a")
+  local _, _, code = p:close()
+  local e = h.read_file(err) or ""
+  os.remove(err)
+  return out, e, code
+end
+
+local function lines(s)
+  local t = {}
+  for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
+  return t
+end
+
+-- A usage or runtime failure: exactly one stderr line matching `pattern`,
+-- nothing on stdout unless allowed.
+local function fails(code, pattern, out, err, got, stdout_ok)
+  assert.equal(code, got, "exit code; stderr: " .. err)
+  local l = lines(err)
+  assert.equal(1, #l, "one line on stderr, got: " .. err)
+  assert.matches(pattern, l[1])
+  if not stdout_ok then assert.equal("", out) end
+end
+
+local function sleep(s) os.execute("sleep " .. s) end
+
+-- Poll a file until pred(text) holds; returns the text.
+local function wait_file(path, pred, timeout, what)
+  local deadline = os.time() + (timeout or 10)
+  while true do
+    local text = h.read_file(path) or ""
+    if pred(text) then return text end
+    if os.time() > deadline then
+      error("timed out waiting for " .. what .. "; file has:\n" .. text)
+    end
+    sleep(0.05)
+  end
+end
+
+-- JSON objects, one per line, of a --log json output.
+local function events(text)
+  local list = {}
+  for l in text:gmatch("[^\n]+") do
+    local ok, v = pcall(cjson.decode, l)
+    assert(ok, "not a JSON line: " .. l)
+    list[#list + 1] = v
+  end
+  return list
+end
+
+local function find(evs, pred)
+  for _, e in ipairs(evs) do if pred(e) then return e end end
+end
+
+-- A background CLI process: pid, stdout/stderr files, exit code file.
+local function spawn(dir, name, args)
+  local p = {
+    out = dir .. "/" .. name .. ".out", err = dir .. "/" .. name .. ".err",
+    pidf = dir .. "/" .. name .. ".pid", rcf = dir .. "/" .. name .. ".rc",
+  }
+  os.execute(string.format("sh -c %s >/dev/null 2>&1 &", q(string.format(
+    "%s %s >%s 2>%s & echo $! >%s; wait $!; echo $? >%s", q(CLI), args,
+    q(p.out), q(p.err), q(p.pidf), q(p.rcf)))))
+  p.pid = tonumber(wait_file(p.pidf, function(t) return t:match("%d+\n") end,
+    5, name .. " pid"):match("%d+"))
+  function p.kill(sig) os.execute("kill -" .. sig .. " " .. p.pid) end
+  function p.wait_exit(timeout)
+    return tonumber(wait_file(p.rcf, function(t) return t:match("%d+") end,
+      timeout or 10, name .. " exit"):match("%d+"))
+  end
+  function p.events() return events(h.read_file(p.out) or "") end
+  return p
+end
+
+-- GET path from 127.0.0.1:port with a raw TCP client (bash /dev/tcp).
+local function http_get(port, path)
+  local p = assert(io.popen(string.format("timeout 5 bash -c %s", q(
+    string.format("exec 3<>/dev/tcp/127.0.0.1/%d; printf 'GET %s " ..
+      "HTTP/1.0\\r\\n\\r\\n' >&3; cat <&3", port, path)))))
+  local text = p:read("a")
+  p:close()
+  return text
+end
+
+local function write_identity(path, bits)
+  local id = assert(identity.generate(bits or 0))
+  assert(identity.save(id, path, { force = true }))
+  return id:peer_id()
+end
+
+describe("cli", function()
+  local dir
+  setup(function() dir = h.tmpdir() end)
+  teardown(function() h.rmdir(dir) end)
+
+  describe("help and usage", function()
+    it("prints --help for every command and exits 0", function()
+      for _, c in ipairs({ "", "identity", "identity generate",
+                           "identity show", "node", "probe", "demo" }) do
+        local out, err, code = run(c .. " --help")
+        assert.equal(0, code, c .. ": " .. err)
+        assert.matches("Usage: luap2p" .. (c ~= "" and " " ..
+          c:gsub(" ", " ") or ""), out, 1, true)
+        assert.equal("", err)
+      end
+    end)
+
+    it("prints the version, also from another directory", function()
+      local out, err, code = run("--version", "cd / && ")
+      assert.equal(0, code, err)
+      assert.matches("^luap2p %d+%.%d+%.%d+\n$", out)
+    end)
+
+    it("exits 2 with one line on an unknown flag, for every command",
+      function()
+      for _, c in ipairs({ "", "identity generate", "identity show x",
+                           "node", "probe 127.0.0.1:1", "demo" }) do
+        local out, err, code = run(c .. " --bogus")
+        fails(2, "unknown option '%-%-bogus'", out, err, code)
+        assert.matches("see 'luap2p.*%-%-help'", err)
+      end
+    end)
+
+    it("exits 2 on an unknown command or a missing argument", function()
+      local out, err, code = run("frobnicate")
+      fails(2, "unknown command 'frobnicate'", out, err, code)
+      out, err, code = run("node --listen 127.0.0.1:0")
+      fails(2, "missing option '%-%-identity'", out, err, code)
+      out, err, code = run("probe")
+      fails(2, "missing argument 'HOST:PORT'", out, err, code)
+      out, err, code = run("node --identity x --listen 127.0.0.1:0 " ..
+        "--log yaml")
+      fails(2, "argument for option '%-%-log' must be one of", out, err,
+        code)
+    end)
+
+    it("exits 2 on a bad HOST:PORT and says what is expected", function()
+      local cases = {
+        { "node --identity x --listen localhost:9732", "use an IP address" },
+        { "node --identity x --listen 127.0.0.1", "expected HOST:PORT" },
+        { "node --identity x --listen 127.0.0.1:70000", "port out of range" },
+        { "node --identity x --listen 127.0.0.1:0 --peer 127.0.0.1:0",
+          "port 0 cannot be dialled" },
+        { "node --identity x --listen 127.0.0.1:0 --metrics ::1:80",
+          "brackets" },
+        { "probe 300.1.2.3:9732", "bad HOST:PORT '300.1.2.3:9732'" },
+        { "probe nohost", "expected HOST:PORT" },
+      }
+      for _, c in ipairs(cases) do
+        local out, err, code = run(c[1])
+        fails(2, "bad HOST:PORT", out, err, code)
+        assert.matches(c[2], err, 1, true)
+      end
+    end)
+
+    it("exits 2 on bad numbers", function()
+      local out, err, code = run("identity generate --pow lots")
+      fails(2, "bad %-%-pow 'lots'", out, err, code)
+      out, err, code = run("node --identity x --listen 127.0.0.1:0 " ..
+        "--min-connections 5 --max-connections 3")
+      fails(2, "%-%-min%-connections %(5%) is larger than " ..
+        "%-%-max%-connections %(3%)", out, err, code)
+      out, err, code = run("demo --duration=-1")
+      fails(2, "bad %-%-duration '%-1'", out, err, code)
+      out, err, code = run("demo --duration -1")
+      fails(2, "unknown option '%-1'", out, err, code)
+    end)
+  end)
+
+  describe("identity", function()
+    it("generates with --pow 16, shows it, and the library reads it",
+      function()
+      local path = dir .. "/id16.json"
+      local out, err, code = run("identity generate --pow 16 --output " ..
+        q(path))
+      assert.equal(0, code, err)
+      local peer_id = out:match("peer id%s+(id%w+)")
+      assert.truthy(peer_id, out)
+      assert.matches("proof of work found after", err)
+      assert.equal(tonumber("600", 8), core.file_mode(path))
+      -- show: same peer id, at least 16 bits, keys checked
+      local sout, serr, scode = run("identity show " .. q(path))
+      assert.equal(0, scode, serr)
+      assert.equal(peer_id, sout:match("peer id%s+(id%w+)"))
+      assert.is_true(tonumber(sout:match("proof of work%s+(%d+) bits")) >= 16)
+      assert.matches("keys%s+ok", sout)
+      -- the library
+      local id = assert(identity.load(path))
+      assert.equal(peer_id, id:peer_id())
+      assert.is_true(id:check_pow(16))
+      assert.is_true(id:check_keys())
+      assert.equal(identity.pow_bits(id),
+        tonumber(sout:match("proof of work%s+(%d+) bits")))
+    end)
+
+    it("refuses to overwrite without --force, replaces with it", function()
+      local path = dir .. "/idforce.json"
+      local first = write_identity(path)
+      local before = h.read_file(path)
+      local out, err, code = run("identity generate --pow 0 --output " ..
+        q(path))
+      fails(1, "already exists; use %-%-force", out, err, code)
+      assert.equal(before, h.read_file(path))
+      os.execute("chmod 644 " .. q(path))
+      out, err, code = run("identity generate --pow 0 --force -o " ..
+        q(path))
+      assert.equal(0, code, err)
+      local id = assert(identity.load(path))
+      assert.are_not.equal(first, id:peer_id())
+      assert.equal(tonumber("600", 8), core.file_mode(path))
+    end)
+
+    it("keeps --json output clean: progress only on stderr", function()
+      local path = dir .. "/idjson.json"
+      local out, err, code = run("identity generate --pow 12 --json -o " ..
+        q(path))
+      assert.equal(0, code, err)
+      assert.equal(1, #lines(out))
+      local v = cjson.decode(out)
+      assert.equal(path, v.file)
+      assert.equal(12, v.pow_bits)
+      assert.is_true(v.tries >= 1)
+      assert.matches("searching 12 bits", err)
+      assert.matches("tries/s", err)
+      assert.is_nil(out:find("tries/s", 1, true))
+      assert.is_nil(err:find("\27[", 1, true)) -- not a terminal: no redraw
+      local sout, serr, scode = run("identity show --json " .. q(path))
+      assert.equal(0, scode, serr)
+      local s = cjson.decode(sout)
+      assert.equal(v.peer_id, s.peer_id)
+      assert.equal("ok", s.keys)
+      assert.is_true(s.pow_bits >= 12)
+    end)
+
+    it("draws a live progress line when stderr is a terminal", function()
+      local path = dir .. "/idtty.json"
+      local json = dir .. "/idtty.out"
+      -- script(1) gives the command a pseudo-terminal; stdout goes to a
+      -- file, so what script captures is stderr alone.
+      local p = assert(io.popen(string.format(
+        "timeout 60 script -qec %s /dev/null", q(string.format(
+          "%s identity generate --pow 18 --json -o %s >%s", q(CLI), q(path),
+          q(json))))))
+      local tty = p:read("a")
+      p:close()
+      assert.truthy(tty:find("\r\27[K", 1, true), "redrawn line: " .. tty)
+      assert.matches("searching 18 bits", tty)
+      assert.matches("proof of work found after", tty)
+      local v = cjson.decode(h.read_file(json))
+      assert.equal(18, v.pow_bits)
+    end)
+
+    it("fails with one line on an unreadable or bad identity", function()
+      local bad = dir .. "/bad.json"
+      h.write_file(bad, "{\"peer_id\": 1}")
+      local mismatch = dir .. "/mismatch.json"
+      local a = core.identity_generate()
+      local b = core.identity_generate()
+      local text = a:to_json():gsub('"secret_key"%s*:%s*"[^"]*"',
+        '"secret_key": "' .. b:to_json():match(
+          '"secret_key"%s*:%s*"([^"]*)"') .. '"')
+      h.write_file(mismatch, text)
+      local cases = {
+        { dir .. "/missing.json", "cannot read identity file.*No such " ..
+          "file.*ENOENT.*luap2p identity generate" },
+        { dir, "cannot read identity file" },
+        { bad, "EIDENTITY" },
+        { mismatch, "EIDENTITY" },
+      }
+      for _, c in ipairs(cases) do
+        local out, err, code = run("identity show " .. q(c[1]))
+        fails(1, c[2], out, err, code)
+        out, err, code = run("node --identity " .. q(c[1]) ..
+          " --listen 127.0.0.1:0")
+        fails(1, c[2], out, err, code)
+        out, err, code = run("probe 127.0.0.1:1 --identity " .. q(c[1]))
+        fails(1, c[2], out, err, code)
+      end
+    end)
+
+    it("fails when the stamp does not meet show --pow", function()
+      local path = dir .. "/weak.json"
+      write_identity(path, 0)
+      local out, err, code = run("identity show --pow 40 " .. q(path))
+      fails(1, "does not meet 40 bits", out, err, code, true)
+    end)
+
+    it("fails with one line when the output directory is missing",
+      function()
+      local out, err, code = run("identity generate --pow 0 -o " ..
+        q(dir .. "/no/such/dir/id.json"))
+      fails(1, "does not exist", out, err, code)
+    end)
+  end)
+
+  describe("node and probe", function()
+    it("fails with one line when the port is in use", function()
+      local path = dir .. "/busy.json"
+      write_identity(path)
+      local holder = h.node({ default_policies = false })
+      local out, err, code = run(string.format(
+        "node --identity %s --listen 127.0.0.1:%d --pow 0", q(path),
+        holder.port))
+      fails(1, "cannot listen on 127%.0%.0%.1:%d+: address already in use",
+        out, err, code)
+      assert.matches("choose another %-%-listen port", err)
+      out, err, code = run(string.format("node --identity %s --listen " ..
+        "127.0.0.1:0 --pow 0 --metrics 127.0.0.1:%d", q(path), holder.port))
+      fails(1, "cannot serve %-%-metrics on 127%.0%.0%.1:%d+: address " ..
+        "already in use", out, err, code, true)
+      h.close(holder)
+    end)
+
+    it("fails with one line on a missing policy file or a broken one",
+      function()
+      local path = dir .. "/pol.json"
+      write_identity(path)
+      local out, err, code = run(string.format("node --identity %s " ..
+        "--listen 127.0.0.1:0 --pow 0 --policy %s", q(path),
+        q(dir .. "/nope.lua")))
+      fails(1, "cannot read policy file", out, err, code)
+      local broken = dir .. "/broken.lua"
+      h.write_file(broken, "return {")
+      out, err, code = run(string.format("node --identity %s " ..
+        "--listen 127.0.0.1:0 --pow 0 --policy %s", q(path), q(broken)))
+      fails(1, "policy error: .*broken%.lua", out, err, code)
+    end)
+
+    it("probe exits 1 with one line when nobody listens", function()
+      local holder = h.node({ default_policies = false })
+      local port = holder.port
+      h.close(holder)
+      local out, err, code = run("probe 127.0.0.1:" .. port)
+      fails(1, "no answer from 127%.0%.0%.1:%d+: connection refused",
+        out, err, code)
+      out, err, code = run("probe --json 127.0.0.1:" .. port)
+      assert.equal(1, code)
+      local v = cjson.decode(out)
+      assert.is_false(v.ok)
+      assert.equal("ECONNREFUSED", v.code)
+    end)
+
+    it("runs nodes: probe, SIGHUP after a policy edit, metrics, clean " ..
+       "shutdown", function()
+      local ida, idb = dir .. "/a.json", dir .. "/b.json"
+      local peer_a, peer_b = write_identity(ida), write_identity(idb)
+      local pol = dir .. "/door.lua"
+      h.write_file(pol, 'return { name = "door" }\n')
+      local a = spawn(dir, "a", string.format("node --identity %s " ..
+        "--listen 127.0.0.1:0 --pow 0 --log json --min-connections 0 " ..
+        "--policy %s --metrics 127.0.0.1:0", q(ida), q(pol)))
+      local started = events(wait_file(a.out, function(t)
+        return t:find('"started"', 1, true) end, 10, "a started"))[1]
+      assert.equal("started", started.type)
+      assert.equal(peer_a, started.peer_id)
+      local a_point = started.point
+      local mport = tonumber(started.metrics:match(":(%d+)/metrics$"))
+      assert.matches("^127%.0%.0%.1:%d+$", a_point)
+
+      -- b, human log, dials a
+      local b = spawn(dir, "b", string.format("node --identity %s " ..
+        "--listen 127.0.0.1:0 --pow 0 --min-connections 0 --peer %s",
+        q(idb), a_point))
+      local bstart = wait_file(b.out, function(t)
+        return t:find("listening on", 1, true) end, 10, "b started")
+      assert.matches("luap2p node " .. peer_b .. " listening on " ..
+        "127%.0%.0%.1:%d+ %(chain TEZOS_MAINNET%)", bstart)
+      wait_file(a.out, function(t)
+        return t:find('"connected"', 1, true) and t:find(peer_b, 1, true)
+      end, 10, "a connected to b")
+
+      -- probe a: Ack, its peer id and versions
+      local out, err, code = run("probe --json " .. a_point)
+      assert.equal(0, code, err)
+      local v = cjson.decode(out)
+      assert.is_true(v.ok)
+      assert.equal("ack", v.answer)
+      assert.equal(peer_a, v.peer_id)
+      assert.equal(a_point, v.point)
+      assert.equal("TEZOS_MAINNET", v.chain)
+      assert.equal(1, v.versions.p2p)
+      assert.equal(2, v.versions.distributed_db)
+      assert.is_false(v.metadata.private_node)
+      assert.equal("", err)
+      out, err, code = run("probe " .. a_point)
+      assert.equal(0, code, err)
+      assert.matches("peer id%s+" .. peer_a, out)
+      assert.matches("answer%s+Ack", out)
+
+      -- edit the policy, SIGHUP: reloaded, and the door is now shut
+      h.write_file(pol, 'return { name = "door", accept = function() ' ..
+        'return false, "closed for maintenance" end }\n')
+      a.kill("HUP")
+      local text = wait_file(a.out, function(t)
+        return t:find('"reloaded"', 1, true) end, 10, "reloaded")
+      local rel = find(events(text), function(e)
+        return e.type == "reloaded" and e.path == pol end)
+      assert.truthy(rel, text)
+      assert.equal("door", rel.policy)
+      out, err, code = run("probe " .. a_point)
+      fails(1, "no answer from " .. a_point:gsub("%.", "%%."), out, err, code)
+      -- a broken edit keeps the old policy and says why
+      h.write_file(pol, "return {")
+      a.kill("HUP")
+      text = wait_file(a.out, function(t)
+        return t:find('"policy_error"', 1, true) end, 10, "policy_error")
+      assert.truthy(find(events(text), function(e)
+        return e.type == "policy_error" and e.path == pol end))
+      out, err, code = run("probe " .. a_point)
+      assert.equal(1, code) -- still shut: the old policy stayed
+
+      -- metrics
+      local page = http_get(mport, "/metrics")
+      assert.matches("^HTTP/1%.0 200 OK\r\n", page)
+      assert.matches("Content%-Type: text/plain; version=0%.0%.4", page)
+      assert.matches('\nluap2p_connections{state="running",' ..
+        'direction="incoming"} 1\n', page)
+      assert.matches('\nluap2p_refusals_total{stage="accept",' ..
+        'reason="closed for maintenance"} 2\n', page)
+      assert.matches("\nluap2p_reloads_total [1-9]%d*\n", page)
+      assert.matches("\nluap2p_policy_errors_total [1-9]%d*\n", page)
+      assert.matches("\nluap2p_bytes_in_total [1-9]%d*\n", page)
+      assert.matches("\nluap2p_bytes_out_total [1-9]%d*\n", page)
+      assert.matches('\nluap2p_events_total{type="reloaded"} [1-9]', page)
+      assert.matches('\nluap2p_info{peer_id="' .. peer_a, page)
+      assert.matches("^HTTP/1%.0 404", http_get(mport, "/nope"))
+
+      -- SIGTERM a: exit 0, and b hears the Disconnect
+      a.kill("TERM")
+      assert.equal(0, a.wait_exit(10))
+      local aev = a.events()
+      assert.equal("stopped", aev[#aev].type)
+      assert.truthy(find(aev, function(e) return e.type == "stopping" and
+        e.signal == "SIGTERM" end))
+      wait_file(b.out, function(t)
+        return t:find("disconnected", 1, true) end, 10, "b sees a leave")
+      b.kill("INT")
+      assert.equal(0, b.wait_exit(10))
+      assert.matches("SIGINT, closing connections", h.read_file(b.out))
+      assert.equal("", h.read_file(a.err))
+    end)
+  end)
+
+  describe("demo", function()
+    it("runs a network, meets its expectations and exits 0", function()
+      local out, err, code = run("demo --duration 5 --check")
+      assert.equal(0, code, err .. out)
+      for _, name in ipairs({ "seed", "alice", "bob", "carol", "vault",
+                              "guard", "tiny", "mallory" }) do
+        assert.matches("\n" .. name .. "%s+%d+%s+id", out)
+      end
+      assert.matches("summary after %d+s: %d+ connections between 8 nodes",
+        out)
+      assert.matches("REFUSALS", out)
+      assert.matches("private mode: point or peer not trusted x%d", out)
+      assert.matches("banned: blocklisted x%d", out)
+      assert.is_nil(out:find("NOT MET", 1, true))
+      assert.equal(5, select(2, out:gsub("%[ok%]", "")))
+    end)
+  end)
+
+  describe("examples/crawler.lua", function()
+    it("walks a local demo network from its seed", function()
+      local p = assert(io.popen("timeout 30 lua5.4 examples/crawler.lua 2>&1"))
+      local out = p:read("a")
+      local ok, _, code = p:close()
+      assert.is_true(ok, "exit " .. tostring(code) .. ": " .. out)
+      -- every public node: 7 of 8 (the private one is never advertised)
+      local n, answered = out:match("crawled (%d+) point%(s%): (%d+) answered")
+      assert.equal("7", n, out)
+      assert.equal("7", answered, out)
+      assert.matches("id%w+ Ack%s+[1-9]%d* new point", out)
+    end)
+  end)
+
+  describe("luap2p-scm-1.rockspec", function()
+    it("lists every C source and every Lua module, and installs the CLI",
+      function()
+      local env = {}
+      local chunk = assert(loadfile("luap2p-scm-1.rockspec", "t", env))
+      chunk()
+      local mods = env.build.modules
+      local sources = {}
+      for _, s in ipairs(mods["luap2p.core"].sources) do sources[s] = true end
+      local p = io.popen("ls core/*.c")
+      for f in p:lines() do
+        assert.is_true(sources[f] == true, f .. " missing from the rockspec")
+        sources[f] = nil
+      end
+      p:close()
+      assert.is_nil(next(sources), "listed but absent")
+      p = io.popen("cd lua && find luap2p -name '*.lua' | sort")
+      for f in p:lines() do
+        local name = f:gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")
+        assert.equal("lua/" .. f, mods[name], name)
+      end
+      p:close()
+      assert.equal("scripts/luap2p", env.build.install.bin.luap2p)
+      assert.equal("builtin", env.build.type)
+      assert.same({ header = "uv.h", library = "uv" },
+        env.external_dependencies.LIBUV)
+    end)
+  end)
+end)

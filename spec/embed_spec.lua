@@ -1,0 +1,102 @@
+-- embed: luap2p driven by another event loop (luv) through
+-- p2p.backend_fd() + p2p.run_nowait() + p2p.backend_timeout(), with no
+-- p2p.run() or p2p.wait() anywhere.
+local p2p = require "luap2p"
+local h = require "helper"
+
+local ok_luv, uv = pcall(require, "luv")
+
+describe("embed", function()
+  if not ok_luv then
+    pending("lua-luv is not installed (apt install lua-luv)")
+    return
+  end
+
+  it("exchanges messages and fires luap2p timers inside uv.run()", function()
+    local poll = uv.new_poll(p2p.backend_fd())
+    local timer, idle = uv.new_timer(), uv.new_idle()
+    local pumps = 0
+    local function pump()
+      pumps = pumps + 1
+      local alive = p2p.run_nowait()
+      timer:stop()
+      idle:stop()
+      if not alive then return end
+      local ms = p2p.backend_timeout()
+      if ms == 0 then
+        idle:start(pump)
+      elseif ms > 0 then
+        timer:start(ms, 0, pump)
+      end
+    end
+    poll:start("r", pump)
+
+    local a, b = h.node({ default_policies = false }),
+                 h.node({ default_policies = false })
+    local got_a, got_b, timer_fired, ticks = {}, {}, 0, 0
+    a:on("message", function(conn, payload)
+      got_a[#got_a + 1] = payload
+      conn:send("pong " .. payload)
+    end)
+    local function finish()
+      a:close()
+      b:close()
+      poll:stop()
+      uv.stop()
+    end
+    b:on("message", function(_, payload)
+      got_b[#got_b + 1] = payload
+      if #got_b == 3 then finish() end
+    end)
+    b:on("connected", function(conn)
+      conn:send("1")
+      -- luap2p timers must fire through the timeout path of the bridge.
+      p2p.after(0.05, function()
+        timer_fired = timer_fired + 1
+        conn:send("2")
+        p2p.after(0.05, function()
+          timer_fired = timer_fired + 1
+          conn:send("3")
+        end)
+      end)
+    end)
+    local tick = uv.new_timer()
+    tick:start(5, 5, function() ticks = ticks + 1 end)
+    local guard = uv.new_timer()
+    local timed_out = false
+    guard:start(5000, 0, function()
+      timed_out = true
+      finish()
+    end)
+    assert(b:connect(a.addr))
+    pump()
+    uv.run()
+
+    tick:close()
+    guard:close()
+    -- Let luap2p finish closing its handles, still without p2p.run().
+    for _ = 1, 20 do p2p.run_nowait() end
+    poll:close()
+    timer:close()
+    idle:close()
+    uv.run("nowait")
+
+    assert.is_false(timed_out)
+    assert.same({ "1", "2", "3" }, got_a)
+    assert.same({ "pong 1", "pong 2", "pong 3" }, got_b)
+    assert.equal(2, timer_fired)
+    assert.is_true(ticks >= 5, "luv's own timer ran alongside: " .. ticks)
+    assert.is_true(pumps > 3)
+    h.close()
+  end)
+
+  it("runs examples/embed_luv.lua to completion", function()
+    local p = assert(io.popen("timeout 20 lua5.4 examples/embed_luv.lua 2>&1"))
+    local out = p:read("a")
+    local ok, _, code = p:close()
+    assert.is_true(ok, "exit " .. tostring(code) .. ": " .. out)
+    assert.matches("a got ping after %d+ luv ticks", out)
+    assert.matches("b got pong", out)
+    assert.matches("done: luap2p ran inside the luv loop", out)
+  end)
+end)

@@ -1,0 +1,474 @@
+-- Hostile peers against one node (the "victim", default policies on)
+-- while honest peers stay connected and exchange numbered messages with it
+-- the whole time: they must see no error and lose no message. Each test
+-- prints one "[hostile]" line: the victim's events by type (and code), the
+-- memory it took, and the honest traffic.
+--
+-- Attackers bind distinct loopback sources (127.x.y.z, never 127.0.0.1),
+-- so the acl's greylisting of an attacker never touches the honest peers.
+-- Everything runs in one process on one luv loop (spec/hostile.lua embeds
+-- luap2p's loop in it): memory figures include the attackers' side.
+local ok_luv, uv = pcall(require, "luv")
+local p2p = require "luap2p"
+local core = p2p.core
+
+describe("hostile", function()
+  if not ok_luv then
+    pending("lua-luv is not installed (apt install lua-luv): hostile " ..
+      "specs need raw sockets")
+    return
+  end
+  local X = require "hostile"
+  local nodes, raws
+
+  before_each(function()
+    X.start()
+    nodes, raws = {}, {}
+  end)
+  after_each(function()
+    for _, r in ipairs(raws) do r:close("test over") end
+    for _, n in ipairs(nodes) do n:close() end
+    X.run_for(0.05)
+    X.stop()
+    collectgarbage()
+    collectgarbage()
+  end)
+
+  local function victim(cfg)
+    local v = X.node(cfg)
+    nodes[#nodes + 1] = v
+    return v
+  end
+
+  local function honest(v, n, opts)
+    local H = X.honest(v, n, opts)
+    for _, r in ipairs(H.peers) do nodes[#nodes + 1] = r.node end
+    return H
+  end
+
+  local function raw(port, src, opts)
+    local r = X.raw(port, src, opts)
+    raws[#raws + 1] = r
+    return r
+  end
+
+  ----------------------------------------------------------- slowloris
+
+  it("survives slowloris: 500 sockets sending a connection message one " ..
+     "byte per second", function()
+    local N, AUTH = 500, 2.5
+    local v = victim{ authentication_timeout = AUTH,
+                      max_incoming_connections = 1000, backlog = 1024 }
+    local tally = X.tally(v)
+    local H = honest(v, 2)
+    local lua0, rss0 = X.mem()
+    -- Half send a real connection message, half claim the largest one
+    -- (65535 bytes): the victim then holds a 64 KiB buffer per socket.
+    local msg = core.handshake{ identity = core.identity_generate(),
+                                incoming = false, pow_bits = 0 }:output()
+    local big = "\255\255" .. msg:sub(3)
+    local sent, peak_pending = 0, 0
+    for i = 1, N do
+      local bytes = (i % 2 == 0) and big or msg
+      local r
+      r = raw(v.port, X.src(2, i), { on_connect = function(self)
+        self.pos = 0
+        self.tick = uv.new_timer()
+        local function drip()
+          if self.closed then return end
+          self.pos = self.pos + 1
+          self:write(bytes:sub(self.pos, self.pos))
+          sent = sent + 1
+        end
+        drip()
+        self.tick:start(1000, 1000, drip)
+      end })
+      if i % 50 == 0 then X.run_for(0.01) end
+    end
+    local t0 = X.now()
+    X.wait(function()
+      local s = v:stat()
+      if s.pending_incoming > peak_pending then
+        peak_pending = s.pending_incoming
+      end
+      local closed = 0
+      for _, r in ipairs(raws) do if r.closed then closed = closed + 1 end end
+      return closed == N
+    end, AUTH + 6, "every slowloris socket closed by the victim")
+    local elapsed = X.now() - t0
+    for _, r in ipairs(raws) do
+      if r.tick then r.tick:close() end
+      assert.are.equal("EOF", r.why)
+    end
+    local lua1, rss1 = X.mem()
+    local peak_rss = rss1
+    local honest_line = H.finish()
+    -- Each socket was accepted, then timed out: never greylisted (Octez
+    -- does not greylist on a timeout), nothing reached the handshake.
+    assert.are.equal(N, tally.count("auth_failed:ETIMEDOUT"))
+    assert.are.equal(0, tally.count("banned"))
+    assert.are.equal(0, tally.count("authenticated") - #H.peers)
+    assert.is_true(peak_pending >= N * 0.9, "peak pending " .. peak_pending)
+    -- Bound: 64 KiB per claimed message + 4 KiB per socket on both sides.
+    local bound_kb = (N // 2) * 64 + N * 4 + 16 * 1024
+    assert.is_true(rss1 - rss0 < bound_kb,
+      string.format("VmRSS grew by %d KiB (bound %d)", rss1 - rss0,
+        bound_kb))
+    X.report("slowloris", tally, string.format(
+      "%d sockets, %d bytes dripped, all closed after %.1f s " ..
+      "(authentication_timeout %.1f s), peak pending %d; Lua heap %+.0f " ..
+      "KiB, VmRSS %+d KiB (bound %d KiB); %s", N, sent, elapsed, AUTH,
+      peak_pending, lua1 - lua0, peak_rss - rss0, bound_kb, honest_line))
+  end)
+
+  ---------------------------------------------------------- accept flood
+
+  -- cap: max_incoming_connections of the victim. With Octez's 20 most
+  -- connects meet the pending cap; with 1000 most reach the handshake
+  -- (or the acl's greylist, after an IP's first bad proof of work or
+  -- garbage).
+  local function flood(cap, WAVE)
+    local N, POW = 5000, 8
+    local v = victim{ pow_bits = POW, authentication_timeout = 1,
+                      backlog = 1024, max_incoming_connections = cap }
+    local tally = X.tally(v)
+    local reasons = {}
+    v:on("refused", function(ev)
+      local k = tostring(ev.reason)
+      reasons[k] = (reasons[k] or 0) + 1
+    end)
+    -- Honest peers need the victim's proof of work (8 bits: fast).
+    local H = honest(v, 2, { identity = function()
+      return X.identity_with_pow(POW)
+    end })
+    local lua0, rss0 = X.mem()
+    local no_pow = core.handshake{ identity = core.identity_generate(),
+                                   incoming = false, pow_bits = 0 }:output()
+    local modes = { "nothing", "garbage", "bad_pow" }
+    local started, done, connect_errors, gave_up = 0, 0, 0, 0
+    local by_mode = { nothing = 0, garbage = 0, bad_pow = 0 }
+    local peak_rss = rss0
+    local t0 = X.now()
+    local live = {}
+    while done < N do
+      while started < N and started - done < WAVE do
+        started = started + 1
+        local i = started
+        local mode = modes[i % 3 + 1]
+        by_mode[mode] = by_mode[mode] + 1
+        -- 500 source IPs, 10 connections each.
+        local r = X.raw(v.port, X.src(3, i % 500), {
+          on_connect = function(self)
+            if mode == "garbage" then
+              self:write("\0\1" .. string.rep("\xee", 62))
+            elseif mode == "bad_pow" then
+              self:write(no_pow)
+            end
+          end })
+        r.t = X.now()
+        live[r] = true
+      end
+      X.run_for(0.005)
+      local t = X.now()
+      for r in pairs(live) do
+        if r.closed or t - r.t > 2 then
+          if not r.closed then
+            gave_up = gave_up + 1
+            r:close("gave up")
+          elseif r.why ~= "EOF" and r.why ~= "ECONNRESET" then
+            connect_errors = connect_errors + 1
+          end
+          live[r] = nil
+          done = done + 1
+        end
+      end
+      local rss = X.rss_kb()
+      if rss > peak_rss then peak_rss = rss end
+    end
+    local elapsed = X.now() - t0
+    -- Let the last handshakes time out, then count.
+    X.wait(function()
+      local s = v:stat()
+      return s.pending_incoming == 0
+    end, 5, "no pending handshake left")
+    local lua1, rss1 = X.mem()
+    local honest_line = H.finish()
+    local accepted = tally.count("accepted") - #H.peers
+    local refused = tally.count("refused")
+    assert.are.equal(0, connect_errors)
+    assert.are.equal(N, accepted + refused)
+    -- Every accepted attacker failed its handshake; none authenticated.
+    assert.are.equal(#H.peers, tally.count("authenticated"))
+    assert.are.equal(accepted, tally.count("auth_failed"))
+    assert.is_true(v:stat().pending_incoming == 0)
+    local bound_kb = 64 * 1024
+    assert.is_true(peak_rss - rss0 < bound_kb, string.format(
+      "VmRSS grew by %d KiB (bound %d KiB)", peak_rss - rss0, bound_kb))
+    assert.is_true(lua1 - lua0 < 8 * 1024, string.format(
+      "Lua heap grew by %.0f KiB", lua1 - lua0))
+    local rs = {}
+    for k, n in pairs(reasons) do rs[#rs + 1] = k .. "=" .. n end
+    table.sort(rs)
+    X.report("accept flood, max_incoming_connections " .. cap, tally,
+      string.format(
+      "%d connects (%d nothing, %d garbage, %d bad pow) from 500 IPs in " ..
+      "%.1f s; victim accepted %d, refused %d {%s}; attacker gave up on " ..
+      "%d; Lua heap %+.0f KiB, peak VmRSS %+d KiB (bound %d KiB); %s",
+      N, by_mode.nothing, by_mode.garbage, by_mode.bad_pow, elapsed,
+      accepted, refused, table.concat(rs, ", "), gave_up, lua1 - lua0,
+      peak_rss - rss0, bound_kb, honest_line))
+  end
+
+  it("survives an accept flood: 5000 connects sending nothing, garbage " ..
+     "or a connection message with bad proof of work (Octez's pending " ..
+     "cap of 20)", function()
+    flood(20, 250)
+  end)
+
+  it("survives the same flood with a pending cap of 1000", function()
+    flood(1000, 500)
+  end)
+
+  ------------------------------------------------ post-handshake garbage
+
+  it("closes (and greylists) peers that send garbage after the handshake",
+    function()
+    local v = victim{}
+    local tally = X.tally(v)
+    local H = honest(v, 2)
+    local lua0, rss0 = X.mem()
+    local by_ip, hellos, banned_ips = {}, 0, {}
+    v:on("banned", function(ev)
+      if tostring(ev.target):match("^127%.4%.") then
+        banned_ips[#banned_ips + 1] = ev.target
+      end
+    end)
+    v:on("disconnected", function(_, ev)
+      local ip = tostring(ev.point):match("^(.*):%d+$")
+      if ip then by_ip[ip] = ev.code end
+    end)
+    v:on("message", function(_, payload)
+      if payload == "hello" then hellos = hellos + 1 end
+    end)
+    local MiB = 1024 * 1024
+    -- name -> what the peer sends once established, the code expected on
+    -- the victim's side (nil: the connection must stay up), whether the
+    -- peer hangs up after sending.
+    local cases = {
+      { "bad MAC", function(r) return "\0\32" .. string.rep("\x5a", 32) end,
+        "EAUTH" },
+      { "truncated chunk", function(r)
+          return "\3\232" .. string.rep("t", 500) end, "EOF", true },
+      { "chunk length below 16", function(r) return "\0\5abcde" end,
+        "EBADLEN" },
+      { "message length over 100 MiB", function(r)
+          return r.ch:seal(string.pack(">I4I2", 100 * MiB + 1, 0x10) ..
+            "xxxx") end, "EMSGSIZE" },
+      { "message that never completes", function(r)
+          return r.ch:seal(string.pack(">I4I2", MiB, 0x10) ..
+            string.rep("m", 1000)) end, nil },
+      { "chunk that never completes", function(r)
+          return "\255\255" .. string.rep("c", 1000) end, nil },
+      { "replay of an old chunk", function(r)
+          local c = r:seal_app("hello")
+          return c .. c end, "EAUTH" },
+    }
+    for i, case in ipairs(cases) do
+      case.src = X.src(4, i)
+      case.raw = raw(v.port, case.src, { handshake = true,
+        on_established = function(r)
+          r:write(case[2](r))
+          if case[4] then r:close("sent") end
+        end })
+    end
+    X.wait(function()
+      for _, case in ipairs(cases) do
+        if case[3] and not by_ip[case.src] then return false end
+        if not case[3] and not case.raw.ch then return false end
+      end
+      return true
+    end, 10, "the victim's verdict on every garbage peer")
+    -- The ones that never complete stay connected (there is no idle
+    -- timeout on a running connection); the victim holds only the bytes
+    -- they sent.
+    X.run_for(0.5)
+    local lua1, rss1 = X.mem()
+    local held = 0
+    for _, case in ipairs(cases) do
+      if not case[3] then
+        assert.is_nil(by_ip[case.src], case[1])
+        assert.is_false(case.raw.closed or false, case[1])
+        held = held + 1
+      end
+    end
+    assert.are.equal(1, hellos) -- the replayed copy never reached Lua
+    local got = {}
+    for _, case in ipairs(cases) do
+      if case[3] then
+        assert.are.equal(case[3], by_ip[case.src], case[1])
+        got[#got + 1] = case[1] .. " -> " .. case[3]
+      end
+    end
+    -- EAUTH, EBADLEN, EMSGSIZE greylist the IP (and the peer id); a
+    -- hang-up does not.
+    table.sort(banned_ips)
+    local want = {}
+    for _, case in ipairs(cases) do
+      if case[3] and case[3] ~= "EOF" then want[#want + 1] = case.src end
+    end
+    table.sort(want)
+    assert.are.same(want, banned_ips)
+    for _, case in ipairs(cases) do
+      if not case[3] then case.raw:close("done") end
+    end
+    X.wait(function()
+      for _, case in ipairs(cases) do
+        if not by_ip[case.src] then return false end
+      end
+      return true
+    end, 5, "the victim seeing the hang-ups")
+    local bound_kb = 8 * 1024
+    assert.is_true(rss1 - rss0 < bound_kb, string.format(
+      "VmRSS grew by %d KiB (bound %d KiB)", rss1 - rss0, bound_kb))
+    X.report("post-handshake garbage", tally, string.format(
+      "%s; %d incomplete peers held open until they hung up; Lua heap " ..
+      "%+.0f KiB, VmRSS %+d KiB (bound %d KiB); %s",
+      table.concat(got, ", "), held, lua1 - lua0, rss1 - rss0, bound_kb,
+      H.finish()))
+  end)
+
+  ---------------------------------------------------------- backpressure
+
+  it("bounds what it queues for a peer that never reads (EQUEUEFULL)",
+    function()
+    local QUEUE = 1024 * 1024
+    local v = victim{ outgoing_queue_bytes = QUEUE }
+    local tally = X.tally(v)
+    local H = honest(v, 2)
+    local src = X.src(5, 1)
+    local r = raw(v.port, src, { handshake = true,
+      on_established = function(self) self.tcp:read_stop() end })
+    X.wait(function() return r.ch ~= nil end, 5, "the reader-less peer")
+    local conn
+    X.wait(function()
+      for _, c in pairs(v.conns) do
+        if tostring(c.addr):match("^" .. src:gsub("%.", "%%.") .. ":") then
+          conn = c
+        end
+      end
+      return conn ~= nil
+    end, 5, "the victim's side of it")
+    local lua0, rss0 = X.mem()
+    local payload = string.rep("q", 64 * 1024)
+    local accepted, full, max_queued, first_full = 0, 0, 0, nil
+    local t0 = X.now()
+    -- Send as fast as the victim takes it for 1.5 s.
+    while X.now() - t0 < 1.5 do
+      local ok, err, code = conn:send(payload)
+      if ok then
+        accepted = accepted + 1
+      else
+        assert.are.equal("EQUEUEFULL", code, err)
+        full = full + 1
+        first_full = first_full or (X.now() - t0)
+        X.run_for(0.002)
+      end
+      local st = conn:stat()
+      if st.queued_bytes > max_queued then max_queued = st.queued_bytes end
+    end
+    local lua1, rss1 = X.mem()
+    assert.is_true(full > 0, "send never reported EQUEUEFULL")
+    -- The queue never exceeds its bound (one message may overshoot it
+    -- only when the queue was empty).
+    assert.is_true(max_queued <= QUEUE + #payload + 6,
+      "queued " .. max_queued)
+    -- Taken by send: the kernel's socket buffers, one sealed batch in
+    -- flight and the queue; nothing grows after EQUEUEFULL.
+    local bound_kb = 3 * QUEUE // 1024 + 8 * 1024
+    assert.is_true(rss1 - rss0 < bound_kb, string.format(
+      "VmRSS grew by %d KiB (bound %d KiB)", rss1 - rss0, bound_kb))
+    assert.are.equal(0, tally.count("disconnected"))
+    r:close("done")
+    X.wait(function() return conn.closed ~= nil end, 5, "the victim's close")
+    X.report("peer that never reads", tally, string.format(
+      "victim took %d messages of 64 KiB (%.1f MiB) before the first " ..
+      "EQUEUEFULL at %.2f s, then refused %d sends; queued at most %d " ..
+      "bytes (outgoing_queue_bytes %d); Lua heap %+.0f KiB, VmRSS %+d KiB " ..
+      "(bound %d KiB); %s", accepted, accepted / 16, first_full or -1,
+      full, max_queued, QUEUE, lua1 - lua0, rss1 - rss0, bound_kb,
+      H.finish()))
+  end)
+
+  --------------------------------------------------------- policy hooks
+
+  it("lives on when policy hooks error or loop on every call", function()
+    local calls = { event = 0, message = 0, accept = 0 }
+    local bad = {
+      name = "hostile",
+      -- errors on every event
+      event = function() calls.event = calls.event + 1
+        error("event hook exploded") end,
+      -- loops on every message, until the instruction budget stops it
+      message = function() calls.message = calls.message + 1
+        while true do end end,
+      bootstrap = function() error("bootstrap hook exploded") end,
+      advertise = function() while true do end end,
+    }
+    local v = victim{ policies = { bad }, hook_budget = 100000 }
+    local errors = 0
+    v:on("policy_error", function() errors = errors + 1 end)
+    local tally = X.tally(v)
+    local H = honest(v, 2)
+    -- A second node whose accept hook loops: it refuses every incoming
+    -- connection (the safe default) and keeps serving its outgoing one.
+    local w = victim{ policies = { { name = "stuck",
+      accept = function() calls.accept = calls.accept + 1
+        while true do end end } }, hook_budget = 100000 }
+    local wt = X.tally(w)
+    local H2 = honest(w, 0)
+    local got_w = 0
+    w:on("message", function(conn, payload)
+      if payload == "ping" then conn:send("pong") end
+    end)
+    local lua0, rss0 = X.mem()
+    -- w dials the victim; the victim's looping message hook sees w's
+    -- messages too.
+    assert(w:connect(v.addr))
+    X.wait(function() return X.nconns(w) == 1 end, 5, "w connected")
+    local pongs = 0
+    for _, c in pairs(v.conns) do
+      if c.peer_id == w.peer_id then
+        c:on("message", function(_, p) if p == "pong" then
+          pongs = pongs + 1 end end)
+        for _ = 1, 20 do c:send("ping") end
+      end
+    end
+    for _, c in pairs(w.conns) do
+      for _ = 1, 20 do c:send_msg{ type = "bootstrap" } end
+    end
+    -- Attackers knock at w's door: refused, never hanging the loop.
+    for i = 1, 20 do raw(w.port, X.src(6, i)) end
+    X.wait(function()
+      local closed = 0
+      for _, r in ipairs(raws) do if r.closed then closed = closed + 1 end end
+      return pongs == 20 and closed == 20
+    end, 20, "pongs and refusals")
+    X.run_for(0.3)
+    local lua1, rss1 = X.mem()
+    assert.is_true(calls.message > 0 and calls.event > 0 and calls.accept >= 20)
+    assert.is_true(errors > 0)
+    assert.are.equal(20, wt.count("refused"))
+    assert.are.equal("policy error", wt.first.refused.reason)
+    assert.are.equal(0, wt.count("disconnected"))
+    local honest_line = H.finish()
+    assert.is_true(rss1 - rss0 < 16 * 1024)
+    X.report("policy hooks that error or loop", tally, string.format(
+      "hook calls: event %d, message %d (each stopped by the budget), " ..
+      "accept on the second node %d (all refused: %s); %d policy_error " ..
+      "events; 20/20 pongs through the looping message hook; Lua heap " ..
+      "%+.0f KiB, VmRSS %+d KiB; %s", calls.event, calls.message,
+      calls.accept, wt.first.refused.reason, errors, lua1 - lua0,
+      rss1 - rss0, honest_line))
+    H2.close()
+  end)
+end)

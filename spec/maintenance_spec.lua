@@ -1,0 +1,222 @@
+-- luap2p.policies.maintenance: Octez bounds (PROTOCOL.md §8,
+-- p2p_maintenance.ml), reconnection back-off (p2p_point_state.ml,
+-- point_reconnection_config.ml), and the maintenance end to end: a node
+-- reaching its minimum through Bootstrap/Advertise from a seed, and a
+-- node over its maximum dropping untrusted connections.
+local p2p = require "luap2p"
+local h = require "helper"
+
+local M = require "luap2p.policies.maintenance"
+
+local function node(cfg)
+  local c = { maintenance_interval = 0, swap_linger = 0 }
+  for k, v in pairs(cfg or {}) do c[k] = v end
+  return h.node(c)
+end
+
+describe("maintenance bounds", function()
+  it("10/50/100 gives 23/36/68/84 (PROTOCOL.md §8)", function()
+    assert.same({ min_threshold = 23, min_target = 36, max_target = 68,
+                  max_threshold = 84 }, M._bounds(10, 50, 100))
+  end)
+
+  it("follows the Octez formula with integer division", function()
+    -- Independent restatement: steps are floor((e - m) / 3) etc.
+    for _, t in ipairs{ { 0, 0, 0 }, { 3, 4, 6 }, { 2, 20, 30 },
+                        { 5, 5, 5 }, { 0, 50, 100 }, { 1, 2, 1000 } } do
+      local min, exp, max = t[1], t[2], t[3]
+      local sm = math.floor((exp - min) / 3)
+      local sx = math.floor((max - exp) / 3)
+      local b = M._bounds(min, exp, max)
+      assert.equal(min + sm, b.min_threshold)
+      assert.equal(min + 2 * sm, b.min_target)
+      assert.equal(max - 2 * sx, b.max_target)
+      assert.equal(max - sx, b.max_threshold)
+      assert.truthy(b.min_threshold <= b.min_target)
+      assert.truthy(b.min_target <= b.max_target)
+      assert.truthy(b.max_target <= b.max_threshold)
+    end
+  end)
+end)
+
+describe("reconnection back-off", function()
+  it("waits 1 s after a first failure, then x1.2 each time", function()
+    local rec = { delay = 0 }
+    local waits = {}
+    for i = 1, 5 do
+      M._failed(rec, 1000)
+      waits[i] = rec.reconnect_at - 1000
+    end
+    local expect = { 1, 1.2, 1.44, 1.728, 2.0736 }
+    for i = 1, 5 do assert.near(expect[i], waits[i], 1e-9) end
+  end)
+
+  it("is capped at 2 days", function()
+    local rec = {}
+    for _ = 1, 200 do M._failed(rec, 0) end
+    assert.equal(172800, rec.delay)
+    assert.equal(172800, rec.reconnect_at)
+  end)
+
+  it("waits 60 s after a normal disconnection and resets the delay",
+    function()
+    local rec = { delay = 50 }
+    M._disconnected(rec, 10)
+    assert.equal(70, rec.reconnect_at)
+    M._failed(rec, 100)
+    assert.equal(101, rec.reconnect_at)
+  end)
+
+  it("applies to real failed dials and disconnections", function()
+    local a = node{ maintenance_interval = 3600, min_connections = 0,
+                    expected_connections = 0, max_connections = 10 }
+    local b = node{}
+    -- a closed port: the dial fails
+    local dead = h.node{ default_policies = false }
+    local dead_addr = dead.addr
+    h.close(dead)
+    local ra = h.record(a)
+    a:connect(dead_addr)
+    h.wait(function() return #ra.disconnected == 1 end, 5, "failed dial")
+    local rec = a.points[dead_addr]
+    local t = p2p.now()
+    assert.truthy(rec.reconnect_at > t and rec.reconnect_at <= t + 1)
+    assert.near(1.2, rec.delay, 1e-9)
+    -- a connection that ran, then ended: 60 s
+    assert(a:connect(b.addr))
+    h.wait(function() return h.nconns(a) == 1 end, 5, "connected")
+    a:connection(b.peer_id):close("done")
+    h.wait(function() return h.nconns(a) == 0 end, 5, "closed")
+    local r2 = a.points[b.addr]
+    assert.truthy(r2.reconnect_at > p2p.now() + 59)
+    -- backed-off points are not candidates
+    assert.same({}, M._connectable(a, 10))
+    h.close(a, b)
+  end)
+end)
+
+describe("maintenance end to end", function()
+  local nodes
+  before_each(function() nodes = {} end)
+  after_each(function() h.close(table.unpack(nodes)) end)
+  local function keep(...)
+    for i = 1, select("#", ...) do nodes[#nodes + 1] = select(i, ...) end
+    return ...
+  end
+
+  it("a node with min_connections 3 reaches 3 connections via " ..
+     "Bootstrap/Advertise from a seed (6 nodes)", function()
+    -- the seed and four peers run no maintenance of their own
+    local seed = keep(node{})
+    local peers = { keep(node(), node(), node(), node()) }
+    for _, p in ipairs(peers) do assert(p:connect(seed.addr)) end
+    h.wait(function() return h.nconns(seed) == 4 end, 5, "peers on seed")
+    local boots = 0
+    local t = keep(node{ peers = { seed.addr }, min_connections = 3,
+                         expected_connections = 4, max_connections = 6,
+                         maintenance_interval = 0.2,
+                         policies = { {
+                           name = "count_advertise",
+                           advertise = function() boots = boots + 1 end,
+                         } } })
+    local rt = h.record(t)
+    h.wait(function() return h.nconns(t) >= 3 end, 10, "3 connections")
+    -- it learnt the peers from the seed's Advertise, and dialed them
+    assert.truthy(boots >= 1)
+    local dialed = 0
+    for _, ev in ipairs(rt.connecting) do
+      if ev.point ~= seed.addr then dialed = dialed + 1 end
+    end
+    assert.truthy(dialed >= 2)
+    for _, p in ipairs(peers) do assert.truthy(t.points[p.addr]) end
+    -- never more than max_target (6 - 2 * 0)
+    h.sleep(0.5)
+    assert.truthy(h.nconns(t) <= 6)
+    assert.equal(0, #rt.policy_error)
+  end)
+
+  it("drops random connections above max_threshold down to max_target, " ..
+     "never a trusted one", function()
+    -- min 0, expected 2, max 6: max_target 4, max_threshold 5
+    local hub = keep(node{ min_connections = 0, expected_connections = 2,
+                           max_connections = 6, maintenance_interval = 0.1 })
+    local b = M._bounds(0, 2, 6)
+    assert.equal(4, b.max_target)
+    assert.equal(5, b.max_threshold)
+    local cls = {}
+    for i = 1, 6 do cls[i] = keep(node()) end
+    hub:trust(cls[1].peer_id)
+    hub:trust(cls[2].addr)
+    local rh = h.record(hub)
+    for _, c in ipairs(cls) do assert(c:connect(hub.addr)) end
+    h.wait(function() return #rh.connected == 6 end, 5, "six in")
+    h.wait(function() return h.nconns(hub) == 4 end, 5, "trimmed")
+    h.sleep(0.3)
+    assert.equal(4, h.nconns(hub))
+    assert.truthy(hub:connection(cls[1].peer_id))
+    assert.truthy(hub:connection(cls[2].peer_id))
+    local drops = 0
+    for _, ev in ipairs(rh.disconnected) do
+      if ev.reason == "too many connections" then drops = drops + 1 end
+    end
+    assert.equal(2, drops)
+  end)
+
+  it("dials never-failed points first, then the oldest miss; skips " ..
+     "banned, ours and backed-off points", function()
+    local n = keep(node{})
+    local t = p2p.now()
+    n:point("10.0.0.1:1").last_failed = t - 10
+    n:point("10.0.0.2:1").last_failed = t - 30
+    n:point("10.0.0.3:1") -- never failed
+    n:point("10.0.0.4:1").ours = true
+    n:point("10.0.0.5:1").reconnect_at = t + 100
+    n:point("10.0.0.6:1")
+    assert(n:ban("10.0.0.6", 100))
+    assert.same({ "10.0.0.3:1", "10.0.0.2:1", "10.0.0.1:1" },
+      M._connectable(n, 10))
+    assert.same({ "10.0.0.3:1", "10.0.0.2:1" }, M._connectable(n, 2))
+  end)
+
+  it("sends one Swap_request in band (a receiver with a Swap tap)",
+    function()
+    local got = {}
+    local function tapped()
+      return node{ policies = { {
+        name = "swap_tap",
+        swap_request = function(n, conn, point, peer_id)
+          got[#got + 1] = { n.peer_id, point, peer_id }
+          return true
+        end,
+      } } }
+    end
+    local r1, r2 = keep(tapped(), tapped())
+    -- min 0 expected 0 max 10: in band with 2 connections
+    local s = keep(node{ min_connections = 0, expected_connections = 0,
+                         max_connections = 10, maintenance_interval = 0.1,
+                         swap_linger = 30 })
+    assert(r1:connect(s.addr))
+    assert(r2:connect(s.addr))
+    h.wait(function() return #got >= 1 end, 5, "swap request")
+    local to, point, pid = got[1][1], got[1][2], got[1][3]
+    -- it proposes the other peer, by its point and raw peer id
+    local other = to == r1.peer_id and r2 or r1
+    assert.equal(other.addr, point)
+    assert.equal(p2p.core.peer_id_decode(other.peer_id), pid)
+    assert.truthy(s.state.swap.sent[s:connection(to).id])
+  end)
+
+  it("is off with maintenance_interval = 0", function()
+    local seed = keep(node{})
+    local t = keep(node{ peers = { seed.addr }, min_connections = 3,
+                         expected_connections = 4, max_connections = 6,
+                         maintenance_interval = 0 })
+    local rs = h.record(seed)
+    local other = keep(node{})
+    assert(other:connect(seed.addr))
+    h.wait(function() return h.nconns(seed) == 2 end, 5, "connected")
+    h.sleep(0.3)
+    assert.equal(1, h.nconns(t))
+    assert.equal(0, #rs.policy_error)
+  end)
+end)
