@@ -10,3 +10,43 @@ describe("examples/hello.lua", function()
     assert.matches("b got: pong", out)
   end)
 end)
+
+-- The complete policy printed in README.md, taken from the README itself.
+describe("README's complete policy", function()
+  local p2p = require "luap2p"
+  local h = require "helper"
+
+  local function readme_policy()
+    local f = assert(io.open("README.md"))
+    local text = f:read("a")
+    f:close()
+    local section = text:match("### A complete policy(.-)\n### ")
+    local code = section and section:match("```lua\n(.-)```")
+    assert(code, "README.md lost its complete policy example")
+    local path = os.tmpname() .. "_guard.lua"
+    local out = assert(io.open(path, "w"))
+    out:write(code)
+    out:close()
+    return path
+  end
+
+  it("caps connections per IP with a Nack, as it says", function()
+    local path = readme_policy()
+    local a = h.node{ policies = { path } }
+    os.remove(path)
+    local ev = h.record(a)
+    local clients = {}
+    for i = 1, 5 do clients[i] = h.node() end
+    for i = 1, 4 do
+      assert(clients[i]:connect(a.addr))
+      h.wait(function() return h.nconns(a) == i end, 5, "connection " .. i)
+    end
+    assert(clients[5]:connect(a.addr))
+    h.wait(function() return #ev.nack_sent > 0 end, 5, "nack")
+    assert.equal(1, ev.nack_sent[1].motive)
+    assert.equal(4, h.nconns(a))
+    assert.same({ "guard", "private_mode", "acl", "answerer", "maintenance",
+      "log" }, a:policies())
+    h.close(a, table.unpack(clients))
+  end)
+end)
