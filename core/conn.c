@@ -24,17 +24,23 @@ static void conn_fail(lp2p_conn *c, int code, const char *reason);
 static void flush_queue(lp2p_conn *c);
 
 
+void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, const char *type) {
+  memset(ev, 0, sizeof *ev);
+  ev->type = type;
+  ev->conn = c->id;
+  ev->point = c->point.family ? &c->point : &c->addr;
+  ev->peer_id = c->has_peer_id ? c->peer_id : NULL;
+  ev->incoming = c->incoming;
+  ev->motive = -1;
+}
+
+
 static void emit(lp2p_conn *c, const char *type, int code,
                  const char *reason) {
-  lp2p_event ev = {0};
-  ev.type = type;
-  ev.conn = c->id;
-  ev.point = c->point.family ? &c->point : &c->addr;
-  ev.peer_id = c->has_peer_id ? c->peer_id : NULL;
-  ev.incoming = c->incoming;
+  lp2p_event ev;
+  lp2p__conn_event(c, &ev, type);
   ev.code = code;
   ev.reason = reason;
-  ev.motive = -1;
   lp2p__node_emit(c->node, &ev);
 }
 
@@ -424,12 +430,8 @@ static int handshake_input(lp2p_conn *c, const uint8_t **data, size_t *len) {
       return 0;
     } else if (ev == LP2P_HS_NACKED) {
       const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
-      lp2p_event e = {0};
-      e.type = "nacked";
-      e.conn = c->id;
-      e.point = &c->point;
-      e.peer_id = c->peer_id;
-      e.incoming = c->incoming;
+      lp2p_event e;
+      lp2p__conn_event(c, &e, "nacked");
       e.code = LP2P_ENACK;
       e.motive = r->nack_motive;
       e.points = r->nack_points;

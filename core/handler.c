@@ -341,12 +341,8 @@ static void on_connection(uv_stream_t *server, int status) {
   uv_tcp_nodelay(&c->tcp, 1);
   c->counted_pending = 1;
   n->pending_incoming++;
-  lp2p_event ev = {0};
-  ev.type = "accepted";
-  ev.conn = c->id;
-  ev.point = &c->addr;
-  ev.incoming = 1;
-  ev.motive = -1;
+  lp2p_event ev;
+  lp2p__conn_event(c, &ev, "accepted");
   lp2p__node_emit(n, &ev);
   lp2p__conn_arm_timeout(c, n->cfg.authentication_timeout_ms);
   lp2p__conn_start_handshake(c);
@@ -452,12 +448,8 @@ int lp2p_node_connect(lp2p_node *n, const lp2p_point *p,
   lp2p__conn_arm_timeout(c, timeout_ms ? timeout_ms
                                        : n->cfg.connection_timeout_ms);
   *id = c->id;
-  lp2p_event ev = {0};
-  ev.type = "connecting";
-  ev.conn = c->id;
-  ev.point = p;
-  ev.incoming = 0;
-  ev.motive = -1;
+  lp2p_event ev;
+  lp2p__conn_event(c, &ev, "connecting");
   lp2p__node_emit(n, &ev);
   return 0;
 }
@@ -534,13 +526,8 @@ void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c) {
   v->motive = info.motive;
   if (info.refusal != 0)
     snprintf(v->reason, sizeof v->reason, "%s", lp2p_strerror(info.refusal));
-  lp2p_event ev = {0};
-  ev.type = "authenticated";
-  ev.conn = c->id;
-  ev.point = &c->point;
-  ev.peer_id = r->peer_id;
-  ev.incoming = c->incoming;
-  ev.motive = -1;
+  lp2p_event ev;
+  lp2p__conn_event(c, &ev, "authenticated");
   lp2p__node_emit(n, &ev);
   if (c->state == LP2P_CONN_HANDSHAKE && !n->closing)
     n->hooks.authenticated(n->hooks.ud, &info, v);
@@ -602,13 +589,8 @@ void lp2p__node_established(lp2p_node *n, lp2p_conn *c) {
   c->state = LP2P_CONN_RUNNING;
   c->counted_active = 1;
   n->active++;
-  lp2p_event ev = {0};
-  ev.type = "connected";
-  ev.conn = c->id;
-  ev.point = &c->point;
-  ev.peer_id = c->peer_id;
-  ev.incoming = c->incoming;
-  ev.motive = -1;
+  lp2p_event ev;
+  lp2p__conn_event(c, &ev, "connected");
   lp2p__node_emit(n, &ev);
   if (n->active > n->cfg.max_connections && c->state == LP2P_CONN_RUNNING)
     emit_simple(n, "too_many_connections", NULL, 0, NULL, n->active);

@@ -184,6 +184,8 @@ void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c);
 void lp2p__node_established(lp2p_node *n, lp2p_conn *c);
 void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c);
 void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c);
+/* conn.c: an event about connection c (id, point, peer id, direction). */
+void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, const char *type);
 /* conn.c: close both handles now, even with writes pending. */
 void lp2p__conn_force_close(lp2p_conn *c);
 void lp2p__node_handle_closed(lp2p_node *n);
