@@ -416,8 +416,8 @@ static int handshake_input(lp2p_conn *c, const uint8_t **data, size_t *len) {
       const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
       memcpy(c->peer_id, r->peer_id, sizeof c->peer_id);
       c->has_peer_id = 1;
-      if (c->incoming) {
-        c->point = c->addr;
+      if (c->incoming && r->msg.port != 0) {
+        c->point = c->addr; /* its listening point: our view of its IP */
         c->point.port = r->msg.port;
       }
     } else if (ev == LP2P_HS_METADATA) {

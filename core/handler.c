@@ -121,6 +121,10 @@ void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c) {
     else
       n->pending_outgoing--;
   }
+  if (c->acked) {
+    c->acked = 0;
+    n->acked_pending--;
+  }
   if (c->counted_active) {
     c->counted_active = 0;
     n->active--;
@@ -457,12 +461,36 @@ int lp2p_node_connect(lp2p_node *n, const lp2p_point *p,
 
 /* ------------------------------------------------------- authentication */
 
-static int peer_connected(lp2p_node *n, const lp2p_conn *self) {
+/* Of two connections to one peer made by dialling each other at once, both
+ * ends keep the one opened by the peer with the lower id, so they agree. */
+static int preferred(const lp2p_node *n, const lp2p_conn *c) {
+  int we_are_lower = memcmp(n->cfg.identity.peer_id, c->peer_id,
+                            LP2P_PEER_ID_BYTES) < 0;
+  return c->incoming != we_are_lower;
+}
+
+
+/*
+ * Is self's peer already connected? A running connection, or an acked
+ * handshake that self does not beat, takes the peer: self is Nacked
+ * (Already_connected). When self beats an acked handshake racing it, that
+ * one is returned in *loser for the caller to close once self is acked.
+ */
+static int peer_taken(lp2p_node *n, const lp2p_conn *self, lp2p_conn **loser) {
+  *loser = NULL;
   for (uint32_t i = 0; i < n->nslots; i++) {
     lp2p_conn *c = n->slots[i];
-    if (c != NULL && c != self && c->has_peer_id &&
-        (c->state == LP2P_CONN_RUNNING || c->counted_active) &&
-        memcmp(c->peer_id, self->peer_id, LP2P_PEER_ID_BYTES) == 0)
+    if (c == NULL || c == self || !c->has_peer_id ||
+        c->state == LP2P_CONN_CLOSING ||
+        memcmp(c->peer_id, self->peer_id, LP2P_PEER_ID_BYTES) != 0)
+      continue;
+    if (c->state == LP2P_CONN_RUNNING)
+      return 1;
+    if (!c->acked)
+      continue; /* it will meet self at its own decision */
+    if (c->incoming != self->incoming && preferred(n, self))
+      *loser = c;
+    else
       return 1;
   }
   return 0;
@@ -470,7 +498,8 @@ static int peer_connected(lp2p_node *n, const lp2p_conn *self) {
 
 
 static void refusal(const lp2p_node *n, lp2p_conn *c,
-                    const lp2p_hs_remote *r, lp2p_auth_info *info) {
+                    const lp2p_hs_remote *r, lp2p_auth_info *info,
+                    lp2p_conn **loser) {
   static const int motive_of[] = {LP2P_NACK_UNKNOWN_CHAIN_NAME,
                                   LP2P_NACK_DEPRECATED_P2P_VERSION,
                                   LP2P_NACK_DEPRECATED_DDB_VERSION};
@@ -487,11 +516,12 @@ static void refusal(const lp2p_node *n, lp2p_conn *c,
                    : r->version_status == LP2P_EP2PVER ? motive_of[1]
                                                         : motive_of[2];
   } else if (!(n->cfg.max_connections + randombytes_uniform(2) >
-               n->active)) {
-    /* Octez randomly allows one more connection than max_connections. */
+               n->active + n->acked_pending)) {
+    /* Octez randomly allows one more connection than max_connections;
+     * connections acked but not yet running hold their slot. */
     info->refusal = LP2P_ETOOMANY;
     info->motive = LP2P_NACK_TOO_MANY_CONNECTIONS;
-  } else if (peer_connected(node, c)) {
+  } else if (peer_taken(node, c, loser)) {
     info->refusal = LP2P_EALREADY;
     info->motive = LP2P_NACK_ALREADY_CONNECTED;
   }
@@ -514,7 +544,8 @@ void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c) {
   info.remote = r;
   c->disable_mempool = r->disable_mempool;
   c->private_node = r->private_node;
-  refusal(n, c, r, &info);
+  lp2p_conn *loser = NULL;
+  refusal(n, c, r, &info, &loser);
   lp2p_verdict *v = calloc(1, sizeof *v);
   if (v == NULL) {
     lp2p_conn_close(c, LP2P_ENOMEM, NULL, 0);
@@ -542,6 +573,12 @@ void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c) {
   int rc = 0;
   if (v->kind == LP2P_VERDICT_ACK) {
     rc = lp2p_hs_ack(c->hs);
+    if (rc == 0) {
+      c->acked = 1;
+      n->acked_pending++;
+      if (loser != NULL && loser->state == LP2P_CONN_HANDSHAKE)
+        lp2p_conn_close(loser, LP2P_EALREADY, "simultaneous connection", 0);
+    }
   } else if (v->kind == LP2P_VERDICT_NACK) {
     rc = lp2p_hs_nack(c->hs, v->motive, v->points, v->npoints);
     if (rc == 0) {
@@ -585,6 +622,10 @@ void lp2p__node_established(lp2p_node *n, lp2p_conn *c) {
       n->pending_incoming--;
     else
       n->pending_outgoing--;
+  }
+  if (c->acked) {
+    c->acked = 0;
+    n->acked_pending--;
   }
   c->state = LP2P_CONN_RUNNING;
   c->counted_active = 1;

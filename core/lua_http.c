@@ -142,6 +142,7 @@ static void send_response(http_client *c, int status, const char *ctype,
                           size_t ctlen, const char *body, size_t blen,
                           int head_only) {
   char head[512];
+  c->answered = 1; /* whatever arrives from now on is dropped */
   if (ctype == NULL || ctlen > 200 || !header_safe(ctype, ctlen)) {
     ctype = HTTP_CTYPE_DEFAULT;
     ctlen = strlen(ctype);
@@ -225,7 +226,6 @@ static void call_handler(http_client *c, const char *method, size_t mlen,
 /* The head c->buf[0..c->len) is complete: parse the request line
  * "METHOD SP target SP HTTP/x.y" and answer. */
 static void handle_request(http_client *c) {
-  c->answered = 1;
   const char *p = c->buf;
   const char *eol = memchr(p, '\n', c->len);
   if (eol == NULL) {
@@ -290,7 +290,6 @@ static int head_complete(const http_client *c) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   http_client *c = s->data;
-  (void)b;
   if (nread < 0) {
     /* EOF before an answer, or a reset: nothing more to do. Once the
      * answer is queued, its write and shutdown callbacks close. */
@@ -300,7 +299,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
       uv_read_stop(s);
     return;
   }
-  if (nread == 0 || c->answered || c->closing)
+  /* Bytes read into scratch (head already answered or full) are dropped;
+   * only bytes that landed at the end of the head count. */
+  if (nread == 0 || c->answered || c->closing || b->base != c->buf + c->len)
     return;
   c->len += (size_t)nread;
   if (head_complete(c))

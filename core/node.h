@@ -136,6 +136,7 @@ struct lp2p_conn {
   lp2p_point addr, point;
   uint8_t expected_peer_id[LP2P_PEER_ID_BYTES];
   int has_expected, counted_pending, counted_active;
+  int acked; /* our Ack sent, theirs not read yet: holds a slot */
   lp2p_hs *hs; /* during the handshake only */
   lp2p_crypto crypto;
   uint8_t peer_id[LP2P_PEER_ID_BYTES];
@@ -170,6 +171,7 @@ struct lp2p_node {
   uint32_t *gens;
   uint32_t nslots, free_head;
   unsigned pending_incoming, pending_outgoing, active;
+  unsigned acked_pending; /* connections with an acked handshake */
   unsigned handles; /* open libuv handles; freed at 0 after close */
   int closing;
   lp2p_stat total;

@@ -449,6 +449,13 @@ describe("cli", function()
       assert.matches('\nluap2p_events_total{type="reloaded"} [1-9]', page)
       assert.matches('\nluap2p_info{peer_id="' .. peer_a, page)
       assert.matches("^HTTP/1%.0 404", http_get(mport, "/nope"))
+      -- an oversized request head is refused, and the server lives on
+      local p = assert(io.popen(string.format("timeout 5 bash -c %s", q(
+        string.format("exec 3<>/dev/tcp/127.0.0.1/%d; head -c 20000 " ..
+          "/dev/zero | tr '\\0' a >&3; cat <&3", mport)))))
+      assert.matches("^HTTP/1%.0 431 ", p:read("a"))
+      p:close()
+      assert.matches("^HTTP/1%.0 200 OK\r\n", http_get(mport, "/metrics"))
 
       -- SIGTERM a: exit 0, and b hears the Disconnect
       a.kill("TERM")

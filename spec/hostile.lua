@@ -86,6 +86,18 @@ function _M.rss_kb()
   return tonumber(s:match("VmRSS:%s*(%d+)")) or 0
 end
 
+-- Under `make sanitize` (LUAP2P_SANITIZE) ASan's quarantine and shadow
+-- memory dominate VmRSS: bounds are reported, not enforced.
+_M.SANITIZED = os.getenv("LUAP2P_SANITIZE") ~= nil
+
+-- Assert that VmRSS grew by less than bound_kb (not under ASan).
+function _M.check_rss(grew_kb, bound_kb, what)
+  if _M.SANITIZED then return end
+  check.is_true(grew_kb < bound_kb, string.format(
+    "%sVmRSS grew by %d KiB (bound %d KiB)", what and (what .. ": ") or "",
+    grew_kb, bound_kb))
+end
+
 -- Lua heap (KiB, after a full collection) and VmRSS (KiB).
 function _M.mem()
   collectgarbage()

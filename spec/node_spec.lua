@@ -181,6 +181,42 @@ describe("node", function()
     assert.equal(1, h.nconns(b))
   end)
 
+  it("keeps one connection when two nodes dial each other at once",
+    function()
+    for _ = 1, 10 do
+      local a, b = mk(), mk()
+      assert(a:connect(b.addr))
+      assert(b:connect(a.addr))
+      h.wait(function()
+        local sa, sb = a:stat(), b:stat()
+        return sa.pending_outgoing + sa.pending_incoming == 0 and
+               sb.pending_outgoing + sb.pending_incoming == 0
+      end, 5, "both handshakes over")
+      assert.equal(1, h.nconns(a))
+      assert.equal(1, h.nconns(b))
+      local ca, cb = a:connections()[1], b:connections()[1]
+      -- The same TCP connection seen from both ends.
+      assert.are_not.equal(ca.direction, cb.direction)
+      h.close(a, b)
+    end
+  end)
+
+  it("counts acked handshakes against max_connections", function()
+    local a = mk{ max_connections = 2 }
+    local peers = {}
+    for i = 1, 8 do peers[i] = mk() end
+    -- Eight dial at once: at most max_connections + 1 may get in.
+    for i = 1, 8 do assert(peers[i]:connect(a.addr)) end
+    h.wait(function()
+      for i = 1, 8 do
+        if peers[i]:stat().pending_outgoing > 0 then return false end
+      end
+      return a:stat().pending_incoming == 0
+    end, 10, "all verdicts")
+    assert.is_true(h.nconns(a) <= 3, h.nconns(a) .. " connections")
+    assert.is_true(h.nconns(a) >= 2)
+  end)
+
   it("closes when the peer id is not the expected one", function()
     local a, b = mk(), mk()
     local other = h.identity():peer_id()

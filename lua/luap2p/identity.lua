@@ -7,7 +7,8 @@
 --   print(id2:peer_id(), identity.pow_bits(id2))
 local core = require "luap2p.core"
 
-local error, io, math, tostring, type = error, io, math, tostring, type
+local error, io, math, string, tostring, type =
+      error, io, math, string, tostring, type
 
 local _M = {}
 

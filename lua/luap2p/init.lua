@@ -251,8 +251,8 @@ end
 function Node:known_points(n, opts)
   local out = {}
   for p, rec in pairs(self.points) do
-    if not rec.private and not rec.ours and not self._c:banned(p) and
-       not (opts and opts.exclude == p) then
+    if not rec.private and not rec.ours and not p:find(":0$") and
+       not self._c:banned(p) and not (opts and opts.exclude == p) then
       out[#out + 1] = p
     end
   end
@@ -279,9 +279,10 @@ function Node:_track(ev)
     local rec = self:point(ev.point)
     rec.state = "requested"
   elseif t == "authenticated" then
-    if ev.point then
-      local rec = self:point(ev.point)
-      rec.peer_id = ev.peer_id
+    -- An incoming connection's point is known only once it runs (its
+    -- listening port, from its connection message, when it has one).
+    if ev.point and not ev.incoming then
+      self:point(ev.point).peer_id = ev.peer_id
     end
     self:peer(ev.peer_id)
   elseif t == "connected" then

@@ -3,7 +3,8 @@
 -- child lua5.4 with libasan preloaded: LeakSanitizer's interceptors see
 -- the plain build's allocations too, so this needs no sanitized build.
 local function asan_runtime()
-  local p = io.popen("gcc -print-file-name=libasan.so 2>/dev/null")
+  local p = io.popen("unset LD_PRELOAD; gcc -print-file-name=libasan.so " ..
+    "2>/dev/null")
   local path = p and p:read("l")
   if p then p:close() end
   if path and path:sub(1, 1) == "/" and io.open(path) then return path end

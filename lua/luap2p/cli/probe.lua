@@ -141,7 +141,9 @@ end
 
 local function human(res)
   local lines = {}
-  local function add(k, v) lines[#lines + 1] = string.format("%-12s %s", k, v) end
+  local function add(k, v)
+    lines[#lines + 1] = string.format("%-12s %s", k, v)
+  end
   add("point", res.point)
   if res.peer_id then
     add("peer id", res.peer_id)

@@ -3,10 +3,10 @@
 local core = require "luap2p.core"
 local cjson = require "cjson"
 
-local error, getmetatable, io, ipairs, math, next, pairs, setmetatable,
-      string, tonumber, tostring, type =
-      error, getmetatable, io, ipairs, math, next, pairs, setmetatable,
-      string, tonumber, tostring, type
+local error, getmetatable, io, ipairs, math, next, pairs, require,
+      setmetatable, string, tonumber, tostring, type =
+      error, getmetatable, io, ipairs, math, next, pairs, require,
+      setmetatable, string, tonumber, tostring, type
 
 local _M = {}
 
