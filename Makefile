@@ -95,7 +95,7 @@ clean:
 # Variables
 #   FUZZ_CC        clang with libFuzzer (default clang)
 #   FUZZ_SECONDS   seconds per target for `make fuzz` (default 60)
-#   FUZZ_TARGETS   subset to build/run (default: all six)
+#   FUZZ_TARGETS   subset to build/run (default: all seven)
 #   FUZZ_ARGS      extra libFuzzer flags (e.g. -jobs=2 -workers=2)
 #   ASAN_CC        compiler of the sanitized core (default $(CC)); its own
 #                  libasan is LD_PRELOADed, since lua5.4 is not instrumented
@@ -104,9 +104,10 @@ clean:
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_ARGS ?=
-FUZZ_TARGETS ?= conn_msg handshake chunk message point identity_json
+FUZZ_TARGETS ?= conn_msg handshake chunk message point identity_json \
+                admission
 FUZZ_CORE = core/identity.c core/handshake.c core/frame.c core/message.c \
-            core/point.c core/error.c
+            core/point.c core/error.c core/admission.c
 FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra \
               -Wno-unused-parameter -fno-omit-frame-pointer \
               -fsanitize=fuzzer,address,undefined \
@@ -131,7 +132,7 @@ LEAK_CYCLES ?= 1000
 
 .PHONY: fuzz fuzz-smoke fuzz-build sanitize sanitize-build check-leaks
 
-build/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CORE) core/lp2p.h
+build/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CORE) core/lp2p.h core/node.h
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_CORE) \
 	  $(shell $(PKG_CONFIG) --libs libsodium libuv 2>/dev/null) -lm

@@ -60,11 +60,15 @@ function M.hello()
   io.stdout:flush()
 end
 
--- A node for benchmarks: no proof of work, no maintenance, generous limits
--- so that the limits under test are the machine's, not the config's.
+-- A node for benchmarks: no proof of work, generous limits so that the
+-- limits under test are the machine's, not the config's. Bounds min =
+-- expected = 0 keep the maintenance policy (when the default stack runs)
+-- between its thresholds: it neither dials nor prunes, so its dialing is
+-- not what is measured.
 function M.node(cfg)
   local c = { identity = core.identity_generate(), pow_bits = 0,
-              min_connections = 0, max_connections = 1000000,
+              min_connections = 0, expected_connections = 0,
+              max_connections = 1000000,
               max_incoming_connections = 4096, backlog = 4096,
               maintenance_interval = 3600, default_policies = false }
   for k, v in pairs(cfg or {}) do c[k] = v end

@@ -9,6 +9,12 @@
  *                                   copied into 64 KiB batches, one write per
  *                                   batch; the receiver parses every prefix;
  *                                   messages/s
+ *   tcp_limit sealed SIZE SECS      the same stream sealed as luap2p does it:
+ *                                   [u16 len][crypto_box_easy_afternm] chunks
+ *                                   of at most 65535 bytes, 4 chunks per
+ *                                   write; the receiver reads 64 KiB at a
+ *                                   time and opens every chunk; payload
+ *                                   bytes/s (what C with libsodium reaches)
  *   tcp_limit connect SECS CONC     libuv: connect, 1 byte each way, close,
  *                                   CONC in flight; connections/s at the
  *                                   server
@@ -21,6 +27,7 @@
  */
 #include <errno.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -33,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
 #include <uv.h>
 
 #define RBUF 65536
@@ -101,6 +109,19 @@ static void nodelay(int fd) {
 }
 
 
+/* BENCH_PIN=1: parent on CPU 0, child on CPU 1 (the scheduler otherwise
+ * tends to pull a loopback pair onto one CPU: sync wake-ups). */
+static void pin_cpu(int cpu) {
+  const char *e = getenv("BENCH_PIN");
+  if (e == NULL || strcmp(e, "1") != 0)
+    return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  sched_setaffinity(0, sizeof set, &set);
+}
+
+
 static void finish_child(pid_t pid) {
   kill(pid, SIGKILL);
   waitpid(pid, NULL, 0);
@@ -156,6 +177,115 @@ static void sender_small(int port, size_t size) {
 }
 
 
+#define CHUNK_PAYLOAD (65535 - 2 - crypto_box_MACBYTES)
+
+/* Seal a SIZE-byte message stream into chunks, 4 per write. Key and nonce
+ * are fixed and known to both sides (a benchmark, not a protocol). */
+static void sender_sealed(int port, size_t size) {
+  int fd = connect_to(port);
+  nodelay(fd);
+  uint8_t key[crypto_box_BEFORENMBYTES] = {1}, nonce[24] = {0};
+  size_t cap = 4 * 65535;
+  uint8_t *plain = calloc(1, size), *out = malloc(cap);
+  if (plain == NULL || out == NULL)
+    _exit(1);
+  size_t msg_off = 0; /* position inside the current message */
+  for (;;) {
+    size_t len = 0;
+    for (int k = 0; k < 4; k++) {
+      size_t n = size - msg_off < CHUNK_PAYLOAD ? size - msg_off
+                                                : CHUNK_PAYLOAD;
+      size_t body = n + crypto_box_MACBYTES;
+      out[len] = (uint8_t)(body >> 8);
+      out[len + 1] = (uint8_t)body;
+      crypto_box_easy_afternm(out + len + 2, plain + msg_off, n, nonce, key);
+      sodium_increment(nonce, sizeof nonce);
+      len += 2 + body;
+      msg_off = (msg_off + n) % size;
+    }
+    size_t off = 0;
+    while (off < len) {
+      ssize_t w = write(fd, out + off, len - off);
+      if (w <= 0)
+        _exit(0);
+      off += (size_t)w;
+    }
+  }
+}
+
+
+static void bench_sealed(size_t size, double secs) {
+  int port;
+  int lfd = listen_any(&port);
+  pid_t pid = fork();
+  if (pid < 0)
+    die("fork");
+  if (pid == 0) {
+    close(lfd);
+    pin_cpu(1);
+    alarm((unsigned)secs + 10);
+    sender_sealed(port, size);
+    _exit(0);
+  }
+  pin_cpu(0);
+  int fd = accept(lfd, NULL, NULL);
+  if (fd < 0)
+    die("accept");
+  nodelay(fd);
+  uint8_t key[crypto_box_BEFORENMBYTES] = {1}, nonce[24] = {0};
+  uint8_t *buf = malloc(RBUF), *part = malloc(65537), *plain = malloc(65535);
+  size_t part_len = 0;
+  uint64_t bytes = 0;
+  double t0 = 0, t = 0;
+  for (;;) {
+    ssize_t r = read(fd, buf, RBUF);
+    if (r <= 0)
+      break;
+    size_t i = 0, n = (size_t)r;
+    while (i < n) {
+      /* Whole chunks in place; a chunk cut by the read goes to `part`. */
+      const uint8_t *c;
+      size_t need;
+      if (part_len == 0 && n - i >= 2 &&
+          n - i >= 2 + (need = (size_t)buf[i] << 8 | buf[i + 1])) {
+        c = buf + i;
+        i += 2 + need;
+      } else {
+        if (part_len < 2) {
+          part[part_len++] = buf[i++];
+          continue;
+        }
+        need = (size_t)part[0] << 8 | part[1];
+        size_t take = 2 + need - part_len < n - i ? 2 + need - part_len
+                                                  : n - i;
+        memcpy(part + part_len, buf + i, take);
+        part_len += take;
+        i += take;
+        if (part_len < 2 + need)
+          continue;
+        c = part;
+        part_len = 0;
+      }
+      if (crypto_box_open_easy_afternm(plain, c + 2, need, nonce, key) != 0)
+        die("open");
+      sodium_increment(nonce, sizeof nonce);
+      bytes += need - crypto_box_MACBYTES;
+    }
+    t = now();
+    if (t0 == 0) {
+      t0 = t;
+      bytes = 0;
+    }
+    if (t - t0 >= secs)
+      break;
+  }
+  finish_child(pid);
+  if (t <= t0)
+    die("no data");
+  printf("RESULT sealed_bytes_per_s %.0f\n", (double)bytes / (t - t0));
+}
+
+
 static void bench_stream(size_t size, double secs, int small) {
   int port;
   int lfd = listen_any(&port);
@@ -164,6 +294,7 @@ static void bench_stream(size_t size, double secs, int small) {
     die("fork");
   if (pid == 0) {
     close(lfd);
+    pin_cpu(1);
     alarm((unsigned)secs + 10);
     if (small)
       sender_small(port, size);
@@ -171,6 +302,7 @@ static void bench_stream(size_t size, double secs, int small) {
       sender_stream(port, size);
     _exit(0);
   }
+  pin_cpu(0);
   int fd = accept(lfd, NULL, NULL);
   if (fd < 0)
     die("accept");
@@ -444,12 +576,16 @@ static void bench_idle(unsigned n) {
 
 
 int main(int argc, char **argv) {
+  if (sodium_init() < 0)
+    return 1;
   signal(SIGPIPE, SIG_IGN);
   setvbuf(stdout, NULL, _IOLBF, 0);
   if (argc >= 4 && strcmp(argv[1], "stream") == 0)
     bench_stream((size_t)atol(argv[2]), atof(argv[3]), 0);
   else if (argc >= 4 && strcmp(argv[1], "small") == 0)
     bench_stream((size_t)atol(argv[2]), atof(argv[3]), 1);
+  else if (argc >= 4 && strcmp(argv[1], "sealed") == 0)
+    bench_sealed((size_t)atol(argv[2]), atof(argv[3]));
   else if (argc >= 4 && strcmp(argv[1], "connect") == 0)
     bench_connect(atof(argv[2]), atoi(argv[3]));
   else if (argc >= 3 && strcmp(argv[1], "idle") == 0)

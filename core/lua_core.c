@@ -21,18 +21,81 @@ int lp2p__push_error(lua_State *L, int err) {
 }
 
 
+void lp2p__new_class(lua_State *L, const char *tname, const luaL_Reg *meta,
+                     const luaL_Reg *methods) {
+  luaL_newmetatable(L, tname);
+  luaL_setfuncs(L, meta, 0);
+  lua_newtable(L); /* luaL_newlib needs an array, not a pointer */
+  luaL_setfuncs(L, methods, 0);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+}
+
+
+const uint8_t *lp2p__check_bytes(lua_State *L, int idx, size_t n,
+                                 const char *what) {
+  size_t len;
+  const char *s = luaL_checklstring(L, idx, &len);
+  if (len != n)
+    luaL_argerror(L, idx,
+                  lua_pushfstring(L, "expected a %d-byte %s, got %d bytes",
+                                  (int)n, what, (int)len));
+  return (const uint8_t *)s;
+}
+
+
+void lp2p__set_int(lua_State *L, const char *k, lua_Integer v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, k);
+}
+
+
+void lp2p__set_bool(lua_State *L, const char *k, int v) {
+  lua_pushboolean(L, v);
+  lua_setfield(L, -2, k);
+}
+
+
+void lp2p__set_lstr(lua_State *L, const char *k, const void *p, size_t n) {
+  lua_pushlstring(L, (const char *)p, n);
+  lua_setfield(L, -2, k);
+}
+
+
+void lp2p__set_str(lua_State *L, const char *k, const char *v) {
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+
+void lp2p__push_point(lua_State *L, const lp2p_point *p) {
+  char text[LP2P_POINT_TEXT_MAX + 1];
+  int n = lp2p_point_format(text, p);
+  lua_pushlstring(L, text, n > 0 ? (size_t)n : 0);
+}
+
+
+void lp2p__push_points(lua_State *L, const lp2p_point *pts, size_t n) {
+  lua_createtable(L, (int)n, 0);
+  for (size_t i = 0; i < n; i++) {
+    lp2p__push_point(L, &pts[i]);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
+  }
+}
+
+
+void lp2p__set_point(lua_State *L, const char *k, const lp2p_point *p) {
+  lp2p__push_point(L, p);
+  lua_setfield(L, -2, k);
+}
+
+
 /* core.strerror(code) -> name, message: for codes met outside the binding. */
 static int core_strerror(lua_State *L) {
   int err = (int)luaL_checkinteger(L, 1);
   lua_pushstring(L, lp2p_err_name(err));
   lua_pushstring(L, lp2p_strerror(err));
   return 2;
-}
-
-
-static void set_int(lua_State *L, const char *name, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, name);
 }
 
 
@@ -47,18 +110,18 @@ LP2P_EXPORT int luaopen_luap2p_core(lua_State *L) {
   lua_setfield(L, -2, "version");
   lua_pushcfunction(L, core_strerror);
   lua_setfield(L, -2, "strerror");
-  set_int(L, "PK_BYTES", LP2P_PK_BYTES);
-  set_int(L, "SK_BYTES", LP2P_SK_BYTES);
-  set_int(L, "STAMP_BYTES", LP2P_STAMP_BYTES);
-  set_int(L, "NONCE_BYTES", LP2P_NONCE_BYTES);
-  set_int(L, "KEY_BYTES", LP2P_KEY_BYTES);
-  set_int(L, "PEER_ID_BYTES", LP2P_PEER_ID_BYTES);
-  set_int(L, "CHUNK_SIZE_MIN", LP2P_CHUNK_SIZE_MIN);
-  set_int(L, "CHUNK_SIZE_MAX", LP2P_CHUNK_SIZE_MAX);
-  set_int(L, "CHUNK_PAYLOAD_MAX", LP2P_CHUNK_PAYLOAD_MAX);
-  set_int(L, "MSG_MAX", LP2P_MSG_MAX);
+  lp2p__set_int(L, "PK_BYTES", LP2P_PK_BYTES);
+  lp2p__set_int(L, "SK_BYTES", LP2P_SK_BYTES);
+  lp2p__set_int(L, "STAMP_BYTES", LP2P_STAMP_BYTES);
+  lp2p__set_int(L, "NONCE_BYTES", LP2P_NONCE_BYTES);
+  lp2p__set_int(L, "KEY_BYTES", LP2P_KEY_BYTES);
+  lp2p__set_int(L, "PEER_ID_BYTES", LP2P_PEER_ID_BYTES);
+  lp2p__set_int(L, "CHUNK_SIZE_MIN", LP2P_CHUNK_SIZE_MIN);
+  lp2p__set_int(L, "CHUNK_SIZE_MAX", LP2P_CHUNK_SIZE_MAX);
+  lp2p__set_int(L, "CHUNK_PAYLOAD_MAX", LP2P_CHUNK_PAYLOAD_MAX);
+  lp2p__set_int(L, "MSG_MAX", LP2P_MSG_MAX);
   lua_newtable(L); /* errors: name -> code */
-#define XX(name, msg) set_int(L, #name, LP2P_##name);
+#define XX(name, msg) lp2p__set_int(L, #name, LP2P_##name);
   LP2P_ERRNO_MAP(XX)
 #undef XX
   lua_setfield(L, -2, "errors");

@@ -45,19 +45,6 @@ typedef struct lua_reader {
 
 /* ------------------------------------------------------------- helpers */
 
-/* Raise unless the argument is a string of exactly n bytes. */
-static const uint8_t *check_bytes(lua_State *L, int idx, size_t n,
-                                  const char *what) {
-  size_t len;
-  const char *s = luaL_checklstring(L, idx, &len);
-  if (len != n)
-    luaL_argerror(L, idx,
-                  lua_pushfstring(L, "expected a %d-byte %s, got %d bytes",
-                                  (int)n, what, (int)len));
-  return (const uint8_t *)s;
-}
-
-
 static unsigned get_u16(const uint8_t *b) {
   return (unsigned)b[0] << 8 | b[1];
 }
@@ -102,9 +89,9 @@ void lp2p__push_channel(lua_State *L, const lp2p_crypto *c) {
 
 /* core.channel(key32, send_nonce24, recv_nonce24) -> Channel */
 static int core_channel(lua_State *L) {
-  const uint8_t *key = check_bytes(L, 1, LP2P_KEY_BYTES, "channel key");
-  const uint8_t *sn = check_bytes(L, 2, LP2P_NONCE_BYTES, "send nonce");
-  const uint8_t *rn = check_bytes(L, 3, LP2P_NONCE_BYTES, "receive nonce");
+  const uint8_t *key = lp2p__check_bytes(L, 1, LP2P_KEY_BYTES, "channel key");
+  const uint8_t *sn = lp2p__check_bytes(L, 2, LP2P_NONCE_BYTES, "send nonce");
+  const uint8_t *rn = lp2p__check_bytes(L, 3, LP2P_NONCE_BYTES, "receive nonce");
   lua_channel *u = new_channel(L);
   memcpy(u->c.key, key, LP2P_KEY_BYTES);
   memcpy(u->c.send_nonce, sn, LP2P_NONCE_BYTES);
@@ -478,15 +465,6 @@ static int core_msg_encode(lua_State *L) {
 }
 
 
-static void set_point_field(lua_State *L, const lp2p_point *p,
-                            const char *field) {
-  char text[LP2P_POINT_TEXT_MAX + 1];
-  int n = lp2p_point_format(text, p);
-  lua_pushlstring(L, text, n > 0 ? (size_t)n : 0);
-  lua_setfield(L, -2, field);
-}
-
-
 /*
  * core.msg_decode(bytes) -> t | nil, err, code
  * bytes is one message as r:feed returns it: tag || payload, without the
@@ -524,18 +502,12 @@ static int core_msg_decode(lua_State *L) {
   case LP2P_MSG_BOOTSTRAP:
     break;
   case LP2P_MSG_ADVERTISE:
-    lua_createtable(L, (int)m.npoints, 0);
-    for (size_t i = 0; i < m.npoints; i++) {
-      char text[LP2P_POINT_TEXT_MAX + 1];
-      int n = lp2p_point_format(text, &m.points[i]);
-      lua_pushlstring(L, text, n > 0 ? (size_t)n : 0);
-      lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
+    lp2p__push_points(L, m.points, m.npoints);
     lua_setfield(L, -2, "points");
     break;
   case LP2P_MSG_SWAP_REQUEST:
   case LP2P_MSG_SWAP_ACK:
-    set_point_field(L, &m.point, "point");
+    lp2p__set_point(L, "point", &m.point);
     lua_pushlstring(L, (const char *)m.peer_id, LP2P_PEER_ID_BYTES);
     lua_setfield(L, -2, "peer_id");
     break;
@@ -577,7 +549,7 @@ static int core_point_parse(lua_State *L) {
 /* core.nonce_increment(nonce24) -> nonce24 + 1 (192-bit big-endian) */
 static int core_nonce_increment(lua_State *L) {
   uint8_t n[LP2P_NONCE_BYTES];
-  memcpy(n, check_bytes(L, 1, LP2P_NONCE_BYTES, "nonce"), sizeof n);
+  memcpy(n, lp2p__check_bytes(L, 1, LP2P_NONCE_BYTES, "nonce"), sizeof n);
   lp2p_nonce_increment(n);
   lua_pushlstring(L, (const char *)n, sizeof n);
   return 1;
@@ -622,20 +594,9 @@ static const luaL_Reg core_functions[] = {
     {NULL, NULL}};
 
 
-static void new_class(lua_State *L, const char *name, const luaL_Reg *meta,
-                      const luaL_Reg *methods) {
-  luaL_newmetatable(L, name);
-  luaL_setfuncs(L, meta, 0);
-  lua_newtable(L); /* luaL_newlib needs an array, not a pointer */
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
-}
-
-
 void lp2p__open_frame(lua_State *L) {
-  new_class(L, CHANNEL_MT, channel_meta, channel_methods);
-  new_class(L, READER_MT, reader_meta, reader_methods);
+  lp2p__new_class(L, CHANNEL_MT, channel_meta, channel_methods);
+  lp2p__new_class(L, READER_MT, reader_meta, reader_methods);
   luaL_setfuncs(L, core_functions, 0);
   lua_pushinteger(L, LP2P_ADVERTISE_MAX);
   lua_setfield(L, -2, "ADVERTISE_MAX");

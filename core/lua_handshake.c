@@ -336,24 +336,6 @@ static int hs_nack(lua_State *L) {
 }
 
 
-static void set_str(lua_State *L, const char *k, const void *p, size_t n) {
-  lua_pushlstring(L, (const char *)p, n);
-  lua_setfield(L, -2, k);
-}
-
-
-static void set_int(lua_State *L, const char *k, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, k);
-}
-
-
-static void set_bool(lua_State *L, const char *k, int v) {
-  lua_pushboolean(L, v);
-  lua_setfield(L, -2, k);
-}
-
-
 /* Push the text of a peer id. */
 static void push_peer_id(lua_State *L, const uint8_t id[LP2P_PEER_ID_BYTES]) {
   char text[LP2P_PEER_ID_B58_LEN + 1];
@@ -364,21 +346,21 @@ static void push_peer_id(lua_State *L, const uint8_t id[LP2P_PEER_ID_BYTES]) {
 
 /* The fields shared by hs:remote() and core.conn_msg_decode(). */
 static void push_conn_msg_fields(lua_State *L, const lp2p_conn_msg *m) {
-  set_int(L, "port", m->port);
-  set_str(L, "public_key", m->pk, LP2P_PK_BYTES);
-  set_str(L, "proof_of_work_stamp", m->stamp, LP2P_STAMP_BYTES);
-  set_str(L, "message_nonce", m->nonce, LP2P_NONCE_BYTES);
+  lp2p__set_int(L, "port", m->port);
+  lp2p__set_lstr(L, "public_key", m->pk, LP2P_PK_BYTES);
+  lp2p__set_lstr(L, "proof_of_work_stamp", m->stamp, LP2P_STAMP_BYTES);
+  lp2p__set_lstr(L, "message_nonce", m->nonce, LP2P_NONCE_BYTES);
   size_t keep = m->chain_len < LP2P_CHAIN_NAME_MAX ? m->chain_len
                                                     : LP2P_CHAIN_NAME_MAX;
-  set_str(L, "chain", m->chain, keep);
-  set_int(L, "chain_len", (lua_Integer)m->chain_len);
-  set_int(L, "ddb_version", m->ddb_version);
-  set_int(L, "p2p_version", m->p2p_version);
+  lp2p__set_lstr(L, "chain", m->chain, keep);
+  lp2p__set_int(L, "chain_len", (lua_Integer)m->chain_len);
+  lp2p__set_int(L, "ddb_version", m->ddb_version);
+  lp2p__set_int(L, "p2p_version", m->p2p_version);
   uint8_t id[LP2P_PEER_ID_BYTES];
   lp2p_peer_id(id, m->pk);
   push_peer_id(L, id);
   lua_setfield(L, -2, "peer_id");
-  set_str(L, "peer_id_bytes", id, LP2P_PEER_ID_BYTES);
+  lp2p__set_lstr(L, "peer_id_bytes", id, LP2P_PEER_ID_BYTES);
 }
 
 
@@ -402,22 +384,16 @@ static int hs_remote(lua_State *L) {
     lua_pushstring(L, lp2p_err_name(r->version_status));
     lua_setfield(L, -2, "version_status");
   } else {
-    set_int(L, "chosen_p2p_version", r->p2p_version);
-    set_int(L, "chosen_ddb_version", r->ddb_version);
+    lp2p__set_int(L, "chosen_p2p_version", r->p2p_version);
+    lp2p__set_int(L, "chosen_ddb_version", r->ddb_version);
   }
   if (b->got_meta) {
-    set_bool(L, "disable_mempool", r->disable_mempool);
-    set_bool(L, "private_node", r->private_node);
+    lp2p__set_bool(L, "disable_mempool", r->disable_mempool);
+    lp2p__set_bool(L, "private_node", r->private_node);
   }
   if (b->nacked) {
-    set_int(L, "nack_motive", r->nack_motive);
-    lua_createtable(L, (int)r->nack_npoints, 0);
-    for (size_t i = 0; i < r->nack_npoints; i++) {
-      char text[LP2P_POINT_TEXT_MAX + 1];
-      int n = lp2p_point_format(text, &r->nack_points[i]);
-      lua_pushlstring(L, text, n > 0 ? (size_t)n : 0);
-      lua_rawseti(L, -2, (lua_Integer)i + 1);
-    }
+    lp2p__set_int(L, "nack_motive", r->nack_motive);
+    lp2p__push_points(L, r->nack_points, r->nack_npoints);
     lua_setfield(L, -2, "nack_points");
   }
   return 1;
@@ -555,19 +531,15 @@ static const luaL_Reg functions[] = {
 
 
 void lp2p__open_handshake(lua_State *L) {
-  luaL_newmetatable(L, HS_MT);
-  luaL_setfuncs(L, hs_meta, 0);
-  luaL_newlib(L, hs_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  lp2p__new_class(L, HS_MT, hs_meta, hs_methods);
   luaL_setfuncs(L, functions, 0);
   /* Nack motives (P2p_rejection). */
-  set_int(L, "NACK_NO_MOTIVE", LP2P_NACK_NO_MOTIVE);
-  set_int(L, "NACK_TOO_MANY_CONNECTIONS", LP2P_NACK_TOO_MANY_CONNECTIONS);
-  set_int(L, "NACK_UNKNOWN_CHAIN_NAME", LP2P_NACK_UNKNOWN_CHAIN_NAME);
-  set_int(L, "NACK_DEPRECATED_P2P_VERSION",
+  lp2p__set_int(L, "NACK_NO_MOTIVE", LP2P_NACK_NO_MOTIVE);
+  lp2p__set_int(L, "NACK_TOO_MANY_CONNECTIONS", LP2P_NACK_TOO_MANY_CONNECTIONS);
+  lp2p__set_int(L, "NACK_UNKNOWN_CHAIN_NAME", LP2P_NACK_UNKNOWN_CHAIN_NAME);
+  lp2p__set_int(L, "NACK_DEPRECATED_P2P_VERSION",
           LP2P_NACK_DEPRECATED_P2P_VERSION);
-  set_int(L, "NACK_DEPRECATED_DDB_VERSION",
+  lp2p__set_int(L, "NACK_DEPRECATED_DDB_VERSION",
           LP2P_NACK_DEPRECATED_DDB_VERSION);
-  set_int(L, "NACK_ALREADY_CONNECTED", LP2P_NACK_ALREADY_CONNECTED);
+  lp2p__set_int(L, "NACK_ALREADY_CONNECTED", LP2P_NACK_ALREADY_CONNECTED);
 }

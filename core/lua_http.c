@@ -445,11 +445,7 @@ void lp2p__open_http(lua_State *L) {
                                   {"__close", server_close},
                                   {"__tostring", server_tostring},
                                   {NULL, NULL}};
-  luaL_newmetatable(L, HTTP_MT);
-  luaL_setfuncs(L, meta, 0);
-  luaL_newlib(L, methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  lp2p__new_class(L, HTTP_MT, meta, methods);
   lua_pushcfunction(L, core_http_serve);
   lua_setfield(L, -2, "http_serve");
 }

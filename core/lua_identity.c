@@ -33,19 +33,6 @@ typedef struct lua_identity {
 
 /* ------------------------------------------------------------- helpers */
 
-/* Raise unless the argument is a string of exactly n bytes. */
-static const uint8_t *check_bytes(lua_State *L, int idx, size_t n,
-                                  const char *what) {
-  size_t len;
-  const char *s = luaL_checklstring(L, idx, &len);
-  if (len != n)
-    luaL_argerror(L, idx,
-                  lua_pushfstring(L, "expected a %d-byte %s, got %d bytes",
-                                  (int)n, what, (int)len));
-  return (const uint8_t *)s;
-}
-
-
 /* Target of the bits argument at idx; raises when outside [0, 256]. */
 static void check_target(lua_State *L, int idx, lp2p_pow_target *t) {
   double bits = (double)luaL_checknumber(L, idx);
@@ -142,7 +129,7 @@ static int identity_stamp(lua_State *L) {
 /* id:set_stamp(bytes24) -> id */
 static int identity_set_stamp(lua_State *L) {
   lp2p_identity *id = lp2p__check_identity(L, 1);
-  const uint8_t *s = check_bytes(L, 2, LP2P_STAMP_BYTES, "stamp");
+  const uint8_t *s = lp2p__check_bytes(L, 2, LP2P_STAMP_BYTES, "stamp");
   memcpy(id->stamp, s, LP2P_STAMP_BYTES);
   lua_settop(L, 1);
   return 1;
@@ -211,7 +198,7 @@ static int identity_tostring(lua_State *L) {
 
 /* core.peer_id(pk32) -> 16 bytes */
 static int core_peer_id(lua_State *L) {
-  const uint8_t *pk = check_bytes(L, 1, LP2P_PK_BYTES, "public key");
+  const uint8_t *pk = lp2p__check_bytes(L, 1, LP2P_PK_BYTES, "public key");
   uint8_t id[LP2P_PEER_ID_BYTES];
   lp2p_peer_id(id, pk);
   lua_pushlstring(L, (const char *)id, sizeof id);
@@ -221,7 +208,7 @@ static int core_peer_id(lua_State *L) {
 
 /* core.peer_id_encode(id16) -> "id..." */
 static int core_peer_id_encode(lua_State *L) {
-  const uint8_t *id = check_bytes(L, 1, LP2P_PEER_ID_BYTES, "peer id");
+  const uint8_t *id = lp2p__check_bytes(L, 1, LP2P_PEER_ID_BYTES, "peer id");
   char text[LP2P_PEER_ID_B58_LEN + 1];
   lp2p_peer_id_encode(text, id);
   lua_pushstring(L, text);
@@ -258,8 +245,8 @@ static int core_pow_target(lua_State *L) {
 
 /* core.pow_check(pk32, stamp24, bits) -> boolean */
 static int core_pow_check(lua_State *L) {
-  const uint8_t *pk = check_bytes(L, 1, LP2P_PK_BYTES, "public key");
-  const uint8_t *stamp = check_bytes(L, 2, LP2P_STAMP_BYTES, "stamp");
+  const uint8_t *pk = lp2p__check_bytes(L, 1, LP2P_PK_BYTES, "public key");
+  const uint8_t *stamp = lp2p__check_bytes(L, 2, LP2P_STAMP_BYTES, "stamp");
   lp2p_pow_target t;
   check_target(L, 3, &t);
   lua_pushboolean(L, lp2p_pow_check(pk, stamp, &t));
@@ -381,7 +368,7 @@ static int start_workers(pow_job *job) {
  * threads nothing here may raise: Lua errors of progress are caught by
  * lua_pcall, the threads stopped and joined, then the error re-raised. */
 static int core_pow_search(lua_State *L) {
-  const uint8_t *pk = check_bytes(L, 1, LP2P_PK_BYTES, "public key");
+  const uint8_t *pk = lp2p__check_bytes(L, 1, LP2P_PK_BYTES, "public key");
   lp2p_pow_target t;
   check_target(L, 2, &t);
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -524,11 +511,7 @@ static const luaL_Reg core_functions[] = {
 
 
 void lp2p__open_identity(lua_State *L) {
-  luaL_newmetatable(L, IDENTITY_MT);
-  luaL_setfuncs(L, identity_meta, 0);
-  luaL_newlib(L, identity_methods);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  lp2p__new_class(L, IDENTITY_MT, identity_meta, identity_methods);
   luaL_setfuncs(L, core_functions, 0);
   lua_pushnumber(L, LP2P_POW_DEFAULT_BITS);
   lua_setfield(L, -2, "POW_DEFAULT_BITS");

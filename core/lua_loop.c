@@ -356,17 +356,11 @@ static int core_watch(lua_State *L) {
 
 static void new_handle_type(lua_State *L, const char *tname,
                             const luaL_Reg *methods) {
-  luaL_newmetatable(L, tname);
-  lua_pushcfunction(L, lhandle_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, lhandle_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, lhandle_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {{"__gc", lhandle_close},
+                                  {"__close", lhandle_close},
+                                  {"__tostring", lhandle_tostring},
+                                  {NULL, NULL}};
+  lp2p__new_class(L, tname, meta, methods);
 }
 
 

@@ -16,6 +16,24 @@ int lp2p__push_error(lua_State *L, int err);
 /* Same, with a more precise message than the code's own. */
 int lp2p__push_error_msg(lua_State *L, int err, const char *msg);
 
+/* lua_core.c: helpers shared by the binding files. */
+/* Register metatable tname with the meta functions (__gc, __close,
+ * __tostring, ...) and `methods` under __index. Stack unchanged. */
+void lp2p__new_class(lua_State *L, const char *tname, const luaL_Reg *meta,
+                     const luaL_Reg *methods);
+/* Raise unless argument idx is a string of exactly n bytes. */
+const uint8_t *lp2p__check_bytes(lua_State *L, int idx, size_t n,
+                                 const char *what);
+/* t[k] = v for the table on top of the stack. */
+void lp2p__set_int(lua_State *L, const char *k, lua_Integer v);
+void lp2p__set_bool(lua_State *L, const char *k, int v);
+void lp2p__set_lstr(lua_State *L, const char *k, const void *p, size_t n);
+void lp2p__set_str(lua_State *L, const char *k, const char *v);
+void lp2p__set_point(lua_State *L, const char *k, const lp2p_point *p);
+/* Push the canonical text of a point; an array of n of them. */
+void lp2p__push_point(lua_State *L, const lp2p_point *p);
+void lp2p__push_points(lua_State *L, const lp2p_point *pts, size_t n);
+
 /* lua_identity.c: the luap2p.Identity userdata. check raises on a wrong
  * argument; the returned pointer lives as long as the userdata. */
 lp2p_identity *lp2p__check_identity(lua_State *L, int idx);

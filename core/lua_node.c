@@ -30,50 +30,10 @@ typedef struct node_box {
 
 /* ------------------------------------------------------------- pushing */
 
-static void push_point(lua_State *L, const lp2p_point *p) {
-  char text[LP2P_POINT_TEXT_MAX + 1];
-  int len = lp2p_point_format(text, p);
-  lua_pushlstring(L, text, (size_t)len);
-}
-
-
 static void push_peer_id(lua_State *L, const uint8_t *id) {
   char text[LP2P_PEER_ID_B58_LEN + 1];
   lp2p_peer_id_encode(text, id);
   lua_pushstring(L, text);
-}
-
-
-static void push_points(lua_State *L, const lp2p_point *pts, size_t n) {
-  lua_createtable(L, (int)n, 0);
-  for (size_t i = 0; i < n; i++) {
-    push_point(L, &pts[i]);
-    lua_rawseti(L, -2, (lua_Integer)i + 1);
-  }
-}
-
-
-static void set_str(lua_State *L, const char *k, const char *v) {
-  lua_pushstring(L, v);
-  lua_setfield(L, -2, k);
-}
-
-
-static void set_int(lua_State *L, const char *k, lua_Integer v) {
-  lua_pushinteger(L, v);
-  lua_setfield(L, -2, k);
-}
-
-
-static void set_bool(lua_State *L, const char *k, int v) {
-  lua_pushboolean(L, v);
-  lua_setfield(L, -2, k);
-}
-
-
-static void set_point(lua_State *L, const char *k, const lp2p_point *p) {
-  push_point(L, p);
-  lua_setfield(L, -2, k);
 }
 
 
@@ -100,7 +60,7 @@ static int hook_accept(void *ud, const lp2p_point *addr, char *reason,
   node_box *b = ud;
   lua_State *L = begin(b, "accept");
   int top = lua_gettop(L) - 2;
-  push_point(L, addr);
+  lp2p__push_point(L, addr);
   int ok = 0;
   if (lp2p__pcall(L, 2, 2, "accept hook") == 0) {
     ok = lua_toboolean(L, -2);
@@ -118,26 +78,26 @@ static int hook_accept(void *ud, const lp2p_point *addr, char *reason,
 static void push_auth_info(lua_State *L, const lp2p_auth_info *info) {
   const lp2p_hs_remote *r = info->remote;
   lua_createtable(L, 0, 20);
-  set_int(L, "conn", (lua_Integer)info->conn);
-  set_bool(L, "incoming", info->incoming);
-  set_str(L, "direction", info->incoming ? "incoming" : "outgoing");
-  set_point(L, "addr", &info->addr);
+  lp2p__set_int(L, "conn", (lua_Integer)info->conn);
+  lp2p__set_bool(L, "incoming", info->incoming);
+  lp2p__set_str(L, "direction", info->incoming ? "incoming" : "outgoing");
+  lp2p__set_point(L, "addr", &info->addr);
   if (info->point.port != 0)
-    set_point(L, "point", &info->point);
+    lp2p__set_point(L, "point", &info->point);
   set_peer_id(L, "peer_id", r->peer_id);
   lua_pushlstring(L, r->msg.chain, r->msg.chain_len < LP2P_CHAIN_NAME_MAX
                                        ? r->msg.chain_len
                                        : LP2P_CHAIN_NAME_MAX);
   lua_setfield(L, -2, "chain");
-  set_int(L, "port", r->msg.port);
-  set_int(L, "p2p_version", r->msg.p2p_version);
-  set_int(L, "ddb_version", r->msg.ddb_version);
-  set_bool(L, "private_node", r->private_node);
-  set_bool(L, "disable_mempool", r->disable_mempool);
+  lp2p__set_int(L, "port", r->msg.port);
+  lp2p__set_int(L, "p2p_version", r->msg.p2p_version);
+  lp2p__set_int(L, "ddb_version", r->msg.ddb_version);
+  lp2p__set_bool(L, "private_node", r->private_node);
+  lp2p__set_bool(L, "disable_mempool", r->disable_mempool);
   if (info->refusal != 0) {
-    set_str(L, "refusal", lp2p_err_name(info->refusal));
+    lp2p__set_str(L, "refusal", lp2p_err_name(info->refusal));
     if (info->motive >= 0)
-      set_int(L, "motive", info->motive);
+      lp2p__set_int(L, "motive", info->motive);
   }
 }
 
@@ -206,29 +166,29 @@ static void hook_event(void *ud, const lp2p_event *ev) {
   lua_State *L = begin(b, "event");
   int top = lua_gettop(L) - 2;
   lua_createtable(L, 0, 8);
-  set_str(L, "type", ev->type);
+  lp2p__set_str(L, "type", ev->type);
   if (ev->conn)
-    set_int(L, "conn", (lua_Integer)ev->conn);
+    lp2p__set_int(L, "conn", (lua_Integer)ev->conn);
   if (ev->point)
-    set_point(L, "point", ev->point);
+    lp2p__set_point(L, "point", ev->point);
   if (ev->peer_id)
     set_peer_id(L, "peer_id", ev->peer_id);
   if (ev->incoming >= 0)
-    set_bool(L, "incoming", ev->incoming);
+    lp2p__set_bool(L, "incoming", ev->incoming);
   if (ev->code) {
-    set_str(L, "code", lp2p_err_name(ev->code));
-    set_str(L, "reason", ev->reason ? ev->reason : lp2p_strerror(ev->code));
+    lp2p__set_str(L, "code", lp2p_err_name(ev->code));
+    lp2p__set_str(L, "reason", ev->reason ? ev->reason : lp2p_strerror(ev->code));
   } else if (ev->reason) {
-    set_str(L, "reason", ev->reason);
+    lp2p__set_str(L, "reason", ev->reason);
   }
   if (ev->motive >= 0 || (ev->code == LP2P_ENACK))
-    set_int(L, "motive", ev->motive);
+    lp2p__set_int(L, "motive", ev->motive);
   if (ev->points || ev->npoints) {
-    push_points(L, ev->points, ev->npoints);
+    lp2p__push_points(L, ev->points, ev->npoints);
     lua_setfield(L, -2, "points");
   }
   if (strncmp(ev->type, "too_", 4) == 0)
-    set_int(L, "active", ev->value);
+    lp2p__set_int(L, "active", ev->value);
   lp2p__pcall(L, 2, 0, "event hook");
   lua_settop(L, top);
 }
@@ -503,10 +463,10 @@ static int node_pause(lua_State *L) {
 
 
 static void push_stat(lua_State *L, const lp2p_stat *s) {
-  set_int(L, "bytes_in", (lua_Integer)s->bytes_in);
-  set_int(L, "bytes_out", (lua_Integer)s->bytes_out);
-  set_int(L, "msgs_in", (lua_Integer)s->msgs_in);
-  set_int(L, "msgs_out", (lua_Integer)s->msgs_out);
+  lp2p__set_int(L, "bytes_in", (lua_Integer)s->bytes_in);
+  lp2p__set_int(L, "bytes_out", (lua_Integer)s->bytes_out);
+  lp2p__set_int(L, "msgs_in", (lua_Integer)s->msgs_in);
+  lp2p__set_int(L, "msgs_out", (lua_Integer)s->msgs_out);
   lua_pushnumber(L, s->rate_in);
   lua_setfield(L, -2, "rate_in");
   lua_pushnumber(L, s->rate_out);
@@ -525,21 +485,21 @@ static int node_info(lua_State *L) {
   lp2p_conn_info ci;
   lp2p_conn_get_info(c, &ci);
   lua_createtable(L, 0, 16);
-  set_int(L, "id", (lua_Integer)ci.id);
-  set_str(L, "state", states[ci.state]);
-  set_bool(L, "incoming", ci.incoming);
-  set_str(L, "direction", ci.incoming ? "incoming" : "outgoing");
-  set_point(L, "addr", &ci.addr);
+  lp2p__set_int(L, "id", (lua_Integer)ci.id);
+  lp2p__set_str(L, "state", states[ci.state]);
+  lp2p__set_bool(L, "incoming", ci.incoming);
+  lp2p__set_str(L, "direction", ci.incoming ? "incoming" : "outgoing");
+  lp2p__set_point(L, "addr", &ci.addr);
   if (ci.point.port != 0)
-    set_point(L, "point", &ci.point);
+    lp2p__set_point(L, "point", &ci.point);
   if (ci.has_peer_id)
     set_peer_id(L, "peer_id", ci.peer_id);
-  set_int(L, "p2p_version", ci.p2p_version);
-  set_int(L, "ddb_version", ci.ddb_version);
-  set_bool(L, "private_node", ci.private_node);
-  set_bool(L, "disable_mempool", ci.disable_mempool);
-  set_int(L, "queued_msgs", (lua_Integer)ci.queued_msgs);
-  set_int(L, "queued_bytes", (lua_Integer)ci.queued_bytes);
+  lp2p__set_int(L, "p2p_version", ci.p2p_version);
+  lp2p__set_int(L, "ddb_version", ci.ddb_version);
+  lp2p__set_bool(L, "private_node", ci.private_node);
+  lp2p__set_bool(L, "disable_mempool", ci.disable_mempool);
+  lp2p__set_int(L, "queued_msgs", (lua_Integer)ci.queued_msgs);
+  lp2p__set_int(L, "queued_bytes", (lua_Integer)ci.queued_bytes);
   push_stat(L, &ci.stat);
   return 1;
 }
@@ -569,10 +529,10 @@ static int node_stat(lua_State *L) {
   lp2p_node_stat(b->node, &s, counts);
   lua_createtable(L, 0, 12);
   push_stat(L, &s);
-  set_int(L, "active", counts[0]);
-  set_int(L, "pending_incoming", counts[1]);
-  set_int(L, "pending_outgoing", counts[2]);
-  set_int(L, "bans", counts[3]);
+  lp2p__set_int(L, "active", counts[0]);
+  lp2p__set_int(L, "pending_incoming", counts[1]);
+  lp2p__set_int(L, "pending_outgoing", counts[2]);
+  lp2p__set_int(L, "bans", counts[3]);
   return 1;
 }
 
@@ -711,17 +671,11 @@ void lp2p__open_node(lua_State *L) {
       {"stat", node_stat},       {"ban", node_ban},
       {"unban", node_unban},     {"banned", node_banned},
       {"close", node_close},     {NULL, NULL}};
-  luaL_newmetatable(L, NODE_MT);
-  lua_pushcfunction(L, node_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, node_close);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, node_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_setfield(L, -2, "__index");
-  lua_pop(L, 1);
+  static const luaL_Reg meta[] = {{"__gc", node_close},
+                                  {"__close", node_close},
+                                  {"__tostring", node_tostring},
+                                  {NULL, NULL}};
+  lp2p__new_class(L, NODE_MT, meta, methods);
   lua_pushcfunction(L, core_node);
   lua_setfield(L, -2, "node");
 }
