@@ -11,6 +11,17 @@ describe("examples/hello.lua", function()
   end)
 end)
 
+describe("examples/handshake.lua", function()
+  it("reaches Ack on both sides and exchanges a sealed message", function()
+    local p = assert(io.popen("timeout 20 lua5.4 examples/handshake.lua 2>&1"))
+    local out = p:read("a")
+    local ok = p:close()
+    assert.is_true(ok, out)
+    assert.matches("a sees id%w+ on port 9732", out)
+    assert.matches("b got bootstrap", out)
+  end)
+end)
+
 -- The complete policy printed in README.md, taken from the README itself.
 describe("README's complete policy", function()
   local p2p = require "luap2p"
