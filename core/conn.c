@@ -47,30 +47,44 @@ static void emit(lp2p_conn *c, const char *type, int code,
 
 /* ------------------------------------------------------------- writing */
 
-static void on_write(uv_write_t *req, int status) {
-  lp2p_write *w = (lp2p_write *)req;
-  lp2p_conn *c = w->conn;
+/* After any write: close when asked to once flushed, else keep feeding the
+ * socket from the queue. */
+static void wrote(lp2p_conn *c, int status) {
   c->writes_in_flight--;
-  if (w->sealed)
-    c->batch_in_flight = 0;
-  free(w->buf);
-  free(w);
-  if (c->state == LP2P_CONN_CLOSING) {
-    if (c->close_when_flushed && c->writes_in_flight == 0)
-      lp2p_conn_close(c, c->close_code, NULL, 0);
-    return;
-  }
+  int closing = c->state == LP2P_CONN_CLOSING;
   if (status < 0) {
-    conn_fail(c, status, "write failed");
+    if (closing)
+      lp2p__conn_force_close(c);
+    else
+      conn_fail(c, status, "write failed");
     return;
   }
-  if (c->state == LP2P_CONN_RUNNING && c->outq_len > 0)
+  /* A graceful close sends everything queued, its Disconnect last. */
+  if (c->outq_len > c->outq_off && (!closing || c->close_when_flushed))
     flush_queue(c);
+  if (closing && c->close_when_flushed && c->writes_in_flight == 0)
+    lp2p_conn_close(c, c->close_code, NULL, 0);
 }
 
 
-/* Takes ownership of buf. */
-static int write_buf(lp2p_conn *c, uint8_t *buf, size_t len, int sealed) {
+static void on_write(uv_write_t *req, int status) {
+  lp2p_write *w = (lp2p_write *)req;
+  lp2p_conn *c = w->conn;
+  free(w->buf);
+  free(w);
+  wrote(c, status);
+}
+
+
+static void on_batch_written(uv_write_t *req, int status) {
+  lp2p_conn *c = req->data;
+  c->batch_in_flight = 0;
+  wrote(c, status);
+}
+
+
+/* Takes ownership of buf (handshake output, a Nack). */
+static int write_buf(lp2p_conn *c, uint8_t *buf, size_t len) {
   lp2p_write *w = malloc(sizeof *w);
   if (w == NULL) {
     free(buf);
@@ -79,7 +93,6 @@ static int write_buf(lp2p_conn *c, uint8_t *buf, size_t len, int sealed) {
   w->conn = c;
   w->buf = buf;
   w->len = len;
-  w->sealed = sealed;
   uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
   int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (rc < 0) {
@@ -99,39 +112,73 @@ static int flush_handshake(lp2p_conn *c) {
   size_t len = lp2p_hs_take_output(c->hs, &out);
   if (len == 0)
     return 0;
-  return write_buf(c, out, len, 0);
+  return write_buf(c, out, len);
 }
 
 
-/* Seal every queued envelope into one buffer of chunks and write it. */
+/*
+ * Seal the next batch of queued bytes (at most LP2P_SEAL_BATCH_CHUNKS full
+ * chunks) into the connection's reused seal buffer and write it: one batch
+ * in flight at a time, small messages sharing chunks, no allocation per
+ * batch. Whatever is queued meanwhile goes in the next batch.
+ */
 static void flush_queue(lp2p_conn *c) {
-  if (c->batch_in_flight || c->outq_len == 0)
+  if (c->batch_in_flight || c->outq_len == c->outq_off)
     return;
   size_t chunk = c->node->cfg.binary_chunks_size;
-  size_t size = lp2p_frame_sealed_size(c->outq_len, chunk);
-  uint8_t *out = malloc(size);
-  if (out == NULL) {
-    conn_fail(c, LP2P_ENOMEM, "out of memory sealing a batch");
-    return;
+  size_t piece = chunk - LP2P_CHUNK_OVERHEAD;
+  size_t len = c->outq_len - c->outq_off;
+  if (len > piece * LP2P_SEAL_BATCH_CHUNKS)
+    len = piece * LP2P_SEAL_BATCH_CHUNKS;
+  size_t size = lp2p_frame_sealed_size(len, chunk);
+  if (c->seal_cap < size) {
+    free(c->sealbuf);
+    c->sealbuf = malloc(size);
+    c->seal_cap = c->sealbuf ? size : 0;
+    if (c->sealbuf == NULL) {
+      conn_fail(c, LP2P_ENOMEM, "out of memory sealing a batch");
+      return;
+    }
   }
-  int rc = lp2p_frame_seal(out, c->outq, c->outq_len, chunk, &c->crypto);
-  c->outq_len = 0;
-  c->outq_msgs = 0;
-  /* A big batch leaves a big queue buffer: give it back. */
-  if (c->outq_cap > 65536) {
-    free(c->outq);
-    c->outq = NULL;
-    c->outq_cap = 0;
-  }
+  int rc = lp2p_frame_seal(c->sealbuf, c->outq + c->outq_off, len, chunk,
+                           &c->crypto);
+  c->outq_off += len;
+  if (c->outq_off == c->outq_len)
+    c->outq_off = c->outq_len = c->outq_msgs = 0;
+  uv_buf_t b = uv_buf_init((char *)c->sealbuf, (unsigned)size);
+  c->batch_req.data = c;
   if (rc == 0)
-    rc = write_buf(c, out, size, 1);
-  else
-    free(out);
+    rc = uv_write(&c->batch_req, (uv_stream_t *)&c->tcp, &b, 1,
+                  on_batch_written);
   if (rc < 0) {
     conn_fail(c, rc, "write failed");
     return;
   }
+  c->writes_in_flight++;
   c->batch_in_flight = 1;
+  c->stat.bytes_out += size;
+  c->node->total.bytes_out += size;
+}
+
+
+/* Give back the buffers of a connection with nothing in progress, so that
+ * idle connections hold none (called on the rate tick). */
+void lp2p__conn_trim(lp2p_conn *c) {
+  if (!c->batch_in_flight && c->sealbuf != NULL) {
+    free(c->sealbuf);
+    c->sealbuf = NULL;
+    c->seal_cap = 0;
+  }
+  if (c->outq_len == 0 && c->outq != NULL) {
+    free(c->outq);
+    c->outq = NULL;
+    c->outq_cap = 0;
+  }
+  if (c->in_len == 0 && c->inbuf != NULL) {
+    free(c->inbuf);
+    c->inbuf = NULL;
+    c->in_cap = 0;
+  }
 }
 
 
@@ -139,6 +186,14 @@ static int outq_reserve(lp2p_conn *c, size_t more) {
   size_t need = c->outq_len + more;
   if (need <= c->outq_cap)
     return 0;
+  if (c->outq_off > 0) { /* sealed bytes at the front: reuse their room */
+    memmove(c->outq, c->outq + c->outq_off, c->outq_len - c->outq_off);
+    c->outq_len -= c->outq_off;
+    c->outq_off = 0;
+    need = c->outq_len + more;
+    if (need <= c->outq_cap)
+      return 0;
+  }
   size_t cap = c->outq_cap ? c->outq_cap : 256;
   while (cap < need)
     cap *= 2;
@@ -164,10 +219,11 @@ int lp2p_conn_send(lp2p_conn *c, const uint8_t *msg, size_t len,
   size_t total = with_envelope ? len + 6 : len;
   if (total - 4 > cfg->max_message_size)
     return LP2P_EMSGSIZE;
-  /* An empty queue always takes one message, whatever its size. */
+  /* An empty queue always takes one message, whatever its size. Messages
+   * count from when the queue was last empty. */
   if (c->outq_msgs > 0 &&
       (c->outq_msgs >= cfg->outgoing_message_queue_size ||
-       c->outq_len + total > cfg->outgoing_queue_bytes))
+       c->outq_len - c->outq_off + total > cfg->outgoing_queue_bytes))
     return LP2P_EQUEUEFULL;
   if (outq_reserve(c, total) < 0)
     return LP2P_ENOMEM;
@@ -202,6 +258,7 @@ static void on_handle_closed(uv_handle_t *h) {
     lp2p_hs_free(c->hs);
     free(c->inbuf);
     free(c->outq);
+    free(c->sealbuf);
     lp2p_msg_reader_free(&c->reader);
     lp2p_crypto_wipe(&c->crypto);
     free(c);
@@ -224,7 +281,12 @@ void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
     int was_running = c->state == LP2P_CONN_RUNNING;
     if (graceful && was_running) {
       static const uint8_t disconnect[6] = {0, 0, 0, 2, 0, LP2P_MSG_DISCONNECT};
-      lp2p_conn_send(c, disconnect, sizeof disconnect, 0, 0);
+      /* Past the queue bounds: the last word is always said. */
+      if (outq_reserve(c, sizeof disconnect) == 0) {
+        memcpy(c->outq + c->outq_len, disconnect, sizeof disconnect);
+        c->outq_len += sizeof disconnect;
+        flush_queue(c);
+      }
     }
     c->state = LP2P_CONN_CLOSING;
     c->close_code = code;
@@ -236,9 +298,11 @@ void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
     lp2p_hs_free(c->hs);
     c->hs = NULL;
     if (graceful && c->writes_in_flight > 0) {
+      /* Linger until written, but not forever: a peer that never reads
+       * is cut at the authentication timeout. */
       c->close_when_flushed = 1;
       uv_read_stop((uv_stream_t *)&c->tcp);
-      uv_timer_stop(&c->timer);
+      lp2p__conn_arm_timeout(c, c->node->cfg.authentication_timeout_ms);
       return;
     }
   }
@@ -273,6 +337,10 @@ static void conn_fail(lp2p_conn *c, int code, const char *reason) {
 
 static void on_timeout(uv_timer_t *t) {
   lp2p_conn *c = t->data;
+  if (c->state == LP2P_CONN_CLOSING) { /* a graceful close lingered */
+    lp2p__conn_force_close(c);
+    return;
+  }
   conn_fail(c, LP2P_ETIMEDOUT,
             c->state == LP2P_CONN_CONNECTING ? "connection timed out"
                                              : "handshake timed out");
@@ -382,9 +450,7 @@ static int framed_input(lp2p_conn *c, const uint8_t *data, size_t len) {
     if (c->in_len < need)
       return 0;
     rc = open_chunk(c, c->inbuf + 2, need - 2);
-    free(c->inbuf);
-    c->inbuf = NULL;
-    c->in_len = c->in_cap = 0;
+    c->in_len = 0; /* the buffer stays for the next cut chunk */
     if (rc != 0)
       return rc < 0 ? rc : 0;
   }
@@ -571,6 +637,6 @@ void lp2p_conn_get_info(lp2p_conn *c, lp2p_conn_info *info) {
   info->disable_mempool = c->disable_mempool;
   info->private_node = c->private_node;
   info->queued_msgs = c->outq_msgs;
-  info->queued_bytes = c->outq_len;
+  info->queued_bytes = c->outq_len - c->outq_off;
   info->stat = c->stat;
 }

@@ -201,6 +201,8 @@ static void on_rate_tick(uv_timer_t *t) {
     c->stat.rate_out += RATE_ALPHA * (out - c->stat.rate_out);
     c->rate_bytes_in = c->stat.bytes_in;
     c->rate_bytes_out = c->stat.bytes_out;
+    if (c->state == LP2P_CONN_RUNNING && in == 0 && out == 0)
+      lp2p__conn_trim(c);
   }
 }
 

@@ -116,14 +116,17 @@ typedef struct lp2p_conn_info {
 
 /* ------------------------------------------------- internal structures */
 
-#define LP2P_READ_BUF_SIZE 65536
+/* Larger than a whole chunk, so most chunks are opened in place. */
+#define LP2P_READ_BUF_SIZE (256 * 1024)
+/* Chunks sealed per write: big enough to keep the socket fed, small enough
+ * that the seal buffer stays modest (4 x 64 KiB). */
+#define LP2P_SEAL_BATCH_CHUNKS 4
 
-typedef struct lp2p_write {
+typedef struct lp2p_write { /* a handshake write */
   uv_write_t req;
   lp2p_conn *conn;
   uint8_t *buf;
   size_t len;
-  int sealed; /* the framed batch (one in flight at a time) */
 } lp2p_write;
 
 struct lp2p_conn {
@@ -148,10 +151,14 @@ struct lp2p_conn {
   size_t in_len, in_cap;
   lp2p_msg_reader reader;
   int paused, reading;
-  /* write side: plaintext envelopes waiting, one sealed batch in flight */
+  /* write side: plaintext envelopes waiting (sealed up to outq_off), one
+   * sealed batch in flight from sealbuf */
   uint8_t *outq;
-  size_t outq_len, outq_cap;
+  size_t outq_len, outq_off, outq_cap;
   unsigned outq_msgs;
+  uint8_t *sealbuf;
+  size_t seal_cap;
+  uv_write_t batch_req;
   int batch_in_flight, writes_in_flight, close_when_flushed;
   lp2p_stat stat;
   uint64_t rate_bytes_in, rate_bytes_out; /* at the last rate tick */
@@ -188,6 +195,8 @@ void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c);
 void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c);
 /* conn.c: an event about connection c (id, point, peer id, direction). */
 void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, const char *type);
+/* conn.c: free the buffers of an idle connection. */
+void lp2p__conn_trim(lp2p_conn *c);
 /* conn.c: close both handles now, even with writes pending. */
 void lp2p__conn_force_close(lp2p_conn *c);
 void lp2p__node_handle_closed(lp2p_node *n);

@@ -324,6 +324,20 @@ describe("node", function()
     assert.equal(sent, got)
   end)
 
+  it("delivers everything queued before a graceful close", function()
+    local a, b = mk(), mk()
+    local ca, cb = connect_pair(a, b)
+    local got, closed = 0, nil
+    ca:on("message", function() got = got + 1 end)
+    ca:on("close", function(_, reason) closed = reason end)
+    -- More than one sealed batch (4 chunks) is queued when close is asked.
+    for i = 1, 40 do assert.is_true(cb:send(string.rep("q", 60000))) end
+    cb:close("bye")
+    h.wait(function() return closed ~= nil end, 10, "close")
+    assert.equal(40, got)
+    assert.equal("disconnected by peer", closed)
+  end)
+
   it("emits too_few_connections and too_many_connections", function()
     local a = mk{ min_connections = 1, max_connections = 1 }
     local ev = h.record(a)
