@@ -76,9 +76,7 @@ lp2p_bans *lp2p_bans_new(unsigned cap) {
   if (b == NULL)
     return NULL;
   b->cap = cap ? cap : 1;
-  b->nbuckets = 64;
-  while (b->nbuckets < b->cap)
-    b->nbuckets *= 2;
+  b->nbuckets = 64; /* grows with the entries, not with the capacity */
   b->buckets = calloc(b->nbuckets, sizeof *b->buckets);
   if (b->buckets == NULL) {
     free(b);
@@ -141,11 +139,32 @@ static void evict(lp2p_bans *b, uint64_t now_ms) {
 }
 
 
+/* Double the buckets (load factor 1); on failure keep the old ones. */
+static void grow(lp2p_bans *b) {
+  size_t n = b->nbuckets * 2;
+  ban_entry **nb = calloc(n, sizeof *nb);
+  if (nb == NULL)
+    return;
+  for (size_t i = 0; i < b->nbuckets; i++)
+    for (ban_entry *e = b->buckets[i], *next; e != NULL; e = next) {
+      next = e->next;
+      size_t h = hash_key(&e->key, n);
+      e->next = nb[h];
+      nb[h] = e;
+    }
+  free(b->buckets);
+  b->buckets = nb;
+  b->nbuckets = n;
+}
+
+
 static int insert(lp2p_bans *b, const ban_key *k, uint64_t until_ms,
                   uint64_t now_ms) {
   remove_where(b, k);
   if (b->count >= b->cap)
     evict(b, now_ms);
+  if (b->count >= b->nbuckets)
+    grow(b);
   ban_entry *e = malloc(sizeof *e);
   if (e == NULL)
     return LP2P_ENOMEM;

@@ -29,7 +29,7 @@ void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, const char *type) {
   ev->type = type;
   ev->conn = c->id;
   ev->point = c->point.family ? &c->point : &c->addr;
-  ev->peer_id = c->has_peer_id ? c->peer_id : NULL;
+  ev->peer_id = c->has_peer_id ? c->peer_id_text : NULL;
   ev->incoming = c->incoming;
   ev->motive = -1;
 }
@@ -365,11 +365,8 @@ static int deliver(void *ud, const uint8_t *msg, size_t len) {
   c->stat.msgs_in++;
   n->total.msgs_in++;
   if (tag < LP2P_MSG_APP_MIN) {
-    lp2p_msg *m = malloc(sizeof *m);
-    if (m == NULL)
-      return LP2P_ENOMEM;
-    int rc = lp2p_msg_decode(m, msg, len);
-    free(m);
+    lp2p_msg m; /* ~2 KB, on the stack: control messages allocate nothing */
+    int rc = lp2p_msg_decode(&m, msg, len);
     if (rc < 0)
       return rc;
     if (tag == LP2P_MSG_DISCONNECT) {
@@ -481,6 +478,7 @@ static int handshake_input(lp2p_conn *c, const uint8_t **data, size_t *len) {
     if (ev == LP2P_HS_CONN_MSG) {
       const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
       memcpy(c->peer_id, r->peer_id, sizeof c->peer_id);
+      lp2p_peer_id_encode(c->peer_id_text, c->peer_id);
       c->has_peer_id = 1;
       if (c->incoming && r->msg.port != 0) {
         c->point = c->addr; /* its listening point: our view of its IP */
@@ -630,8 +628,7 @@ void lp2p_conn_get_info(lp2p_conn *c, lp2p_conn_info *info) {
   info->incoming = c->incoming;
   info->addr = c->addr;
   info->point = c->point;
-  memcpy(info->peer_id, c->peer_id, sizeof info->peer_id);
-  info->has_peer_id = c->has_peer_id;
+  memcpy(info->peer_id, c->peer_id_text, sizeof info->peer_id);
   info->p2p_version = c->p2p_version;
   info->ddb_version = c->ddb_version;
   info->disable_mempool = c->disable_mempool;

@@ -544,36 +544,35 @@ void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c) {
   info.addr = c->addr;
   info.point = c->point;
   info.remote = r;
+  info.peer_id = c->peer_id_text;
   c->disable_mempool = r->disable_mempool;
   c->private_node = r->private_node;
   lp2p_conn *loser = NULL;
   refusal(n, c, r, &info, &loser);
-  lp2p_verdict *v = calloc(1, sizeof *v);
-  if (v == NULL) {
-    lp2p_conn_close(c, LP2P_ENOMEM, NULL, 0);
-    return;
-  }
-  v->kind = info.refusal == 0    ? LP2P_VERDICT_ACK
+  /* On the stack, points left uninitialised: a handshake allocates
+   * nothing here. */
+  lp2p_verdict v;
+  v.npoints = 0;
+  v.reason[0] = '\0';
+  v.kind = info.refusal == 0    ? LP2P_VERDICT_ACK
             : info.motive >= 0   ? LP2P_VERDICT_NACK
                                  : LP2P_VERDICT_CLOSE;
-  v->motive = info.motive;
+  v.motive = info.motive;
   if (info.refusal != 0)
-    snprintf(v->reason, sizeof v->reason, "%s", lp2p_strerror(info.refusal));
+    snprintf(v.reason, sizeof v.reason, "%s", lp2p_strerror(info.refusal));
   lp2p_event ev;
   lp2p__conn_event(c, &ev, "authenticated");
   lp2p__node_emit(n, &ev);
   if (c->state == LP2P_CONN_HANDSHAKE && !n->closing)
-    n->hooks.authenticated(n->hooks.ud, &info, v);
-  if (c->state != LP2P_CONN_HANDSHAKE || n->closing) {
-    free(v);
+    n->hooks.authenticated(n->hooks.ud, &info, &v);
+  if (c->state != LP2P_CONN_HANDSHAKE || n->closing)
     return;
-  }
-  if (info.refusal != 0 && v->kind == LP2P_VERDICT_ACK) {
-    v->kind = info.motive >= 0 ? LP2P_VERDICT_NACK : LP2P_VERDICT_CLOSE;
-    v->motive = info.motive;
+  if (info.refusal != 0 && v.kind == LP2P_VERDICT_ACK) {
+    v.kind = info.motive >= 0 ? LP2P_VERDICT_NACK : LP2P_VERDICT_CLOSE;
+    v.motive = info.motive;
   }
   int rc = 0;
-  if (v->kind == LP2P_VERDICT_ACK) {
+  if (v.kind == LP2P_VERDICT_ACK) {
     rc = lp2p_hs_ack(c->hs);
     if (rc == 0) {
       c->acked = 1;
@@ -581,25 +580,24 @@ void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c) {
       if (loser != NULL && loser->state == LP2P_CONN_HANDSHAKE)
         lp2p_conn_close(loser, LP2P_EALREADY, "simultaneous connection", 0);
     }
-  } else if (v->kind == LP2P_VERDICT_NACK) {
-    rc = lp2p_hs_nack(c->hs, v->motive, v->points, v->npoints);
+  } else if (v.kind == LP2P_VERDICT_NACK) {
+    rc = lp2p_hs_nack(c->hs, v.motive, v.points, v.npoints);
     if (rc == 0) {
       lp2p_event ne = ev;
       ne.type = "nack_sent";
-      ne.motive = v->motive;
-      ne.reason = v->reason;
-      ne.points = v->points;
-      ne.npoints = v->npoints;
+      ne.motive = v.motive;
+      ne.reason = v.reason;
+      ne.points = v.points;
+      ne.npoints = v.npoints;
       lp2p__node_emit(n, &ne);
       /* The Nack is the last thing said: close once it is written. */
       lp2p__conn_finish(c, info.refusal ? info.refusal : LP2P_EREFUSED,
-                        v->reason[0] ? v->reason : "nack sent");
+                        v.reason[0] ? v.reason : "nack sent");
     }
   } else {
     lp2p_conn_close(c, info.refusal ? info.refusal : LP2P_EREFUSED,
-                    v->reason[0] ? v->reason : "closed by policy", 0);
+                    v.reason[0] ? v.reason : "closed by policy", 0);
   }
-  free(v);
   if (rc < 0)
     lp2p_conn_close(c, rc, NULL, 0);
 }

@@ -2,6 +2,8 @@
  * lua_core.c - luaopen_luap2p_core: the module table, error helpers and the
  * constants shared by every binding file.
  */
+#include <signal.h>
+
 #include <sodium.h>
 
 #include "lua_lp2p.h"
@@ -102,6 +104,12 @@ static int core_strerror(lua_State *L) {
 LP2P_EXPORT int luaopen_luap2p_core(lua_State *L) {
   if (sodium_init() < 0)
     return luaL_error(L, "luap2p.core: libsodium failed to initialise");
+  /* A peer that goes away while we write must be an EPIPE on that
+   * connection, not the death of the process; a handler the host set up
+   * is left alone. */
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+    signal(SIGPIPE, SIG_IGN);
   /* Create the loop first: Lua finalizes in reverse order of creation, so
    * every node and handle is closed before the loop itself goes. */
   lp2p__loop(L);

@@ -30,19 +30,6 @@ typedef struct node_box {
 
 /* ------------------------------------------------------------- pushing */
 
-static void push_peer_id(lua_State *L, const uint8_t *id) {
-  char text[LP2P_PEER_ID_B58_LEN + 1];
-  lp2p_peer_id_encode(text, id);
-  lua_pushstring(L, text);
-}
-
-
-static void set_peer_id(lua_State *L, const char *k, const uint8_t *id) {
-  push_peer_id(L, id);
-  lua_setfield(L, -2, k);
-}
-
-
 /* Push the dispatcher and the hook name; returns the Lua state or NULL
  * when the node is gone. */
 static lua_State *begin(node_box *b, const char *hook) {
@@ -84,7 +71,7 @@ static void push_auth_info(lua_State *L, const lp2p_auth_info *info) {
   lp2p__set_point(L, "addr", &info->addr);
   if (info->point.port != 0)
     lp2p__set_point(L, "point", &info->point);
-  set_peer_id(L, "peer_id", r->peer_id);
+  lp2p__set_str(L, "peer_id", info->peer_id);
   lua_pushlstring(L, r->msg.chain, r->msg.chain_len < LP2P_CHAIN_NAME_MAX
                                        ? r->msg.chain_len
                                        : LP2P_CHAIN_NAME_MAX);
@@ -172,7 +159,7 @@ static void hook_event(void *ud, const lp2p_event *ev) {
   if (ev->point)
     lp2p__set_point(L, "point", ev->point);
   if (ev->peer_id)
-    set_peer_id(L, "peer_id", ev->peer_id);
+    lp2p__set_str(L, "peer_id", ev->peer_id);
   if (ev->incoming >= 0)
     lp2p__set_bool(L, "incoming", ev->incoming);
   if (ev->code) {
@@ -492,8 +479,8 @@ static int node_info(lua_State *L) {
   lp2p__set_point(L, "addr", &ci.addr);
   if (ci.point.port != 0)
     lp2p__set_point(L, "point", &ci.point);
-  if (ci.has_peer_id)
-    set_peer_id(L, "peer_id", ci.peer_id);
+  if (ci.peer_id[0] != '\0')
+    lp2p__set_str(L, "peer_id", ci.peer_id);
   lp2p__set_int(L, "p2p_version", ci.p2p_version);
   lp2p__set_int(L, "ddb_version", ci.ddb_version);
   lp2p__set_bool(L, "private_node", ci.private_node);

@@ -47,7 +47,7 @@ typedef struct lp2p_event {
   const char *type;    /* "accepted", "refused", "connected", ... */
   uint64_t conn;       /* 0 when no connection id */
   const lp2p_point *point;
-  const uint8_t *peer_id; /* 16 bytes or NULL */
+  const char *peer_id; /* Base58 text ("id...") or NULL */
   int incoming;        /* -1 unknown */
   int code;            /* 0 or LP2P_E* / UV_E* */
   const char *reason;  /* human text or NULL */
@@ -73,6 +73,7 @@ typedef struct lp2p_auth_info {
   lp2p_point addr;       /* socket address of the remote */
   lp2p_point point;      /* its listening point (port 0: none announced) */
   const lp2p_hs_remote *remote;
+  const char *peer_id; /* Base58 text of remote->peer_id */
   int refusal;           /* 0 or the hard check that failed (LP2P_E*) */
   int motive;            /* Nack motive for refusal, -1 when it closes */
 } lp2p_auth_info;
@@ -106,8 +107,7 @@ typedef struct lp2p_conn_info {
   uint64_t id;
   int state, incoming;
   lp2p_point addr, point;
-  uint8_t peer_id[LP2P_PEER_ID_BYTES];
-  int has_peer_id;
+  char peer_id[LP2P_PEER_ID_B58_LEN + 1]; /* "" until known */
   uint16_t p2p_version, ddb_version;
   uint8_t disable_mempool, private_node;
   size_t queued_msgs, queued_bytes;
@@ -143,6 +143,7 @@ struct lp2p_conn {
   lp2p_hs *hs; /* during the handshake only */
   lp2p_crypto crypto;
   uint8_t peer_id[LP2P_PEER_ID_BYTES];
+  char peer_id_text[LP2P_PEER_ID_B58_LEN + 1]; /* encoded once */
   int has_peer_id;
   uint16_t p2p_version, ddb_version;
   uint8_t disable_mempool, private_node;

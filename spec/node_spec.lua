@@ -251,6 +251,16 @@ describe("node", function()
     assert.matches("^EBANNED: ", err)
   end)
 
+  it("keeps the ban table at its capacity, dropping the oldest", function()
+    local a = mk{ ban_table_size = 100 }
+    for i = 1, 1000 do
+      assert(a:ban(string.format("10.%d.%d.1", i // 256, i % 256), 600))
+    end
+    assert.equal(100, a:stat().bans)
+    assert.is_true(a:banned("10.3.232.1:1"))  -- the 1000th
+    assert.is_false(a:banned("10.0.1.1:1"))   -- the first
+  end)
+
   it("bans IP prefixes, v4 and v6", function()
     local a = mk()
     assert(a:ban("127.0.0.0/8", 60))
