@@ -82,6 +82,37 @@ local TARGETS = {
     r:close()
     return last
   end,
+  admission = function(data)
+    -- The sources of fuzz/admission.c, as text.
+    local function src(b)
+      local kind = b >> 6
+      if kind == 0 then
+        return string.format("198.51.%d.%d", b >> 3 & 7, b & 7)
+      elseif kind == 1 then
+        return string.format("2001:0:0:%x::%x", b >> 4 & 3, b & 15)
+      elseif kind == 2 then
+        return string.format("::ffff:198.51.%d.%d", b >> 3 & 7, b & 7)
+      end
+      return "127.0.0." .. (b & 63)
+    end
+    local adm = core.admission_new{ table_size = 2 + data:byte(1) % 64,
+      max_per_ip = data:byte(2) % 5, max_per_prefix = 12 }
+    local t, last = 1000000, "ok"
+    for pos = 3, #data - 3, 4 do
+      local op, b, dt, pending = data:byte(pos, pos + 3)
+      t = (op & 3) == 3 and math.max(0, t - dt) or t + dt
+      if (op & 3) == 2 then
+        adm:closed(src(b))
+      else
+        local ok, err, code = adm:check(src(b), t, pending)
+        last = outcome(set("EREFUSED", "ETOOMANY"), ok, err, code)
+        if ok and (op & 3) == 1 then adm:opened(src(b), t) end
+      end
+      assert.is_true(adm:stats().entries <= adm:stats().capacity)
+    end
+    adm:close()
+    return last
+  end,
   handshake = function(data)
     -- Raw bytes only: the records' sealed plaintexts need the harness's
     -- channel, so here every record's bytes go to feed() as they are.

@@ -226,6 +226,57 @@ describe("hostile", function()
     flood(1000, 500)
   end)
 
+  ----------------------------------------------------- admission control
+
+  -- Runs once handler.c consults admission.c at accept and the node takes
+  -- the admission_* config keys (see SECURITY.md, "Status"); until then
+  -- p2p.new refuses the key and the test says so.
+  it("limits one source's accept rate, its prefix's, and tightens under " ..
+     "load (admission control at accept)", function()
+    local ok, v = pcall(X.node, { admission_exempt_loopback = false,
+      max_incoming_connections = 1000, authentication_timeout = 2,
+      backlog = 1024, load_threshold = 10 })
+    if not ok then
+      pending("admission control is not wired into the node yet (" ..
+        tostring(v):match("[^\n]*") .. ")")
+      return
+    end
+    nodes[#nodes + 1] = v
+    local tally = X.tally(v)
+    local reasons = {}
+    v:on("refused", function(ev)
+      local k = tostring(ev.reason)
+      reasons[k] = (reasons[k] or 0) + 1
+    end)
+    local H = honest(v, 2)
+    local accepted0 = tally.count("accepted")
+    -- 50 sockets from one IP at once: the burst of 5 gets in.
+    for _ = 1, 50 do raw(v.port, "127.7.0.2") end
+    X.wait(function() return tally.count("accepted") + tally.count("refused")
+      - accepted0 >= 50 end, 5, "50 verdicts")
+    local one_ip = tally.count("accepted") - accepted0
+    assert.is_true(one_ip >= 5 and one_ip <= 6, "one IP got " .. one_ip)
+    -- 8 more IPs of the same /24, 5 sockets each: the /24's burst of 20
+    -- is shared (5 of it already spent).
+    local a1 = tally.count("accepted")
+    local r1 = tally.count("refused")
+    for i = 3, 10 do
+      for _ = 1, 5 do raw(v.port, "127.7.0." .. i) end
+    end
+    X.wait(function() return tally.count("accepted") + tally.count("refused")
+      - a1 - r1 >= 40 end, 5, "40 verdicts")
+    local prefix = tally.count("accepted") - a1
+    assert.is_true(prefix >= 15 and prefix <= 17, "the /24 got " .. prefix)
+    -- Pending handshakes are now over 10: under load, announced once.
+    assert.is_true(tally.count("under_load") >= 1, "no under_load event")
+    local rs = {}
+    for k, n in pairs(reasons) do rs[#rs + 1] = k .. "=" .. n end
+    table.sort(rs)
+    X.report("admission control", tally, string.format(
+      "one IP: %d of 50 admitted; its /24: %d of 40 more; refusals {%s}; %s",
+      one_ip, prefix, table.concat(rs, ", "), H.finish()))
+  end)
+
   ------------------------------------------------ post-handshake garbage
 
   it("closes (and greylists) peers that send garbage after the handshake",

@@ -42,13 +42,17 @@ local function netns_unavailable()
   if not sh("command -v ip") then return "iproute2 (ip) not installed" end
   local probe = "lp2pprobe" .. my_pid()
   ok, out = sh("ip netns add " .. probe)
-  if not ok then return "ip netns add failed: " .. out:gsub("%s+$", "") end
+  if not ok then
+    return "ip netns add failed: " .. (out:gsub("%s+$", ""))
+  end
   local vok, vout = sh(string.format(
     "ip link add %sa type veth peer name %sb netns %s",
     probe:sub(1, 12), probe:sub(1, 12), probe))
   sh("ip link del " .. probe:sub(1, 12) .. "a")
   sh("ip netns del " .. probe)
-  if not vok then return "veth pairs not permitted: " .. vout:gsub("%s+$", "") end
+  if not vok then
+    return "veth pairs not permitted: " .. (vout:gsub("%s+$", ""))
+  end
 end
 
 -- nil when tc netem works inside a namespace, else why not.
@@ -60,7 +64,7 @@ local function netem_unavailable()
     " link set lo up && ip netns exec " .. probe ..
     " tc qdisc add dev lo root netem delay 1ms")
   sh("ip netns del " .. probe)
-  if not ok then return out:gsub("%s+$", "") end
+  if not ok then return (out:gsub("%s+$", "")) end
 end
 
 ---------------------------------------------------------------- the lab

@@ -446,21 +446,40 @@ describe("node", function()
     assert.equal("disconnected by peer", closed)
   end)
 
-  it("frees a node that is garbage collected", function()
-    local port
-    do
-      local n = bare()
-      port = n.port
+  it("keeps a listening node alive without a reference until closed",
+    function()
+    local socket = require "socket"
+    local function dial(port)
+      local s = socket.tcp()
+      s:settimeout(1)
+      local ok = s:connect("127.0.0.1", port)
+      s:close()
+      return ok
     end
+    local weak = setmetatable({}, { __mode = "v" })
+    do weak.n = bare() end
+    local port = weak.n.port
     collectgarbage()
     collectgarbage()
     for _ = 1, 5 do core.run("nowait") end
-    -- The listener is gone: connecting fails.
-    local socket = require "socket"
-    local s = socket.tcp()
-    s:settimeout(1)
-    local ok = s:connect("127.0.0.1", port)
-    s:close()
-    assert.is_nil(ok)
+    assert.is_not_nil(weak.n, "a listening node was collected")
+    assert.equal(1, dial(port))
+    weak.n:close()
+    for _ = 1, 5 do core.run("nowait") end
+    assert.is_nil(dial(port))
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(weak.n, "a closed node was kept")
+  end)
+
+  it("collects and closes an idle node nobody references", function()
+    local weak = setmetatable({}, { __mode = "v" })
+    do
+      weak.n = assert(p2p.new{ identity = h.identity(),
+                               default_policies = false })
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.is_nil(weak.n)
   end)
 end)

@@ -116,6 +116,31 @@ describe("policy stack", function()
     assert.same({ "192.0.2.1:9732", "192.0.2.2:9732" }, evb.nacked[1].points)
   end)
 
+  for _, hook in ipairs{ "accept", "authenticated", "event", "message" } do
+    it("survives a policy that closes the node inside " .. hook, function()
+      local closer = {}
+      closer[hook] = function(node, ...)
+        node:close()
+        collectgarbage()
+      end
+      local a = mk{ closer }
+      local b = mk()
+      local eb = h.record(b)
+      local id = b:connect(a.addr)
+      if hook == "message" then
+        h.wait(function() return #eb.connected > 0 or
+          #eb.disconnected > 0 end, 5, "handshake")
+        for _, conn in ipairs(b:connections()) do conn:send("x") end
+      end
+      h.wait(function() return #eb.disconnected > 0 end, 5, "cut")
+      assert.is_true(a._closed)
+      -- The loop still serves others: b is fine.
+      local c = mk()
+      assert(c:connect(b.addr))
+      h.wait(function() return h.nconns(b) == 1 end, 5, "new connection")
+    end)
+  end
+
   it("rejects a policy of the wrong shape at start with a clear error",
     function()
     local n, err, code = p2p.new{ identity = h.identity(),

@@ -34,6 +34,12 @@ local _M = {
 
 local Node = {}
 Node.__index = Node
+
+-- Nodes that listen or have dialled stay alive until node:close(), like
+-- active libuv handles: dropping the last reference must not silently
+-- kill a node's connections. A node that never did either may be
+-- collected (and is closed by __gc).
+local live = {}
 local Conn = {}
 Conn.__index = Conn
 
@@ -562,6 +568,7 @@ function Node:listen(host, port)
   if port == nil then host, port = split_point(host) end
   local bound, err, code = self._c:listen(host, port)
   if not bound then return nil, err, code end
+  live[self] = true
   self.port = self.port or bound
   self.listen_host = self.listen_host or host
   return bound
@@ -584,6 +591,7 @@ function Node:connect(p, opts)
   end
   local id, err, code = self._c:connect(p, rec.expected_peer_id,
     opts.timeout)
+  if id then live[self] = true end
   if not id then
     if code == "ECONNREFUSED" or code == "ENETUNREACH" then
       rec.failures = (rec.failures or 0) + 1
@@ -720,6 +728,7 @@ function Node:close()
   for _, conn in pairs(self.conns) do conn:close("node closing") end
   for _, entry in ipairs(self._stack or {}) do self:_stop_entry(entry) end
   self._closed = true
+  live[self] = nil
   for t in pairs(self._timers) do pcall(t.stop, t) end
   for _, w in ipairs(self._watches or {}) do w:close() end
   for _, t in pairs(self._debounce) do pcall(t.stop, t) end
