@@ -44,7 +44,7 @@ local _M = {
 -- This instance's scheduling state. A reload starts a fresh instance;
 -- the old one's timers are stopped, and `alive` guards any that escaped.
 local inst = { alive = false, scheduled = false, retry = false, dials = {},
-               ndials = 0, looking = false, last_bootstrap = -math.huge }
+               ndials = 0, looking = false }
 
 function _M._bounds(min, expected, max)
   local step_min = (expected - min) // 3
@@ -176,11 +176,13 @@ local function too_few(node, b, n)
   if dialed >= min_to then return end
   -- Not enough candidates: ask the peers for more and look again soon.
   inst.looking = true
+  -- The last Bootstrap time lives in the node: a reload must not make
+  -- every reload a broadcast to all peers.
   local t = now()
+  local last = node.state.maintenance_bootstrap or -math.huge
   if not node.config.private_mode and
-     t - inst.last_bootstrap >= math.min(LOOK_DELAY,
-       node.config.maintenance_interval) then
-    inst.last_bootstrap = t
+     t - last >= math.min(LOOK_DELAY, node.config.maintenance_interval) then
+    node.state.maintenance_bootstrap = t
     send_bootstrap(node)
   end
   retry_later(node)
@@ -209,12 +211,14 @@ local function send_swap_request(node)
     end
   end
   if #pub < 2 then return end
-  shuffle(pub)
-  local recipient = pub[1]
+  -- Two distinct random picks, O(1): no shuffle of every connection.
+  local i = math.random(#pub)
+  local recipient = table.remove(pub, i)
   local proposed
-  for i = 2, #pub do
-    if pub[i].point and pub[i].peer_id then
-      proposed = pub[i]
+  for _ = 1, #pub do
+    local j = math.random(#pub)
+    if pub[j].point and pub[j].peer_id then
+      proposed = pub[j]
       break
     end
   end
