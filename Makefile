@@ -132,7 +132,7 @@ LEAK_CYCLES ?= 1000
 
 .PHONY: fuzz fuzz-smoke fuzz-build sanitize sanitize-build check-leaks
 
-build/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CORE) core/lp2p.h core/node.h
+build/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CORE) $(wildcard core/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_CORE) \
 	  $(shell $(PKG_CONFIG) --libs libsodium libuv 2>/dev/null) -lm
@@ -156,7 +156,7 @@ fuzz: fuzz-build
 fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 
-build/asan/obj/%.o: core/%.c core/lp2p.h core/lua_lp2p.h core/node.h
+build/asan/obj/%.o: core/%.c $(wildcard core/*.h)
 	@mkdir -p $(dir $@)
 	$(ASAN_CC) $(CFLAGS) $(ASAN_FLAGS) -c -o $@ $<
 

@@ -117,7 +117,8 @@ end
 local function spawn(name, cmd, limit)
   local log = LOGDIR .. "/" .. name .. ".log"
   local full = string.format(
-    "trap '' PIPE; ulimit -n %d 2>/dev/null; cd %s && %sexec timeout -k 2 %d %s 2>>%s",
+    "trap '' PIPE; ulimit -n %d 2>/dev/null; cd %s && " ..
+    "%sexec timeout -k 2 %d %s 2>>%s",
     NOFILE, sh_quote(ROOT), env_prefix(), math.ceil(limit), cmd,
     sh_quote(log))
   local f = assert(io.popen(full, "r"))
@@ -264,17 +265,29 @@ end
 local function fig_stream()
   local r = c_run("tcp_limit", "stream 65536 " .. P.secs, P.secs + 15)
   add("tcp_stream", r.stream_bytes_per_s)
-  local s = pair("stream", "stream.lua", "recv secs=" .. P.secs,
+  -- The crypto bound of a stream on this machine: sealing and opening at
+  -- once on two threads (the slower side), or one after the other.
+  local d = P.crypto_secs
+  add("pair", c_run("crypto_limit", "pair 65517 " .. d, 30).pair_bytes_per_s)
+  add("box", c_run("crypto_limit", "box 65517 " .. d, 30).box_bytes_per_s)
+  add("open", c_run("crypto_limit", "open 65517 " .. d, 30).open_bytes_per_s)
+  add("sealed", c_run("tcp_limit", "sealed 65536 " .. P.secs,
+    P.secs + 15).sealed_bytes_per_s)
+  local s, c = pair("stream", "stream.lua", "recv secs=" .. P.secs,
     "send size=65536 secs=" .. (P.secs + 10), P.secs + 25)
   add("lp_stream", s.bytes_per_s)
+  add("lp_stream_rx_cpu", s.cpu_s_per_gb)
+  add("lp_stream_tx_cpu", c.cpu_s_per_gb)
 end
 
 local function fig_small()
   local r = c_run("tcp_limit", "small 64 " .. P.secs, P.secs + 15)
   add("tcp_small", r.small_msgs_per_s)
-  local s = pair("small", "stream.lua", "recv secs=" .. P.secs,
+  local s, c = pair("small", "stream.lua", "recv secs=" .. P.secs,
     "send size=64 secs=" .. (P.secs + 10), P.secs + 25)
   add("lp_small", s.msgs_per_s)
+  add("lp_small_rx_cpu", s.cpu_s_per_mmsg)
+  add("lp_small_tx_cpu", c.cpu_s_per_mmsg)
 end
 
 local hs_order = 0
@@ -302,7 +315,6 @@ end
 
 local function fig_crypto()
   local d = P.crypto_secs
-  add("box", c_run("crypto_limit", "box 65517 " .. d, 30).box_bytes_per_s)
   add("beforenm", c_run("crypto_limit", "beforenm " .. d, 30).beforenm_per_s)
   add("keypair", c_run("crypto_limit", "keypair " .. d, 30).keypair_per_s)
 end
@@ -311,9 +323,11 @@ local function fig_pow()
   local r = c_run("crypto_limit", "blake2b " .. P.pow_secs .. " " .. CPUS,
     P.pow_secs + 15)
   add("blake2b", r.blake2b56_per_s)
-  local c = lua_child("pow", "pow.lua", "secs=" .. P.pow_secs,
-    P.pow_secs + 15)
-  add("lp_pow", finish(c).tries_per_s)
+  add("blake2b_cpu", r.blake2b56_per_cpu_s)
+  local c = finish(lua_child("pow", "pow.lua", "secs=" .. P.pow_secs,
+    P.pow_secs + 15))
+  add("lp_pow", c.tries_per_s)
+  add("lp_pow_cpu", c.tries_per_cpu_s)
 end
 
 local function fig_idle()
@@ -397,7 +411,8 @@ local function build_table()
     local r = div(M.lp_stream, M.tcp_stream)
     row("encrypted stream, 64 KiB msgs, 2 processes (payload B/s)",
       si(M.lp_stream, "B/s"), si(M.tcp_stream, "B/s") .. " raw TCP",
-      pct(r), ">= 60% of raw TCP", yesno(cmp(r, function(x) return x >= 0.6 end)))
+      pct(r), ">= 60% of raw TCP",
+      yesno(cmp(r, function(x) return x >= 0.6 end)))
   end
   if M.lp_small or M.tcp_small then
     row("64 B messages/s, end to end, one connection",
@@ -405,6 +420,11 @@ local function build_table()
       si(M.tcp_small, "msg/s") .. " raw TCP, u32-framed",
       pct(div(M.lp_small, M.tcp_small)), ">= 1 M/s",
       yesno(cmp(M.lp_small, function(x) return x >= 1e6 end)))
+  end
+  if M.lp_small_rx_cpu then
+    row("  ref: 64 B messages: CPU us per message, receiver / sender",
+      string.format("%.2f / %.2f", M.lp_small_rx_cpu, M.lp_small_tx_cpu or 0),
+      "", "", "", "")
   end
   if M.lp_hs or M.beforenm then
     -- Each handshake computes one crypto_box_beforenm per side: with every
@@ -456,10 +476,34 @@ local function build_table()
         CPUS),
       pct(r), ">= 90%", yesno(cmp(r, function(x) return x >= 0.9 end)))
   end
+  if M.lp_pow_cpu and M.blake2b_cpu then
+    row("  ref: proof of work per CPU-second (robust to other load)",
+      si(M.lp_pow_cpu, "H/cpu-s"), si(M.blake2b_cpu, "H/cpu-s"),
+      pct(M.lp_pow_cpu / M.blake2b_cpu), "", "")
+  end
   -- Limits shown for reference (no goal).
-  if M.box then
-    row("  ref: crypto_box_easy_afternm 64 KiB chunks, 1 core",
-      "", si(M.box, "B/s"), "", "", "")
+  if M.box and M.open and M.pair then
+    local serial = 1 / (1 / M.box + 1 / M.open)
+    local bound = math.max(serial, M.pair)
+    row("  ref: crypto bound of a stream here: max(seal & open at once, " ..
+      "1/(1/seal + 1/open))", "", si(bound, "B/s"),
+      M.lp_stream and pct(M.lp_stream / bound) or "", "", "")
+    row("  ref: crypto_box_easy_afternm / open 64 KiB, 1 core alone",
+      "", si(M.box, "B/s") .. " / " .. si(M.open, "B/s"), "", "", "")
+    row("  ref: seal and open at once on 2 threads (slower side)",
+      "", si(M.pair, "B/s"), "", "", "")
+  end
+  if M.lp_stream_rx_cpu and M.box and M.open then
+    row("  ref: CPU s/GB of payload, receiver / sender (crypto alone: " ..
+      "open / seal)",
+      string.format("%.2f / %.2f", M.lp_stream_rx_cpu, M.lp_stream_tx_cpu or 0),
+      string.format("%.2f / %.2f", 1e9 / M.open, 1e9 / M.box), "", "", "")
+  end
+  if M.sealed then
+    row("  ref: C over TCP, sealed chunks, 1 MiB socket buffers, 2 procs",
+      "",
+      si(M.sealed, "B/s"), M.lp_stream and pct(M.lp_stream / M.sealed) or "",
+      "", "")
   end
   if M.beforenm then
     row("  ref: crypto_box_beforenm, 1 core", "", si(M.beforenm, "/s"), "",
@@ -529,12 +573,21 @@ local function machine()
     l[1] or "?", CPUS, l[2] or "?", l[3] or "?", l[4] or "?", l[5] or "?")
 end
 
+local function loadavg()
+  local f = io.open("/proc/loadavg")
+  if not f then return "?" end
+  local s = f:read("*l")
+  f:close()
+  return s:match("^(%S+ %S+ %S+)") or "?"
+end
+
 local function main()
   local t0 = now()
+  local load0 = loadavg()
   build()
   io.stderr:write(string.format("bench: %s, %d runs x %.1f s per figure%s\n",
     opt.quick and "quick" or "full", P.runs, P.secs,
-    opt.quick and "" or " (about 3 minutes)"))
+    opt.quick and "" or " (about 2 minutes)"))
   for r = 1, P.runs do
     io.stderr:write(string.format("bench: run %d/%d\n", r, P.runs))
     if want("stream") then guarded("stream", fig_stream) end
@@ -556,6 +609,8 @@ local function main()
   print_table()
   print()
   for _, s in ipairs(notes) do print("note: " .. s) end
+  print(string.format("load average before / after: %s / %s (other " ..
+    "people's work shares these cores)", load0, loadavg()))
   print(string.format("elapsed: %.0f s; child logs in %s", now() - t0,
     LOGDIR))
   if opt.json then

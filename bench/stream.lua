@@ -32,8 +32,9 @@ if role == "recv" then
   if not B.wait(function() return msgs > 0 end, 20) then
     B.fail("no message within 20 s")
   end
+  B.clk_tck()
   t0 = core.now()
-  local m0, b0 = msgs, bytes
+  local m0, b0, c0 = msgs, bytes, B.cpu_seconds()
   local t
   B.wait(function()
     t = core.now()
@@ -41,6 +42,9 @@ if role == "recv" then
   end, secs + 5)
   B.out("msgs_per_s", (msgs - m0) / (t - t0))
   B.out("bytes_per_s", (bytes - b0) / (t - t0))
+  -- CPU cost, robust to other load on the machine: seconds per GB.
+  B.out("cpu_s_per_gb", (B.cpu_seconds() - c0) / (bytes - b0) * 1e9)
+  B.out("cpu_s_per_mmsg", (B.cpu_seconds() - c0) / (msgs - m0) * 1e6)
   B.out("rss_kib", B.rss_kib())
   node:close()
   for _ = 1, 10 do core.run("nowait") end
@@ -58,6 +62,8 @@ elseif role == "send" then
   local payload = string.rep("x", a.size or 65536)
   local deadline = core.now() + secs + 10
   local sent, full = 0, 0
+  B.clk_tck()
+  local c0 = B.cpu_seconds()
   -- Queue until the queue is full, then let the loop write.
   while not conn.closed do
     local oks, _, code = conn:send(payload)
@@ -72,6 +78,8 @@ elseif role == "send" then
     end
   end
   B.out("sent", sent)
+  B.out("cpu_s_per_gb", (B.cpu_seconds() - c0) / (sent * #payload) * 1e9)
+  B.out("cpu_s_per_mmsg", (B.cpu_seconds() - c0) / sent * 1e6)
   B.out("queue_full", full)
   node:close()
   for _ = 1, 10 do core.run("nowait") end

@@ -34,6 +34,7 @@ void lp2p_node_config_defaults(lp2p_node_config *cfg) {
   cfg->authentication_timeout_ms = 5000;
   cfg->ban_table_size = 65536;
   cfg->backlog = 20;
+  lp2p_admission_config_defaults(&cfg->admission);
 }
 
 
@@ -54,6 +55,15 @@ static void emit_simple(lp2p_node *n, const char *type, const lp2p_point *p,
   ev.value = value;
   ev.motive = -1;
   lp2p__node_emit(n, &ev);
+}
+
+
+static void on_admission_load(void *ud, int under_load, unsigned pending) {
+  emit_simple(ud, under_load ? "under_load" : "load_normal", NULL, 0,
+              under_load
+                  ? "pending handshakes over the threshold: accept rates halved"
+                  : "pending handshakes back under half the threshold",
+              (long)pending);
 }
 
 
@@ -125,6 +135,10 @@ void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c) {
     c->acked = 0;
     n->acked_pending--;
   }
+  if (c->counted_admission) {
+    c->counted_admission = 0;
+    lp2p_admission_closed(n->admission, &c->addr);
+  }
   if (c->counted_active) {
     c->counted_active = 0;
     n->active--;
@@ -165,6 +179,8 @@ static void unlink_node(lp2p_node *n) {
 static void free_node(lp2p_node *n) {
   unlink_node(n);
   lp2p_bans_free(n->bans);
+  if (n->admission != NULL)
+    lp2p_admission_free(n->admission);
   free(n->slots);
   free(n->gens);
   free(n->scratch);
@@ -218,9 +234,14 @@ lp2p_node *lp2p_node_new(uv_loop_t *loop, const lp2p_node_config *cfg,
   n->cfg = *cfg;
   n->hooks = *hooks;
   n->bans = lp2p_bans_new(cfg->ban_table_size);
+  lp2p_admission_config adm = cfg->admission;
+  adm.on_load = on_admission_load;
+  adm.ud = n;
+  n->admission = lp2p_admission_new(&adm);
   n->scratch = malloc(LP2P_CHUNK_SIZE_MAX);
   n->readbuf = malloc(LP2P_READ_BUF_SIZE);
-  if (n->bans == NULL || n->scratch == NULL || n->readbuf == NULL) {
+  if (n->bans == NULL || n->admission == NULL || n->scratch == NULL ||
+      n->readbuf == NULL) {
     free_node(n);
     *err = LP2P_ENOMEM;
     return NULL;
@@ -312,6 +333,34 @@ static int same_ip(const lp2p_point *a, const lp2p_point *b) {
 
 /* --------------------------------------------------------------- accept */
 
+/*
+ * The checks at TCP accept, cheapest first, before any byte is read or any
+ * crypto is done: the ban table, per-IP and per-prefix admission, the
+ * pending-handshake cap, then the policy hook. 0, or the refusal code
+ * with its reason in `reason`.
+ */
+static int admit(lp2p_node *n, const lp2p_point *addr, uint64_t now,
+                 char *reason, size_t cap) {
+  if (lp2p_bans_addr(n->bans, addr, now)) {
+    snprintf(reason, cap, "banned");
+    return LP2P_EBANNED;
+  }
+  int rc = lp2p_admission_check(n->admission, addr, now, n->pending_incoming);
+  if (rc < 0) {
+    snprintf(reason, cap, "%s", lp2p_admission_reason(n->admission));
+    return rc;
+  }
+  if (n->pending_incoming >= n->cfg.max_incoming_connections) {
+    snprintf(reason, cap, "too many incoming connections");
+    return LP2P_ETOOMANY;
+  }
+  snprintf(reason, cap, "refused by policy");
+  if (!n->hooks.accept(n->hooks.ud, addr, reason, cap))
+    return LP2P_EREFUSED;
+  return 0;
+}
+
+
 static void on_connection(uv_stream_t *server, int status) {
   lp2p_node *n = server->data;
   if (status < 0 || n->closing)
@@ -327,17 +376,14 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   point_from_sockaddr(&c->addr, (struct sockaddr *)&ss);
-  char reason[128] = "refused by policy";
-  /* Octez order: the pending cap, then bans; then the policy hook. */
-  if (n->pending_incoming >= n->cfg.max_incoming_connections)
-    snprintf(reason, sizeof reason, "too many incoming connections");
-  else if (lp2p_bans_addr(n->bans, &c->addr, uv_now(n->loop)))
-    snprintf(reason, sizeof reason, "banned");
-  else if (n->hooks.accept(n->hooks.ud, &c->addr, reason, sizeof reason))
-    reason[0] = '\0';
-  if (reason[0] != '\0' || n->closing) {
-    emit_simple(n, "refused", &c->addr, LP2P_EREFUSED, reason, 0);
-    lp2p_conn_close(c, LP2P_EREFUSED, reason, 0);
+  char reason[128];
+  uint64_t now = uv_now(n->loop);
+  int code = admit(n, &c->addr, now, reason, sizeof reason);
+  if (code == 0 && n->closing) /* the hook closed the node */
+    code = LP2P_ECLOSED;
+  if (code < 0) {
+    emit_simple(n, "refused", &c->addr, code, reason, 0);
+    lp2p_conn_close(c, code, reason, 0);
     return;
   }
   if (slot_assign(n, c) < 0) {
@@ -345,6 +391,8 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
+  lp2p_admission_opened(n->admission, &c->addr, now);
+  c->counted_admission = 1;
   c->counted_pending = 1;
   n->pending_incoming++;
   lp2p_event ev;

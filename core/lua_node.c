@@ -293,6 +293,23 @@ static void read_config(lua_State *L, int t, lp2p_node_config *c) {
   c->ban_table_size = (unsigned)opt_int(L, t, "ban_table_size",
                                         c->ban_table_size, 1, 1 << 24);
   c->backlog = (int)opt_int(L, t, "backlog", c->backlog, 1, 65535);
+  lp2p_admission_config *a = &c->admission;
+  a->rate = opt_num(L, t, "admission_rate", a->rate);
+  a->burst = opt_num(L, t, "admission_burst", a->burst);
+  a->prefix_rate = opt_num(L, t, "admission_prefix_rate", a->prefix_rate);
+  a->prefix_burst = opt_num(L, t, "admission_prefix_burst", a->prefix_burst);
+  a->max_per_ip = (unsigned)opt_int(L, t, "max_connections_per_ip",
+                                    a->max_per_ip, 0, 1 << 20);
+  a->max_per_prefix = (unsigned)opt_int(L, t, "max_connections_per_prefix",
+                                        a->max_per_prefix, 0, 1 << 20);
+  a->table_size = (unsigned)opt_int(L, t, "admission_table_size",
+                                    a->table_size, 2, 1 << 24);
+  a->load_threshold = (unsigned)opt_int(L, t, "load_threshold",
+                                        a->load_threshold, 0, 1 << 20);
+  lua_getfield(L, t, "admission_exempt_loopback");
+  if (!lua_isnil(L, -1))
+    a->exempt_loopback = lua_toboolean(L, -1);
+  lua_pop(L, 1);
 }
 
 

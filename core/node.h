@@ -21,6 +21,56 @@ typedef struct lp2p_node lp2p_node;
 typedef struct lp2p_conn lp2p_conn;
 typedef struct lp2p_bans lp2p_bans;
 
+/* ---------------------------------------------------------- admission.c
+ * Admission control at TCP accept, before any byte is read: per-IP and
+ * per-prefix (/24, /64) accept-rate token buckets, concurrent caps, a
+ * bounded LRU table, an under-load mode. handler.c checks it in
+ * on_connection after the ban table; a kept connection is "opened" and
+ * "closed" again when released. */
+typedef struct lp2p_admission lp2p_admission;
+
+typedef struct lp2p_admission_config {
+  double rate, burst;               /* per IP: tokens/s, bucket (20, 5) */
+  double prefix_rate, prefix_burst; /* per /24 or /64 (80, 20) */
+  unsigned max_per_ip;              /* concurrent, 0 = no cap (8) */
+  unsigned max_per_prefix;          /* concurrent, 0 = no cap (32) */
+  unsigned table_size;              /* entries, IPs + prefixes (4096) */
+  int exempt_loopback;              /* 127/8, ::1 not limited (1) */
+  unsigned load_threshold;          /* pending handshakes; 0 = off (10) */
+  /* Called when under-load mode starts (1) or ends (0). */
+  void (*on_load)(void *ud, int under_load, unsigned pending);
+  void *ud;
+} lp2p_admission_config;
+
+typedef struct lp2p_admission_stats {
+  uint64_t admitted, exempt, refused_ip_rate, refused_prefix_rate,
+      refused_ip_cap, refused_prefix_cap, refused_full, evictions,
+      uncounted, load_episodes;
+  unsigned entries, capacity;
+  int under_load;
+} lp2p_admission_stats;
+
+void lp2p_admission_config_defaults(lp2p_admission_config *cfg);
+/* All memory is allocated here (cfg NULL: defaults). NULL on ENOMEM or a
+ * bad config (negative rate, table_size < 2). */
+lp2p_admission *lp2p_admission_new(const lp2p_admission_config *cfg);
+void lp2p_admission_free(lp2p_admission *a);
+/* 0: accept; LP2P_ETOOMANY (concurrent cap, table full of open
+ * connections); LP2P_EREFUSED (rate). pending: handshakes in progress,
+ * drives the under-load mode. lp2p_admission_reason: why, for the
+ * "refused" event (static text, "" after an accept). */
+int lp2p_admission_check(lp2p_admission *a, const lp2p_point *addr,
+                         uint64_t now_ms, unsigned pending);
+const char *lp2p_admission_reason(const lp2p_admission *a);
+void lp2p_admission_opened(lp2p_admission *a, const lp2p_point *addr,
+                           uint64_t now_ms);
+void lp2p_admission_closed(lp2p_admission *a, const lp2p_point *addr);
+int lp2p_admission_under_load(const lp2p_admission *a);
+void lp2p_admission_get_stats(const lp2p_admission *a,
+                              lp2p_admission_stats *s);
+unsigned lp2p_admission_open_count(const lp2p_admission *a,
+                                   const lp2p_point *addr);
+
 typedef struct lp2p_node_config {
   lp2p_identity identity;
   lp2p_pow_target target;
@@ -38,6 +88,7 @@ typedef struct lp2p_node_config {
   uint64_t connection_timeout_ms, authentication_timeout_ms;
   unsigned ban_table_size;
   int backlog;
+  lp2p_admission_config admission;
 } lp2p_node_config;
 
 void lp2p_node_config_defaults(lp2p_node_config *cfg);
@@ -140,6 +191,7 @@ struct lp2p_conn {
   uint8_t expected_peer_id[LP2P_PEER_ID_BYTES];
   int has_expected, counted_pending, counted_active;
   int acked; /* our Ack sent, theirs not read yet: holds a slot */
+  int counted_admission;
   lp2p_hs *hs; /* during the handshake only */
   lp2p_crypto crypto;
   uint8_t peer_id[LP2P_PEER_ID_BYTES];
@@ -172,6 +224,7 @@ struct lp2p_node {
   lp2p_node_config cfg;
   lp2p_node_hooks hooks;
   lp2p_bans *bans;
+  lp2p_admission *admission;
   uv_tcp_t *listeners[4];
   int nlisteners;
   uv_timer_t rate_timer;
@@ -256,55 +309,5 @@ void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
 void lp2p_conn_pause(lp2p_conn *c, int paused);
 void lp2p_conn_get_info(lp2p_conn *c, lp2p_conn_info *info);
 
-/* ------------------------------------------------ admission.c (issue 8)
- * Admission control at TCP accept, before any byte is read: per-IP and
- * per-prefix (/24, /64) accept-rate token buckets, concurrent caps, a
- * bounded LRU table, an under-load mode. Wiring (handler.c): check in
- * on_connection after the ban test; opened when the connection is kept;
- * closed when an incoming connection that was opened is freed. */
-typedef struct lp2p_admission lp2p_admission;
-
-typedef struct lp2p_admission_config {
-  double rate, burst;               /* per IP: tokens/s, bucket (20, 5) */
-  double prefix_rate, prefix_burst; /* per /24 or /64 (80, 20) */
-  unsigned max_per_ip;              /* concurrent, 0 = no cap (8) */
-  unsigned max_per_prefix;          /* concurrent, 0 = no cap (32) */
-  unsigned table_size;              /* entries, IPs + prefixes (4096) */
-  int exempt_loopback;              /* 127/8, ::1 not limited (1) */
-  unsigned load_threshold;          /* pending handshakes; 0 = off (10) */
-  /* Called when under-load mode starts (1) or ends (0). */
-  void (*on_load)(void *ud, int under_load, unsigned pending);
-  void *ud;
-} lp2p_admission_config;
-
-typedef struct lp2p_admission_stats {
-  uint64_t admitted, exempt, refused_ip_rate, refused_prefix_rate,
-      refused_ip_cap, refused_prefix_cap, refused_full, evictions,
-      uncounted, load_episodes;
-  unsigned entries, capacity;
-  int under_load;
-} lp2p_admission_stats;
-
-void lp2p_admission_config_defaults(lp2p_admission_config *cfg);
-/* All memory is allocated here (cfg NULL: defaults). NULL on ENOMEM or a
- * bad config (negative rate, table_size < 2). */
-lp2p_admission *lp2p_admission_new(const lp2p_admission_config *cfg);
-void lp2p_admission_free(lp2p_admission *a);
-/* 0: accept; LP2P_ETOOMANY (concurrent cap, table full of open
- * connections); LP2P_EREFUSED (rate). pending: handshakes in progress,
- * drives the under-load mode. lp2p_admission_reason: why, for the
- * "refused" event (static text, "" after an accept). */
-int lp2p_admission_check(lp2p_admission *a, const lp2p_point *addr,
-                         uint64_t now_ms, unsigned pending);
-const char *lp2p_admission_reason(const lp2p_admission *a);
-void lp2p_admission_opened(lp2p_admission *a, const lp2p_point *addr,
-                           uint64_t now_ms);
-void lp2p_admission_closed(lp2p_admission *a, const lp2p_point *addr);
-int lp2p_admission_under_load(const lp2p_admission *a);
-void lp2p_admission_get_stats(const lp2p_admission *a,
-                              lp2p_admission_stats *s);
-unsigned lp2p_admission_open_count(const lp2p_admission *a,
-                                   const lp2p_point *addr);
-/* ------------------------------------------- end admission.c (issue 8) */
 
 #endif /* LP2P_NODE_H */

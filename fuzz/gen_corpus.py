@@ -168,6 +168,23 @@ def main():
     write("handshake", "short_chunk",
           bytes([0x03, 0]) + rec(0, b"\x00\x0f" + b"\x00" * 15))
 
+    # admission: [table size][max per IP] then [op][source][dt][pending].
+    def ops(*quads):
+        return b"".join(bytes(q) for q in quads)
+    write("admission", "burst_one_ip", b"\x40\x04" + ops(*[(1, 3, 0, 0)] * 8))
+    write("admission", "refill", b"\x40\x04" + ops(
+        *([(0, 3, 0, 0)] * 6 + [(0, 3, 50, 0)] * 3)))
+    write("admission", "prefix_share", b"\x40\x04" + ops(
+        *[(1, i, 0, 0) for i in range(8)] * 4))
+    write("admission", "v6_and_mapped", b"\x40\x02" + ops(
+        (1, 64, 0, 0), (1, 65, 0, 0), (1, 130, 0, 0), (1, 2, 0, 0),
+        (2, 130, 0, 0), (1, 2, 0, 0)))
+    write("admission", "tiny_table_flood", b"\x02\x01" + ops(
+        *[(1, i, 1, 0) for i in range(0, 128)]))
+    write("admission", "under_load", b"\x20\x03" + ops(
+        (1, 9, 0, 11), (1, 9, 0, 11), (1, 9, 0, 11), (0, 9, 10, 4),
+        (3, 9, 5, 12), (2, 9, 0, 0), (1, 200, 0, 30)))
+
 
 if __name__ == "__main__":
     main()

@@ -71,6 +71,11 @@ local CONFIG = {
   binary_chunks_size = "number", max_message_size = "number",
   connection_timeout = "number", authentication_timeout = "number",
   ban_table_size = "number", backlog = "number",
+  admission_rate = "number", admission_burst = "number",
+  admission_prefix_rate = "number", admission_prefix_burst = "number",
+  max_connections_per_ip = "number", max_connections_per_prefix = "number",
+  admission_table_size = "number", admission_exempt_loopback = "boolean",
+  load_threshold = "number",
 }
 
 local DEFAULTS = {
