@@ -71,7 +71,7 @@ elseif role == "client" then
     nodes[node] = nil
   end
   function start()
-    local node, err = B.node({ ban_table_size = 1 })
+    local node, err = B.node({ ban_table_size = 1, admission_table_size = 2 })
     if not node then B.fail(err) end
     live = live + 1
     nodes[node] = true

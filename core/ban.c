@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "node.h"
 
 #define PREFIX_MAX 256
@@ -33,6 +35,7 @@ typedef struct ban_prefix {
 } ban_prefix;
 
 struct lp2p_bans {
+  uint8_t hash_key[crypto_shorthash_KEYBYTES]; /* random per table */
   ban_entry **buckets;
   size_t nbuckets, count, cap;
   uint64_t seq;
@@ -57,11 +60,11 @@ static ban_key make_key(int kind, const lp2p_point *p, const uint8_t *id) {
 }
 
 
-static size_t hash_key(const ban_key *k, size_t nbuckets) {
-  const uint8_t *p = (const uint8_t *)k;
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
-  for (size_t i = 0; i < sizeof *k; i++)
-    h = (h ^ p[i]) * 1099511628211ull;
+/* Keyed SipHash: chosen addresses cannot pile up in one bucket. */
+static size_t hash_key(const lp2p_bans *b, const ban_key *k, size_t nbuckets) {
+  uint64_t h;
+  crypto_shorthash((unsigned char *)&h, (const unsigned char *)k, sizeof *k,
+                   b->hash_key);
   return (size_t)(h & (nbuckets - 1));
 }
 
@@ -75,6 +78,7 @@ lp2p_bans *lp2p_bans_new(unsigned cap) {
   lp2p_bans *b = calloc(1, sizeof *b);
   if (b == NULL)
     return NULL;
+  randombytes_buf(b->hash_key, sizeof b->hash_key);
   b->cap = cap ? cap : 1;
   b->nbuckets = 64; /* grows with the entries, not with the capacity */
   b->buckets = calloc(b->nbuckets, sizeof *b->buckets);
@@ -101,7 +105,7 @@ void lp2p_bans_free(lp2p_bans *b) {
 
 /* Unlink and free the entry with key k; returns 1 when one went. */
 static int remove_where(lp2p_bans *b, const ban_key *k) {
-  ban_entry **pp = &b->buckets[hash_key(k, b->nbuckets)];
+  ban_entry **pp = &b->buckets[hash_key(b, k, b->nbuckets)];
   for (; *pp != NULL; pp = &(*pp)->next)
     if (memcmp(&(*pp)->key, k, sizeof *k) == 0) {
       ban_entry *e = *pp;
@@ -148,7 +152,7 @@ static void grow(lp2p_bans *b) {
   for (size_t i = 0; i < b->nbuckets; i++)
     for (ban_entry *e = b->buckets[i], *next; e != NULL; e = next) {
       next = e->next;
-      size_t h = hash_key(&e->key, n);
+      size_t h = hash_key(b, &e->key, n);
       e->next = nb[h];
       nb[h] = e;
     }
@@ -171,7 +175,7 @@ static int insert(lp2p_bans *b, const ban_key *k, uint64_t until_ms,
   e->key = *k;
   e->until_ms = until_ms;
   e->seq = ++b->seq;
-  size_t h = hash_key(k, b->nbuckets);
+  size_t h = hash_key(b, k, b->nbuckets);
   e->next = b->buckets[h];
   b->buckets[h] = e;
   b->count++;
@@ -180,7 +184,7 @@ static int insert(lp2p_bans *b, const ban_key *k, uint64_t until_ms,
 
 
 static const ban_entry *lookup(lp2p_bans *b, const ban_key *k) {
-  for (ban_entry *e = b->buckets[hash_key(k, b->nbuckets)]; e; e = e->next)
+  for (ban_entry *e = b->buckets[hash_key(b, k, b->nbuckets)]; e; e = e->next)
     if (memcmp(&e->key, k, sizeof *k) == 0)
       return e;
   return NULL;

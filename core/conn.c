@@ -569,6 +569,7 @@ void lp2p__conn_start_handshake(lp2p_conn *c) {
   hc.disable_mempool = (uint8_t)cfg->disable_mempool;
   hc.private_node = (uint8_t)cfg->private_mode;
   hc.incoming = c->incoming;
+  hc.max_conn_msg_len = cfg->max_conn_msg_len;
   int err = 0;
   c->state = LP2P_CONN_HANDSHAKE;
   c->hs = lp2p_hs_new(&hc, &err);

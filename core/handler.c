@@ -30,6 +30,9 @@ void lp2p_node_config_defaults(lp2p_node_config *cfg) {
   cfg->outgoing_queue_bytes = 8u << 20;
   cfg->binary_chunks_size = LP2P_CHUNK_SIZE_MAX;
   cfg->max_message_size = LP2P_MSG_MAX - 4; /* the length field */
+  /* A real connection message is under 350 bytes (255-byte chain name):
+   * a peer's 2-byte prefix cannot make us reserve 64 KiB. */
+  cfg->max_conn_msg_len = 1024;
   cfg->connection_timeout_ms = 10000;
   cfg->authentication_timeout_ms = 5000;
   cfg->ban_table_size = 65536;

@@ -283,6 +283,9 @@ static void read_config(lua_State *L, int t, lp2p_node_config *c) {
   c->max_message_size = (size_t)opt_int(L, t, "max_message_size",
                                         (lua_Integer)c->max_message_size, 2,
                                         LP2P_MSG_MAX - 4);
+  c->max_conn_msg_len = (size_t)opt_int(L, t, "max_connection_message",
+                                        (lua_Integer)c->max_conn_msg_len, 90,
+                                        65535);
   c->connection_timeout_ms = (uint64_t)(
       opt_num(L, t, "connection_timeout", c->connection_timeout_ms / 1e3) *
       1e3);

@@ -85,6 +85,7 @@ typedef struct lp2p_node_config {
   size_t outgoing_queue_bytes;          /* and their bytes */
   size_t binary_chunks_size;
   size_t max_message_size;
+  size_t max_conn_msg_len; /* a connection message's length prefix cap */
   uint64_t connection_timeout_ms, authentication_timeout_ms;
   unsigned ban_table_size;
   int backlog;

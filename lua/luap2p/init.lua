@@ -75,7 +75,7 @@ local CONFIG = {
   admission_prefix_rate = "number", admission_prefix_burst = "number",
   max_connections_per_ip = "number", max_connections_per_prefix = "number",
   admission_table_size = "number", admission_exempt_loopback = "boolean",
-  load_threshold = "number",
+  load_threshold = "number", max_connection_message = "number",
 }
 
 local DEFAULTS = {
