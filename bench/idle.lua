@@ -97,7 +97,9 @@ elseif role == "client" then
   local rss0, lua0 = settle()
   local nodes = {}
   for i = 1, N do
-    local node, err = B.node({ ban_table_size = 1, admission_table_size = 2 })
+    -- client nodes never accept: the smallest ban and admission tables
+    local node, err = B.node({ ban_table_size = 1,
+                               admission_table_size = 2 })
     if not node then B.fail(err) end
     nodes[i] = node
   end

@@ -14,7 +14,6 @@ local secs = a.secs or 1
 B.hello()
 local id = core.identity_generate()
 local tries, elapsed = 0, 0
-B.clk_tck()
 local c0 = B.cpu_seconds()
 -- 200 bits: never found in our lifetime, so the search runs until canceled.
 local stamp = core.pow_search(id:public_key(), 200, {

@@ -10,7 +10,8 @@
  * Bitcoin Core's lesson that every per-peer map a stranger can fill must
  * be bounded.
  *
- * Memory: every entry is allocated once by lp2p_admission_new. The table
+ * Memory: every entry is allocated once by lp2p_admission_new (touched
+ * only when first used, so an idle table costs little RSS). The table
  * holds at most `table_size` entries (IPs and prefixes together); a new
  * address takes the least recently used entry that has no open connection,
  * so a flood of fresh addresses recycles entries and never grows memory.
@@ -57,6 +58,7 @@ struct lp2p_admission {
   uint32_t *buckets;
   uint32_t cap, nbuckets, count;
   uint32_t head, tail, free_head; /* LRU ends; free list via hnext */
+  uint32_t fresh; /* entries [fresh, cap) never used: calloc'd, untouched */
   uint8_t hash_key[crypto_shorthash_KEYBYTES];
   int under_load;
   const char *reason; /* why the last check refused */
@@ -191,6 +193,12 @@ static uint32_t get(lp2p_admission *a, const adm_key *k, double burst,
     lru_push_head(a, i);
     return i;
   }
+  if (a->free_head == NIL && a->fresh < a->cap) {
+    /* Never-used entries are taken in order, so an idle node's table
+     * costs address space, not resident memory. */
+    a->entries[a->fresh].hnext = NIL;
+    a->free_head = a->fresh++;
+  }
   if (a->free_head == NIL) {
     /* The least recently used entry without open connections. Entries
      * with connections are at most 2 per open connection. */
@@ -294,9 +302,8 @@ lp2p_admission *lp2p_admission_new(const lp2p_admission_config *cfg) {
   }
   for (uint32_t i = 0; i < a->nbuckets; i++)
     a->buckets[i] = NIL;
-  for (uint32_t i = 0; i < a->cap; i++)
-    a->entries[i].hnext = i + 1 < a->cap ? i + 1 : NIL;
-  a->free_head = 0;
+  a->free_head = NIL;
+  a->fresh = 0;
   a->head = a->tail = NIL;
   randombytes_buf(a->hash_key, sizeof a->hash_key);
   a->reason = "";

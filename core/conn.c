@@ -186,7 +186,9 @@ static int outq_reserve(lp2p_conn *c, size_t more) {
   size_t need = c->outq_len + more;
   if (need <= c->outq_cap)
     return 0;
-  if (c->outq_off > 0) { /* sealed bytes at the front: reuse their room */
+  /* Sealed bytes at the front: reuse their room once they are at least
+   * half of the buffer, so each byte is moved O(1) times. */
+  if (c->outq_off > 0 && c->outq_off >= c->outq_len - c->outq_off) {
     memmove(c->outq, c->outq + c->outq_off, c->outq_len - c->outq_off);
     c->outq_len -= c->outq_off;
     c->outq_off = 0;
