@@ -125,8 +125,9 @@ size_t lp2p_node_conn_ids(lp2p_node *n, uint64_t *ids, size_t cap) {
 }
 
 
-/* Release the counts of a closing connection. Idempotent. */
-void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c) {
+/* A handshake is over (established or closed): release its pending and
+ * acked counts. Idempotent. */
+static void handshake_over(lp2p_node *n, lp2p_conn *c) {
   if (c->counted_pending) {
     c->counted_pending = 0;
     if (c->incoming)
@@ -138,6 +139,12 @@ void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c) {
     c->acked = 0;
     n->acked_pending--;
   }
+}
+
+
+/* Release the counts of a closing connection. Idempotent. */
+void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c) {
+  handshake_over(n, c);
   if (c->counted_admission) {
     c->counted_admission = 0;
     lp2p_admission_closed(n->admission, &c->addr);
@@ -667,17 +674,7 @@ void lp2p__node_established(lp2p_node *n, lp2p_conn *c) {
     return;
   }
   uv_timer_stop(&c->timer);
-  if (c->counted_pending) {
-    c->counted_pending = 0;
-    if (c->incoming)
-      n->pending_incoming--;
-    else
-      n->pending_outgoing--;
-  }
-  if (c->acked) {
-    c->acked = 0;
-    n->acked_pending--;
-  }
+  handshake_over(n, c);
   c->state = LP2P_CONN_RUNNING;
   c->counted_active = 1;
   n->active++;

@@ -410,6 +410,19 @@ static lp2p_conn *check_conn(lua_State *L, node_box *b, int idx) {
 }
 
 
+/* Queue on c (NULL: gone) and push true or the error triple. */
+static int push_sent(lua_State *L, lp2p_conn *c, const char *data,
+                     size_t len, int with_envelope, uint16_t tag) {
+  if (c == NULL)
+    return lp2p__push_error(L, LP2P_ECLOSED);
+  int rc = lp2p_conn_send(c, (const uint8_t *)data, len, with_envelope, tag);
+  if (rc < 0)
+    return lp2p__push_error(L, rc);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+
 /* node:send(id, payload, tag) -> true | nil, err, code */
 static int node_send(lua_State *L) {
   node_box *b = check_box(L);
@@ -418,14 +431,7 @@ static int node_send(lua_State *L) {
   const char *payload = luaL_checklstring(L, 3, &len);
   lua_Integer tag = luaL_optinteger(L, 4, LP2P_MSG_APP_MIN);
   luaL_argcheck(L, tag >= 0 && tag <= 0xffff, 4, "tag out of range");
-  if (c == NULL)
-    return lp2p__push_error(L, LP2P_ECLOSED);
-  int rc = lp2p_conn_send(c, (const uint8_t *)payload, len, 1,
-                          (uint16_t)tag);
-  if (rc < 0)
-    return lp2p__push_error(L, rc);
-  lua_pushboolean(L, 1);
-  return 1;
+  return push_sent(L, c, payload, len, 1, (uint16_t)tag);
 }
 
 
@@ -436,13 +442,7 @@ static int node_send_raw(lua_State *L) {
   size_t len;
   const char *msg = luaL_checklstring(L, 3, &len);
   luaL_argcheck(L, len >= 6, 3, "an envelope has at least 6 bytes");
-  if (c == NULL)
-    return lp2p__push_error(L, LP2P_ECLOSED);
-  int rc = lp2p_conn_send(c, (const uint8_t *)msg, len, 0, 0);
-  if (rc < 0)
-    return lp2p__push_error(L, rc);
-  lua_pushboolean(L, 1);
-  return 1;
+  return push_sent(L, c, msg, len, 0, 0);
 }
 
 

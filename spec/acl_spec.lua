@@ -6,11 +6,7 @@ local p2p = require "luap2p"
 local cjson = require "cjson"
 local h = require "helper"
 
-local function node(cfg)
-  local c = { maintenance_interval = 0, swap_linger = 0 }
-  for k, v in pairs(cfg or {}) do c[k] = v end
-  return h.node(c)
-end
+local node = h.quiet
 
 local function acl(n) return h.policy(n, "acl").module end
 
@@ -22,13 +18,7 @@ local function peer_id()
 end
 
 describe("acl greylist", function()
-  local nodes
-  before_each(function() nodes = {} end)
-  after_each(function() h.close(table.unpack(nodes)) end)
-  local function keep(...)
-    for i = 1, select("#", ...) do nodes[#nodes + 1] = select(i, ...) end
-    return ...
-  end
+  local keep = h.keeper(before_each, after_each)
 
   it("greylists the IP (not the port) of a peer with bad proof of work, " ..
      "refuses it at accept, and forgets it after greylist_timeout",

@@ -3,15 +3,9 @@
 -- (real nodes, TezEdge tests) and from spec/vectors/gen_handshake.py
 -- (Python hashlib + PyNaCl, independent of core/).
 local core = require "luap2p.core"
+local C = require "check"
+local hex, unhex = C.hex, C.unhex
 local V = require "vectors.handshake"
-
-local function unhex(h)
-  return (h:gsub("%x%x", function(x) return string.char(tonumber(x, 16)) end))
-end
-
-local function hex(s)
-  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
-end
 
 local function u16(n)
   return string.char(n >> 8 & 0xff, n & 0xff)

@@ -21,6 +21,26 @@ function _M.node(cfg)
   return node
 end
 
+-- A node with maintenance and swaps off, so that nothing but the test
+-- talks on the wire.
+function _M.quiet(cfg)
+  local c = { maintenance_interval = 0, swap_linger = 0 }
+  for k, v in pairs(cfg or {}) do c[k] = v end
+  return _M.node(c)
+end
+
+-- keep(...) returns its nodes and closes them after the current test.
+-- Call at describe level with busted's before_each and after_each.
+function _M.keeper(before_each, after_each)
+  local nodes
+  before_each(function() nodes = {} end)
+  after_each(function() _M.close(table.unpack(nodes)) end)
+  return function(...)
+    for i = 1, select("#", ...) do nodes[#nodes + 1] = select(i, ...) end
+    return ...
+  end
+end
+
 -- Drive the loop until pred() holds; fail the spec after `timeout` s.
 function _M.wait(pred, timeout, what)
   local ok = p2p.wait(pred, timeout or 5)

@@ -3,32 +3,9 @@
 -- section) and from spec/vectors/gen_identity.py (Python hashlib + PyNaCl)
 -- whose output is spec/vectors/identity.lua.
 local core = require "luap2p.core"
+local C = require "check"
+local fails, hex, raises, unhex = C.fails, C.hex, C.raises, C.unhex
 local V = require "vectors.identity"
-
-local function hex(s)
-  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
-end
-
-local function unhex(h)
-  return (h:gsub("..", function(x) return string.char(tonumber(x, 16)) end))
-end
-
--- Calls fn and checks that it raised an error containing `text`.
-local function raises(text, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error containing: " .. text)
-  assert.is_truthy(tostring(err):find(text, 1, true),
-    "error was: " .. tostring(err))
-end
-
--- Checks the nil, "ENAME: ...", "ENAME" triple; returns the message.
-local function fails(name, v, msg, ename)
-  assert.is_nil(v)
-  assert.are.equal(name, ename)
-  assert.are.equal("string", type(msg))
-  assert.are.equal(name .. ": ", msg:sub(1, #name + 2))
-  return msg
-end
 
 local function threads_now()
   local f = io.open("/proc/self/status")

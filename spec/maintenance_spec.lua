@@ -8,11 +8,7 @@ local h = require "helper"
 
 local M = require "luap2p.policies.maintenance"
 
-local function node(cfg)
-  local c = { maintenance_interval = 0, swap_linger = 0 }
-  for k, v in pairs(cfg or {}) do c[k] = v end
-  return h.node(c)
-end
+local node = h.quiet
 
 describe("maintenance bounds", function()
   it("10/50/100 gives 23/36/68/84 (PROTOCOL.md §8)", function()
@@ -96,13 +92,7 @@ describe("reconnection back-off", function()
 end)
 
 describe("maintenance end to end", function()
-  local nodes
-  before_each(function() nodes = {} end)
-  after_each(function() h.close(table.unpack(nodes)) end)
-  local function keep(...)
-    for i = 1, select("#", ...) do nodes[#nodes + 1] = select(i, ...) end
-    return ...
-  end
+  local keep = h.keeper(before_each, after_each)
 
   it("a node with min_connections 3 reaches 3 connections via " ..
      "Bootstrap/Advertise from a seed (6 nodes)", function()

@@ -3,25 +3,9 @@
 -- spec/vectors/gen_frame.py (envelopes built in Python from Octez
 -- p2p_message.ml) -> spec/vectors/frame.lua.
 local core = require "luap2p.core"
+local C = require "check"
+local fails, raises, unhex = C.fails, C.raises, C.unhex
 local V = dofile("spec/vectors/frame.lua")
-
-local function unhex(h)
-  return (h:gsub("..", function(x) return string.char(tonumber(x, 16)) end))
-end
-
-local function fails(name, v, msg, ename)
-  assert.is_nil(v)
-  assert.are.equal(name, ename)
-  assert.are.equal(name .. ": ", msg:sub(1, #name + 2))
-  return msg
-end
-
-local function raises(text, fn, ...)
-  local ok, err = pcall(fn, ...)
-  assert.is_false(ok, "expected an error containing: " .. text)
-  assert.is_truthy(tostring(err):find(text, 1, true),
-    "error was: " .. tostring(err))
-end
 
 -- The decoded table a case's input table should give back.
 local function expected(t, tag)

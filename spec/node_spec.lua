@@ -22,14 +22,8 @@ end
 local SIZES = { 0, 1, 65517, 65518, 5 * 1024 * 1024 }
 
 describe("node", function()
-  local nodes
-  before_each(function() nodes = {} end)
-  after_each(function() h.close(table.unpack(nodes)) end)
-  local function mk(cfg)
-    local n = bare(cfg)
-    nodes[#nodes + 1] = n
-    return n
-  end
+  local keep = h.keeper(before_each, after_each)
+  local function mk(cfg) return keep(bare(cfg)) end
 
   it("connects two nodes, exchanges messages both ways and disconnects",
     function()

@@ -4,14 +4,9 @@
 -- brackets, numeric addresses only, 47 bytes at most) and takes canonical
 -- IPv6 text from Python's ipaddress (RFC 5952, like Ipaddr.V6.to_string).
 local core = require "luap2p.core"
+local C = require "check"
+local fails = C.fails
 local V = dofile("spec/vectors/frame.lua")
-
-local function fails(name, v, msg, ename)
-  assert.is_nil(v)
-  assert.are.equal(name, ename)
-  assert.are.equal(name .. ": ", msg:sub(1, #name + 2))
-  return msg
-end
 
 
 describe("point", function()

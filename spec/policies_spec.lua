@@ -7,13 +7,7 @@ local h = require "helper"
 local socket = require "socket"
 local cjson = require "cjson"
 
--- Nodes with maintenance and swaps off unless a test turns them on, so
--- nothing but the test talks on the wire.
-local function node(cfg)
-  local c = { maintenance_interval = 0, swap_linger = 0 }
-  for k, v in pairs(cfg or {}) do c[k] = v end
-  return h.node(c)
-end
+local node = h.quiet
 
 -- Connect a to b and wait until both sides run the connection.
 local function link(a, b)
@@ -56,13 +50,7 @@ local function drain(s, want, timeout)
 end
 
 describe("policy hooks", function()
-  local nodes
-  before_each(function() nodes = {} end)
-  after_each(function() h.close(table.unpack(nodes)) end)
-  local function keep(...)
-    for i = 1, select("#", ...) do nodes[#nodes + 1] = select(i, ...) end
-    return ...
-  end
+  local keep = h.keeper(before_each, after_each)
 
   it("accept(node, point) refusing 127.0.0.2 closes it before any byte",
     function()
@@ -291,13 +279,7 @@ describe("policy hooks", function()
 end)
 
 describe("failing hooks", function()
-  local nodes
-  before_each(function() nodes = {} end)
-  after_each(function() h.close(table.unpack(nodes)) end)
-  local function keep(...)
-    for i = 1, select("#", ...) do nodes[#nodes + 1] = select(i, ...) end
-    return ...
-  end
+  local keep = h.keeper(before_each, after_each)
 
   -- A server whose policy `bad` behaves well until mode is set.
   local function server(hooks, cfg)
@@ -423,13 +405,7 @@ describe("failing hooks", function()
 end)
 
 describe("default answerer (Octez p2p_protocol.ml)", function()
-  local nodes
-  before_each(function() nodes = {} end)
-  after_each(function() h.close(table.unpack(nodes)) end)
-  local function keep(...)
-    for i = 1, select("#", ...) do nodes[#nodes + 1] = select(i, ...) end
-    return ...
-  end
+  local keep = h.keeper(before_each, after_each)
 
   -- A node recording the Advertise messages it receives (before the
   -- default policies, returning nil so they still run).

@@ -5,24 +5,14 @@
 local p2p = require "luap2p"
 local h = require "helper"
 
-local function node(cfg)
-  local c = { maintenance_interval = 0, swap_linger = 0 }
-  for k, v in pairs(cfg or {}) do c[k] = v end
-  return h.node(c)
-end
+local node = h.quiet
 
 local function linked(a, b)
   return a:connection(b.peer_id) ~= nil and b:connection(a.peer_id) ~= nil
 end
 
 describe("private mode", function()
-  local nodes
-  before_each(function() nodes = {} end)
-  after_each(function() h.close(table.unpack(nodes)) end)
-  local function keep(...)
-    for i = 1, select("#", ...) do nodes[#nodes + 1] = select(i, ...) end
-    return ...
-  end
+  local keep = h.keeper(before_each, after_each)
 
   it("with 6 nodes: only trusted points and peers, in and out", function()
     -- a, b, c, d, e public; p private, trusting a's point and d's peer id

@@ -8,11 +8,7 @@
 local p2p = require "luap2p"
 local h = require "helper"
 
-local function node(cfg)
-  local c = { maintenance_interval = 0, swap_linger = 0 }
-  for k, v in pairs(cfg or {}) do c[k] = v end
-  return h.node(c)
-end
+local node = h.quiet
 
 -- Policy file texts. Every good version K answers each message itself
 -- with "vK:<payload>" and checks it runs when the spec expects it.

@@ -11,14 +11,8 @@ local function node(policies, cfg)
 end
 
 describe("policy stack", function()
-  local nodes
-  before_each(function() nodes = {} end)
-  after_each(function() h.close(table.unpack(nodes)) end)
-  local function mk(...)
-    local n = node(...)
-    nodes[#nodes + 1] = n
-    return n
-  end
+  local keep = h.keeper(before_each, after_each)
+  local function mk(...) return keep(node(...)) end
 
   it("asks policies in order: the first verdict decides, nil passes on",
     function()
