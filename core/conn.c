@@ -5,11 +5,11 @@
  *
  * Read path: libuv reads into the node's shared buffer; whole chunks are
  * opened in place, a partial chunk is copied into a per-connection buffer
- * sized to that chunk. Nothing is allocated per connection while idle.
+ * sized to that chunk. Idle connections give their buffers back.
  *
  * Write path: conn_send appends envelopes to a plaintext queue; when no
- * sealed batch is in flight, the whole queue is sealed into chunks and
- * written at once, so small messages share chunks and syscalls.
+ * sealed batch is in flight, up to 4 chunks of it are sealed into a reused
+ * buffer and written at once, so small messages share chunks and syscalls.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -418,8 +418,9 @@ static size_t inbuf_take(lp2p_conn *c, const uint8_t **data, size_t *len,
 
 /*
  * Framed input: whole chunks are opened in place; a chunk cut by the read
- * boundary is copied into inbuf, sized to that chunk and freed once opened,
- * so idle connections hold no buffer. Returns 0 or an error.
+ * boundary is copied into inbuf, sized to that chunk and kept while the
+ * connection is busy (the rate tick frees it once idle). Returns 0 or an
+ * error.
  */
 static int framed_input(lp2p_conn *c, const uint8_t *data, size_t len) {
   while (len > 0 && c->state == LP2P_CONN_RUNNING) {
