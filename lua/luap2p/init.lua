@@ -11,10 +11,10 @@
 local core = require "luap2p.core"
 local policy = require "luap2p.policy"
 
-local assert, error, ipairs, math, next, pairs, pcall, select, setmetatable,
-      string, table, tostring, type =
-      assert, error, ipairs, math, next, pairs, pcall, select, setmetatable,
-      string, table, tostring, type
+local error, ipairs, math, pairs, pcall, setmetatable, string, table,
+      tostring, type =
+      error, ipairs, math, pairs, pcall, setmetatable, string, table,
+      tostring, type
 
 local REQUIRED_CORE = "0.1.0"
 if core.version ~= REQUIRED_CORE then
@@ -39,7 +39,7 @@ Node.__index = Node
 -- active libuv handles: dropping the last reference must not silently
 -- kill a node's connections. A node that never did either may be
 -- collected (and is closed by __gc).
-local live = {}
+local live = {} -- luacheck: ignore (held for its strong references)
 local Conn = {}
 Conn.__index = Conn
 
@@ -396,9 +396,7 @@ end
 
 -- The dispatcher holds the node weakly: the registry keeps the dispatcher,
 -- and a node nobody uses must still be collected (and closed by __gc).
-local function dispatcher(node)
-  local weak = setmetatable({ node = node }, { __mode = "v" })
-  node = nil
+local function dispatcher(weak)
   return function(kind, a, b, c)
     local node = weak.node
     if not node then return end
@@ -548,7 +546,8 @@ function _M.new(cfg)
   local stack, serr = node:_load_stack()
   if not stack then return nil, "EPOLICY: " .. serr, "EPOLICY" end
   node._stack = stack
-  node._c = core.node(c, id, dispatcher(node))
+  node._c = core.node(c, id,
+    dispatcher(setmetatable({ node = node }, { __mode = "v" })))
   for _, entry in ipairs(stack) do node:_start_entry(entry) end
   for _, p in ipairs(c.trusted or {}) do node:trust(p) end
   if c.watch then node:_watch() end

@@ -4,10 +4,10 @@
 -- Every hook call goes through guard(): pcall plus an instruction budget,
 -- so a hook that errors or runs away yields the safe default and a
 -- policy_error event, never a dead node.
-local debug, error, ipairs, loadfile, pairs, pcall, setmetatable, string,
-      tostring, type, xpcall =
-      debug, error, ipairs, loadfile, pairs, pcall, setmetatable, string,
-      tostring, type, xpcall
+local debug, error, loadfile, pairs, setmetatable, string, tostring, type,
+      xpcall =
+      debug, error, loadfile, pairs, setmetatable, string, tostring, type,
+      xpcall
 
 local _M = {}
 

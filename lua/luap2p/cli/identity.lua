@@ -3,7 +3,7 @@ local core = require "luap2p.core"
 local identity = require "luap2p.identity"
 local util = require "luap2p.cli.util"
 
-local io, math, os, string, tonumber = io, math, os, string, tonumber
+local io, string, tonumber = io, string, tonumber
 
 local _M = {}
 

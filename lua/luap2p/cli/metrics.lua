@@ -8,8 +8,8 @@
 -- ones are counted under "other" (a scrape must stay small).
 local core = require "luap2p.core"
 
-local ipairs, math, pairs, setmetatable, string, table, tostring, type =
-      ipairs, math, pairs, setmetatable, string, table, tostring, type
+local ipairs, math, pairs, setmetatable, string, table, tostring =
+      ipairs, math, pairs, setmetatable, string, table, tostring
 
 local _M = {}
 local mt = { __index = _M }

@@ -10,8 +10,8 @@ local p2p = require "luap2p"
 local identity = require "luap2p.identity"
 local util = require "luap2p.cli.util"
 
-local io, ipairs, pairs, pcall, string, table, tostring =
-      io, ipairs, pairs, pcall, string, table, tostring
+local io, pairs, pcall, string, table, tostring =
+      io, pairs, pcall, string, table, tostring
 
 local _M = {}
 
