@@ -75,6 +75,7 @@ build = {
     ["luap2p.cli.util"] = "lua/luap2p/cli/util.lua",
     ["luap2p.identity"] = "lua/luap2p/identity.lua",
     ["luap2p"] = "lua/luap2p/init.lua",
+    ["luap2p.luv"] = "lua/luap2p/luv.lua",
     ["luap2p.policies.acl"] = "lua/luap2p/policies/acl.lua",
     ["luap2p.policies.answerer"] = "lua/luap2p/policies/answerer.lua",
     ["luap2p.policies.log"] = "lua/luap2p/policies/log.lua",

@@ -1,9 +1,6 @@
--- luap2p inside a luv program: one luv loop drives everything.
---
--- luap2p runs its own libuv loop; a host loop embeds it the way libuv
--- documents: watch the loop's backend fd (readable when luap2p has I/O
--- pending) and run luap2p's loop without blocking, and keep a timer armed
--- for luap2p's next timeout (p2p.backend_timeout(), -1 when none).
+-- luap2p inside a luv program: one luv loop drives everything, through
+-- the bridge of luap2p.luv (a poll on p2p.backend_fd(), p2p.run_nowait(),
+-- and a timer for p2p.backend_timeout()).
 --
 --   lua5.4 examples/embed_luv.lua      (from a built checkout; needs luv:
 --                                      apt install lua-luv)
@@ -12,27 +9,7 @@ package.cpath = "build/?.so;" .. package.cpath
 local uv = require "luv"
 local p2p = require "luap2p"
 
--- The bridge: after any wake-up, run luap2p once without blocking, then
--- re-arm for its next deadline. A timeout of 0 (work already pending) goes
--- through an idle handle: a 0 ms luv timer re-armed from its own callback
--- would run again before luv ever polls. When luap2p's loop has nothing
--- left (not alive), its timeout means nothing: wait for the next pump(),
--- which the program calls after creating nodes, connections or timers.
-local poll = uv.new_poll(p2p.backend_fd())
-local timer, idle = uv.new_timer(), uv.new_idle()
-local function pump()
-  local alive = p2p.run_nowait()
-  timer:stop()
-  idle:stop()
-  if not alive then return end
-  local ms = p2p.backend_timeout()
-  if ms == 0 then
-    idle:start(pump)
-  elseif ms > 0 then
-    timer:start(ms, 0, pump)
-  end
-end
-poll:start("r", pump)
+local bridge = require("luap2p.luv").attach(uv)
 
 -- Two luap2p nodes exchanging a message...
 local function new_node()
@@ -64,9 +41,7 @@ local function finish()
   t:start(50, 0, function()
     p2p.run_nowait()
     t:close()
-    poll:close()
-    timer:close()
-    idle:close()
+    bridge:close()
   end)
 end
 
@@ -77,7 +52,7 @@ b:on("message", function(_, payload)
 end)
 
 assert(b:connect("127.0.0.1:" .. a.port))
-pump()
+bridge:pump()
 -- A guard so the example never hangs.
 local guard = uv.new_timer()
 guard:start(10000, 0, function()

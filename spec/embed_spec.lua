@@ -13,23 +13,7 @@ describe("embed", function()
   end
 
   it("exchanges messages and fires luap2p timers inside uv.run()", function()
-    local poll = uv.new_poll(p2p.backend_fd())
-    local timer, idle = uv.new_timer(), uv.new_idle()
-    local pumps = 0
-    local function pump()
-      pumps = pumps + 1
-      local alive = p2p.run_nowait()
-      timer:stop()
-      idle:stop()
-      if not alive then return end
-      local ms = p2p.backend_timeout()
-      if ms == 0 then
-        idle:start(pump)
-      elseif ms > 0 then
-        timer:start(ms, 0, pump)
-      end
-    end
-    poll:start("r", pump)
+    local bridge = require("luap2p.luv").attach(uv)
 
     local a, b = h.node({ default_policies = false }),
                  h.node({ default_policies = false })
@@ -41,7 +25,7 @@ describe("embed", function()
     local function finish()
       a:close()
       b:close()
-      poll:stop()
+      bridge:stop()
       uv.stop()
     end
     b:on("message", function(_, payload)
@@ -69,16 +53,14 @@ describe("embed", function()
       finish()
     end)
     assert(b:connect(a.addr))
-    pump()
+    bridge:pump()
     uv.run()
 
     tick:close()
     guard:close()
     -- Let luap2p finish closing its handles, still without p2p.run().
     for _ = 1, 20 do p2p.run_nowait() end
-    poll:close()
-    timer:close()
-    idle:close()
+    bridge:close()
     uv.run("nowait")
 
     assert.is_false(timed_out)
@@ -86,7 +68,7 @@ describe("embed", function()
     assert.same({ "pong 1", "pong 2", "pong 3" }, got_b)
     assert.equal(2, timer_fired)
     assert.is_true(ticks >= 5, "luv's own timer ran alongside: " .. ticks)
-    assert.is_true(pumps > 3)
+    assert.is_true(bridge.pumps > 3)
     h.close()
   end)
 
