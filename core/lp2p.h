@@ -204,7 +204,8 @@ int lp2p_chunk_open(uint8_t *out, const uint8_t *body, size_t blen,
                     lp2p_crypto *c) LP2P_WARN_UNUSED;
 
 /* Bytes needed to seal len bytes of stream into chunks of at most
- * chunk_size bytes (header and tag included). */
+ * chunk_size bytes (header and tag included); 0 for a chunk_size outside
+ * 19..65535 or a size that would overflow. */
 size_t lp2p_frame_sealed_size(size_t len, size_t chunk_size);
 /* Cut a byte stream (one or more whole enveloped messages) into chunks of at
  * most chunk_size bytes and seal each. out has lp2p_frame_sealed_size(...)
