@@ -126,18 +126,24 @@ static void finish_child(pid_t pid) {
 
 /* ------------------------------------------------------------ stream */
 
+/* Write all len bytes; a sender child ends when the receiver goes away. */
+static void write_all(int fd, const uint8_t *buf, size_t len) {
+  size_t off = 0;
+  while (off < len) {
+    ssize_t w = write(fd, buf + off, len - off);
+    if (w <= 0)
+      _exit(0);
+    off += (size_t)w;
+  }
+}
+
+
 static void sender_stream(int port, size_t size) {
   int fd = connect_to(port);
   nodelay(fd);
   uint8_t *buf = calloc(1, size);
   for (;;) {
-    size_t off = 0;
-    while (off < size) {
-      ssize_t w = write(fd, buf + off, size - off);
-      if (w <= 0)
-        _exit(0);
-      off += (size_t)w;
-    }
+    write_all(fd, buf, size);
   }
 }
 
@@ -162,13 +168,7 @@ static void sender_small(int port, size_t size) {
       memcpy(batch + len + 4, msg, size);
       len += per;
     }
-    size_t off = 0;
-    while (off < len) {
-      ssize_t w = write(fd, batch + off, len - off);
-      if (w <= 0)
-        _exit(0);
-      off += (size_t)w;
-    }
+    write_all(fd, batch, len);
   }
 }
 
@@ -200,13 +200,7 @@ static void sender_sealed(int port, size_t size) {
       len += 2 + body;
       msg_off = (msg_off + n) % size;
     }
-    size_t off = 0;
-    while (off < len) {
-      ssize_t w = write(fd, out + off, len - off);
-      if (w <= 0)
-        _exit(0);
-      off += (size_t)w;
-    }
+    write_all(fd, out, len);
   }
 }
 

@@ -546,8 +546,17 @@ static int node_stat(lua_State *L) {
 
 /* Parse a ban target: "ip", "ip/bits", "ip:port" (point), or a peer id.
  * Returns the kind; fills p/bits or id. */
-static int parse_target(lua_State *L, int idx, lp2p_point *p,
-                        unsigned *bits, uint8_t id[16]) {
+typedef struct ban_target {
+  int kind; /* LP2P_BAN_IP, LP2P_BAN_POINT or LP2P_BAN_PEER */
+  lp2p_point p;
+  unsigned bits; /* IP prefix length, 0 = the exact address */
+  uint8_t id[LP2P_PEER_ID_BYTES];
+} ban_target;
+
+static int parse_target(lua_State *L, int idx, ban_target *t) {
+  lp2p_point *p = &t->p;
+  unsigned *bits = &t->bits;
+  uint8_t *id = t->id;
   size_t len;
   const char *s = luaL_checklstring(L, idx, &len);
   *bits = 0;
@@ -589,23 +598,27 @@ bad:
 }
 
 
+/* The loop's time, refreshed: Lua may have run long since the loop did. */
+static uint64_t loop_now(lua_State *L) {
+  uv_loop_t *loop = lp2p__loop(L);
+  uv_update_time(loop);
+  return uv_now(loop);
+}
+
+
 /* node:ban(target, seconds|nil (permanent)) */
 static int node_ban(lua_State *L) {
   node_box *b = check_box(L);
-  lp2p_point p;
-  unsigned bits;
-  uint8_t id[16];
-  int kind = parse_target(L, 2, &p, &bits, id);
+  ban_target t;
+  t.kind = parse_target(L, 2, &t);
   lua_Number secs = luaL_optnumber(L, 3, 0);
   luaL_argcheck(L, secs >= 0, 3, "must be >= 0");
-  uv_loop_t *loop = lp2p__loop(L);
-  uv_update_time(loop);
-  uint64_t now = uv_now(loop);
+  uint64_t now = loop_now(L);
   uint64_t until = secs > 0 ? now + (uint64_t)(secs * 1000) : 0;
-  int rc = kind == LP2P_BAN_PEER
-               ? lp2p_bans_add_peer(b->node->bans, id, until, now)
-               : lp2p_bans_add_addr(b->node->bans, &p, kind, bits, until,
-                                    now);
+  int rc = t.kind == LP2P_BAN_PEER
+               ? lp2p_bans_add_peer(b->node->bans, t.id, until, now)
+               : lp2p_bans_add_addr(b->node->bans, &t.p, t.kind, t.bits,
+                                    until, now);
   if (rc < 0)
     return lp2p__push_error(L, rc);
   lua_pushboolean(L, 1);
@@ -615,13 +628,12 @@ static int node_ban(lua_State *L) {
 
 static int node_unban(lua_State *L) {
   node_box *b = check_box(L);
-  lp2p_point p;
-  unsigned bits;
-  uint8_t id[16];
-  int kind = parse_target(L, 2, &p, &bits, id);
-  int removed = kind == LP2P_BAN_PEER
-                    ? lp2p_bans_remove_peer(b->node->bans, id)
-                    : lp2p_bans_remove_addr(b->node->bans, &p, kind, bits);
+  ban_target t;
+  t.kind = parse_target(L, 2, &t);
+  int removed = t.kind == LP2P_BAN_PEER
+                    ? lp2p_bans_remove_peer(b->node->bans, t.id)
+                    : lp2p_bans_remove_addr(b->node->bans, &t.p, t.kind,
+                                            t.bits);
   lua_pushboolean(L, removed);
   return 1;
 }
@@ -630,14 +642,12 @@ static int node_unban(lua_State *L) {
 /* node:banned(target) -> boolean (an address: its IP, point or prefix) */
 static int node_banned(lua_State *L) {
   node_box *b = check_box(L);
-  lp2p_point p;
-  unsigned bits;
-  uint8_t id[16];
-  int kind = parse_target(L, 2, &p, &bits, id);
-  uint64_t now = uv_now(lp2p__loop(L));
-  lua_pushboolean(L, kind == LP2P_BAN_PEER
-                         ? lp2p_bans_peer(b->node->bans, id, now)
-                         : lp2p_bans_addr(b->node->bans, &p, now));
+  ban_target t;
+  t.kind = parse_target(L, 2, &t);
+  uint64_t now = loop_now(L);
+  lua_pushboolean(L, t.kind == LP2P_BAN_PEER
+                         ? lp2p_bans_peer(b->node->bans, t.id, now)
+                         : lp2p_bans_addr(b->node->bans, &t.p, now));
   return 1;
 }
 

@@ -28,4 +28,15 @@ function _M.raises(text, fn, ...)
     "error was: " .. tostring(err))
 end
 
+-- Run `lua5.4 <script>` as a process (bounded by `secs`), assert it
+-- exited 0 and return everything it printed.
+function _M.run_lua(script, secs)
+  local p = assert(io.popen(string.format("timeout %d lua5.4 %s 2>&1",
+    secs or 20, script)))
+  local out = p:read("a")
+  local ok, _, code = p:close()
+  assert.is_true(ok, "exit " .. tostring(code) .. ": " .. out)
+  return out
+end
+
 return _M
