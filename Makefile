@@ -16,7 +16,10 @@
 #   EXTRA_CFLAGS / EXTRA_LDFLAGS  appended (sanitizers, coverage)
 #   BUSTED_ARGS extra arguments for busted (e.g. BUSTED_ARGS=spec/frame_spec.lua)
 #
-# Defines (-D): none required. LP2P_VERSION lives in core/lp2p.h.
+# Defines (-D): none required. LP2P_VERSION lives in core/wire/lp2p.h.
+#
+# Layers: core/wire (pure) and core/net (libuv) make build/libluap2p.a,
+# which the Lua module (core/lua), the fuzzers and the benches link.
 
 CC ?= cc
 OPT ?= -O2 -g
@@ -32,8 +35,14 @@ CFLAGS = $(OPT) -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden \
          $(EXTRA_CFLAGS)
 LDFLAGS = -shared $(EXTRA_LDFLAGS)
 
-SRCS = $(wildcard core/*.c)
-OBJS = $(SRCS:core/%.c=build/obj/%.o)
+WIRE_SRCS = $(wildcard core/wire/*.c)
+NET_SRCS = $(wildcard core/net/*.c)
+LUA_SRCS = $(wildcard core/lua/*.c)
+SRCS = $(WIRE_SRCS) $(NET_SRCS) $(LUA_SRCS)
+HDRS = $(wildcard core/*/*.h)
+LIB = build/libluap2p.a
+LIB_OBJS = $(patsubst core/%.c,build/obj/%.o,$(WIRE_SRCS) $(NET_SRCS))
+LUA_OBJS = $(LUA_SRCS:core/%.c=build/obj/%.o)
 MODULE = build/luap2p/core.so
 
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
@@ -43,11 +52,15 @@ export LUA_CPATH := $(CURDIR)/build/?.so;;
 
 all: $(MODULE)
 
-$(MODULE): $(OBJS)
+$(MODULE): $(LUA_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $(OBJS) $(DEPS_LIBS) -lpthread -lm
+	$(CC) $(LDFLAGS) -o $@ $(LUA_OBJS) $(LIB) $(DEPS_LIBS) -lpthread -lm
 
-build/obj/%.o: core/%.c $(wildcard core/*.h)
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $(LIB_OBJS)
+
+build/obj/%.o: core/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -106,8 +119,8 @@ FUZZ_SECONDS ?= 60
 FUZZ_ARGS ?=
 FUZZ_TARGETS ?= conn_msg handshake chunk message point identity_json \
                 admission
-FUZZ_CORE = core/identity.c core/handshake.c core/frame.c core/message.c \
-            core/point.c core/error.c core/admission.c
+FUZZ_CORE = $(WIRE_SRCS)
+FUZZ_LIB = build/fuzz/libwire.a
 FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra \
               -Wno-unused-parameter -fno-omit-frame-pointer \
               -fsanitize=fuzzer,address,undefined \
@@ -132,10 +145,18 @@ LEAK_CYCLES ?= 1000
 
 .PHONY: fuzz fuzz-smoke fuzz-build sanitize sanitize-build check-leaks
 
-build/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_CORE) $(wildcard core/*.h)
+# The pure layer is compiled once for every target.
+$(FUZZ_LIB): $(FUZZ_CORE) $(HDRS)
+	@mkdir -p build/fuzz/obj
+	cd build/fuzz/obj && $(FUZZ_CC) $(FUZZ_CFLAGS) -c \
+	  $(addprefix $(CURDIR)/,$(FUZZ_CORE))
+	@rm -f $@
+	ar rcs $@ build/fuzz/obj/*.o
+
+build/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_LIB)
 	@mkdir -p $(dir $@)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_CORE) \
-	  $(shell $(PKG_CONFIG) --libs libsodium libuv 2>/dev/null) -lm
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB) \
+	  $(shell $(PKG_CONFIG) --libs libsodium 2>/dev/null) -lm
 
 fuzz-build:
 	@scripts/install-deps dev
@@ -156,7 +177,7 @@ fuzz: fuzz-build
 fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30
 
-build/asan/obj/%.o: core/%.c $(wildcard core/*.h)
+build/asan/obj/%.o: core/%.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(ASAN_CC) $(CFLAGS) $(ASAN_FLAGS) -c -o $@ $<
 

@@ -19,7 +19,7 @@
  */
 #include "fuzz.h"
 
-#include "../core/node.h"
+#include "../core/wire/lp2p_tables.h"
 
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {

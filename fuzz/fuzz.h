@@ -19,7 +19,7 @@
 
 #include <sodium.h>
 
-#include "../core/lp2p.h"
+#include "../core/wire/lp2p.h"
 
 #define FUZZ_CHECK(cond)                                                     \
   do {                                                                       \

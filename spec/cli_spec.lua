@@ -511,7 +511,7 @@ describe("cli", function()
       local mods = env.build.modules
       local sources = {}
       for _, s in ipairs(mods["luap2p.core"].sources) do sources[s] = true end
-      local p = io.popen("ls core/*.c")
+      local p = io.popen("ls core/*/*.c")
       for f in p:lines() do
         assert.is_true(sources[f] == true, f .. " missing from the rockspec")
         sources[f] = nil

@@ -9,7 +9,7 @@
 #include <lauxlib.h>
 #include <uv.h>
 
-#include "lp2p.h"
+#include "../wire/lp2p.h"
 
 /* Push nil, "ENAME: message", "ENAME"; returns 3 (luv_error). */
 int lp2p__push_error(lua_State *L, int err);

@@ -16,7 +16,7 @@
 
 #include <sodium.h>
 
-#include "node.h"
+#include "node_internal.h"
 
 
 

@@ -8,7 +8,7 @@
 
 #include <sodium.h>
 
-#include "node.h"
+#include "node_internal.h"
 
 #define RATE_TICK_MS 1000
 #define RATE_ALPHA 0.2 /* weight of the newest second in the moving average */
@@ -701,3 +701,6 @@ void lp2p_node_stat(lp2p_node *n, lp2p_stat *s, unsigned counts[4]) {
   counts[2] = n->pending_outgoing;
   counts[3] = (unsigned)lp2p_bans_count(n->bans);
 }
+
+
+lp2p_bans *lp2p_node_bans(lp2p_node *n) { return n->bans; }

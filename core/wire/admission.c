@@ -31,7 +31,7 @@
 
 #include <sodium.h>
 
-#include "node.h"
+#include "lp2p_tables.h"
 
 #define NIL UINT32_MAX
 

@@ -11,7 +11,7 @@
 
 #include <sodium.h>
 
-#include "node.h"
+#include "lp2p_tables.h"
 
 #define PREFIX_MAX 256
 

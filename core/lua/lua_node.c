@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "lua_lp2p.h"
-#include "node.h"
+#include "../net/lp2p_node.h"
 
 #define NODE_MT "luap2p.Node"
 
@@ -616,8 +616,8 @@ static int node_ban(lua_State *L) {
   uint64_t now = loop_now(L);
   uint64_t until = secs > 0 ? now + (uint64_t)(secs * 1000) : 0;
   int rc = t.kind == LP2P_BAN_PEER
-               ? lp2p_bans_add_peer(b->node->bans, t.id, until, now)
-               : lp2p_bans_add_addr(b->node->bans, &t.p, t.kind, t.bits,
+               ? lp2p_bans_add_peer(lp2p_node_bans(b->node), t.id, until, now)
+               : lp2p_bans_add_addr(lp2p_node_bans(b->node), &t.p, t.kind, t.bits,
                                     until, now);
   if (rc < 0)
     return lp2p__push_error(L, rc);
@@ -631,8 +631,8 @@ static int node_unban(lua_State *L) {
   ban_target t;
   t.kind = parse_target(L, 2, &t);
   int removed = t.kind == LP2P_BAN_PEER
-                    ? lp2p_bans_remove_peer(b->node->bans, t.id)
-                    : lp2p_bans_remove_addr(b->node->bans, &t.p, t.kind,
+                    ? lp2p_bans_remove_peer(lp2p_node_bans(b->node), t.id)
+                    : lp2p_bans_remove_addr(lp2p_node_bans(b->node), &t.p, t.kind,
                                             t.bits);
   lua_pushboolean(L, removed);
   return 1;
@@ -646,8 +646,8 @@ static int node_banned(lua_State *L) {
   t.kind = parse_target(L, 2, &t);
   uint64_t now = loop_now(L);
   lua_pushboolean(L, t.kind == LP2P_BAN_PEER
-                         ? lp2p_bans_peer(b->node->bans, t.id, now)
-                         : lp2p_bans_addr(b->node->bans, &t.p, now));
+                         ? lp2p_bans_peer(lp2p_node_bans(b->node), t.id, now)
+                         : lp2p_bans_addr(lp2p_node_bans(b->node), &t.p, now));
   return 1;
 }
 

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "lua_lp2p.h"
-#include "node.h"
+#include "../net/lp2p_node.h"
 
 static const char LOOP_KEY = 'L';   /* registry key: the loop box */
 static const char ERRFN_KEY = 'E';  /* registry key: error reporter */

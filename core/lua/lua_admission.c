@@ -22,7 +22,7 @@
 #include <string.h>
 
 #include "lua_lp2p.h"
-#include "node.h"
+#include "../net/lp2p_node.h"
 
 #define ADMISSION_MT "luap2p.Admission"
 

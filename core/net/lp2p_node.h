@@ -1,0 +1,152 @@
+/*
+ * lp2p_node.h - the connect handler on libuv: nodes that listen and dial,
+ * authenticate, enforce limits and hand back encrypted connections.
+ *
+ * Ownership: an lp2p_node owns its listeners, its connections and its ban
+ * table. Every libuv handle is malloc'd inside its owner and freed only from
+ * its close callback; the node itself is freed when its last handle closed
+ * after lp2p_node_close.
+ *
+ * Connections are named by 64-bit ids (slot index | generation << 32) so
+ * that an embedder (the Lua binding) never holds a pointer that may dangle.
+ * Thread-safety: every function runs on the loop's thread.
+ */
+#ifndef LP2P_NODE_H
+#define LP2P_NODE_H
+
+#include <uv.h>
+
+#include "../wire/lp2p.h"
+#include "../wire/lp2p_tables.h"
+
+typedef struct lp2p_node lp2p_node;
+typedef struct lp2p_conn lp2p_conn;
+
+
+typedef struct lp2p_node_config {
+  lp2p_identity identity;
+  lp2p_pow_target target;
+  double pow_bits;
+  char chain[LP2P_CHAIN_NAME_MAX + 1];
+  size_t chain_len;
+  lp2p_version_range p2p, ddb;
+  uint16_t advertised_port;
+  int private_mode, disable_mempool, disable_peer_discovery;
+  unsigned min_connections, max_connections, max_incoming_connections;
+  unsigned outgoing_message_queue_size; /* messages queued for writing */
+  size_t outgoing_queue_bytes;          /* and their bytes */
+  size_t binary_chunks_size;
+  size_t max_message_size;
+  size_t max_conn_msg_len; /* a connection message's length prefix cap */
+  uint64_t connection_timeout_ms, authentication_timeout_ms;
+  unsigned ban_table_size;
+  int backlog;
+  lp2p_admission_config admission;
+} lp2p_node_config;
+
+void lp2p_node_config_defaults(lp2p_node_config *cfg);
+
+/* What the handler tells its owner (the Lua binding). */
+typedef struct lp2p_event {
+  const char *type;    /* "accepted", "refused", "connected", ... */
+  uint64_t conn;       /* 0 when no connection id */
+  const lp2p_point *point;
+  const char *peer_id; /* Base58 text ("id...") or NULL */
+  int incoming;        /* -1 unknown */
+  int code;            /* 0 or LP2P_E* / UV_E* */
+  const char *reason;  /* human text or NULL */
+  long value;          /* count for trigger events */
+  int motive;          /* Nack motive, -1 none */
+  const lp2p_point *points; /* Nack points */
+  size_t npoints;
+} lp2p_event;
+
+enum { LP2P_VERDICT_ACK = 0, LP2P_VERDICT_NACK = 1, LP2P_VERDICT_CLOSE = 2 };
+
+typedef struct lp2p_verdict {
+  int kind;
+  int motive;
+  size_t npoints;
+  lp2p_point points[LP2P_NACK_POINTS_MAX];
+  char reason[128];
+} lp2p_verdict;
+
+typedef struct lp2p_auth_info {
+  uint64_t conn;
+  int incoming;
+  lp2p_point addr;       /* socket address of the remote */
+  lp2p_point point;      /* its listening point (port 0: none announced) */
+  const lp2p_hs_remote *remote;
+  const char *peer_id; /* Base58 text of remote->peer_id */
+  int refusal;           /* 0 or the hard check that failed (LP2P_E*) */
+  int motive;            /* Nack motive for refusal, -1 when it closes */
+} lp2p_auth_info;
+
+typedef struct lp2p_node_hooks {
+  void *ud;
+  /* At TCP accept, before any byte: 1 accept, 0 refuse (reason filled). */
+  int (*accept)(void *ud, const lp2p_point *addr, char *reason, size_t cap);
+  /* After metadata; v comes filled with the default verdict. */
+  void (*authenticated)(void *ud, const lp2p_auth_info *info,
+                        lp2p_verdict *v);
+  /* A decoded message (tag || payload) on an established connection.
+   * Return non-zero to pause reading this connection. */
+  int (*message)(void *ud, uint64_t conn, const uint8_t *msg, size_t len);
+  void (*event)(void *ud, const lp2p_event *ev);
+} lp2p_node_hooks;
+
+typedef struct lp2p_stat {
+  uint64_t bytes_in, bytes_out, msgs_in, msgs_out;
+  double rate_in, rate_out; /* bytes/s, moving average */
+} lp2p_stat;
+
+enum {
+  LP2P_CONN_CONNECTING = 0, /* TCP connect in flight */
+  LP2P_CONN_HANDSHAKE = 1,
+  LP2P_CONN_RUNNING = 2,
+  LP2P_CONN_CLOSING = 3
+};
+
+typedef struct lp2p_conn_info {
+  uint64_t id;
+  int state, incoming;
+  lp2p_point addr, point;
+  char peer_id[LP2P_PEER_ID_B58_LEN + 1]; /* "" until known */
+  uint16_t p2p_version, ddb_version;
+  uint8_t disable_mempool, private_node;
+  size_t queued_msgs, queued_bytes;
+  lp2p_stat stat;
+} lp2p_conn_info;
+
+/* handler.c */
+lp2p_node *lp2p_node_new(uv_loop_t *loop, const lp2p_node_config *cfg,
+                         const lp2p_node_hooks *hooks, int *err);
+/* Close every handle; hooks are no longer called. Memory goes when the last
+ * handle closed. */
+void lp2p_node_close(lp2p_node *n);
+/* When the loop itself goes (its Lua state closes): close every node of
+ * the loop at once, pending writes dropped, so that running the loop
+ * frees them all. The loop's data field is the node list's head. */
+void lp2p_loop_close_nodes(uv_loop_t *loop);
+/* Returns the bound port (> 0) or an error. */
+int lp2p_node_listen(lp2p_node *n, const char *host, int port);
+/* Returns 0 and *id, or an error (EBANNED, EALREADY, ETOOMANY, UV_E*). */
+int lp2p_node_connect(lp2p_node *n, const lp2p_point *p,
+                      const uint8_t *expected_peer_id, uint64_t timeout_ms,
+                      uint64_t *id);
+lp2p_conn *lp2p_node_find(lp2p_node *n, uint64_t id);
+size_t lp2p_node_conn_ids(lp2p_node *n, uint64_t *ids, size_t cap);
+void lp2p_node_stat(lp2p_node *n, lp2p_stat *s, unsigned counts[4]);
+/* The node's ban table (owned by the node; valid until it is freed). */
+lp2p_bans *lp2p_node_bans(lp2p_node *n);
+
+/* conn.c */
+int lp2p_conn_send(lp2p_conn *c, const uint8_t *msg, size_t len,
+                   int with_envelope, uint16_t tag);
+void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
+                     int graceful);
+void lp2p_conn_pause(lp2p_conn *c, int paused);
+void lp2p_conn_get_info(lp2p_conn *c, lp2p_conn_info *info);
+
+
+#endif /* LP2P_NODE_H */

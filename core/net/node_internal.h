@@ -1,0 +1,106 @@
+/*
+ * node_internal.h - the structures of nodes and connections and the calls
+ * between conn.c and handler.c. Only core/net includes it.
+ */
+#ifndef LP2P_NODE_INTERNAL_H
+#define LP2P_NODE_INTERNAL_H
+
+#include "lp2p_node.h"
+
+
+
+/* Larger than a whole chunk, so most chunks are opened in place. */
+#define LP2P_READ_BUF_SIZE (256 * 1024)
+/* Chunks sealed per write: big enough to keep the socket fed, small enough
+ * that the seal buffer stays modest (4 x 64 KiB). */
+#define LP2P_SEAL_BATCH_CHUNKS 4
+
+typedef struct lp2p_write { /* a handshake write */
+  uv_write_t req;
+  lp2p_conn *conn;
+  uint8_t *buf;
+  size_t len;
+} lp2p_write;
+
+struct lp2p_conn {
+  lp2p_node *node;
+  uint64_t id;
+  int state, incoming, open_handles;
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  uv_connect_t connect_req;
+  lp2p_point addr, point;
+  uint8_t expected_peer_id[LP2P_PEER_ID_BYTES];
+  int has_expected, counted_pending, counted_active;
+  int acked; /* our Ack sent, theirs not read yet: holds a slot */
+  int counted_admission;
+  lp2p_hs *hs; /* during the handshake only */
+  lp2p_crypto crypto;
+  uint8_t peer_id[LP2P_PEER_ID_BYTES];
+  char peer_id_text[LP2P_PEER_ID_B58_LEN + 1]; /* encoded once */
+  int has_peer_id;
+  uint16_t p2p_version, ddb_version;
+  uint8_t disable_mempool, private_node;
+  /* read side: a partial chunk, the message reassembly */
+  uint8_t *inbuf;
+  size_t in_len, in_cap;
+  lp2p_msg_reader reader;
+  int paused, reading;
+  /* write side: plaintext envelopes waiting (sealed up to outq_off), one
+   * sealed batch in flight from sealbuf */
+  uint8_t *outq;
+  size_t outq_len, outq_off, outq_cap;
+  unsigned outq_msgs;
+  uint8_t *sealbuf;
+  size_t seal_cap;
+  uv_write_t batch_req;
+  int batch_in_flight, writes_in_flight, close_when_flushed;
+  lp2p_stat stat;
+  uint64_t rate_bytes_in, rate_bytes_out; /* at the last rate tick */
+  int close_code;
+  char close_reason[96];
+};
+
+struct lp2p_node {
+  uv_loop_t *loop;
+  lp2p_node_config cfg;
+  lp2p_node_hooks hooks;
+  lp2p_bans *bans;
+  lp2p_admission *admission;
+  uv_tcp_t *listeners[4];
+  int nlisteners;
+  uv_timer_t rate_timer;
+  lp2p_conn **slots;
+  uint32_t *gens;
+  uint32_t nslots, free_head;
+  unsigned pending_incoming, pending_outgoing, active;
+  unsigned acked_pending; /* connections with an acked handshake */
+  unsigned handles; /* open libuv handles; freed at 0 after close */
+  int closing;
+  lp2p_stat total;
+  uint8_t *scratch; /* shared plaintext buffer, one chunk */
+  uint8_t *readbuf; /* shared read buffer, LP2P_READ_BUF_SIZE */
+  lp2p_node *next_in_loop; /* the loop's nodes: loop->data is the head */
+};
+
+/* Used by conn.c, defined in handler.c. */
+void lp2p__node_emit(lp2p_node *n, const lp2p_event *ev);
+void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c);
+void lp2p__node_established(lp2p_node *n, lp2p_conn *c);
+void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c);
+void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c);
+/* conn.c: an event about connection c (id, point, peer id, direction). */
+void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, const char *type);
+/* conn.c: free the buffers of an idle connection. */
+void lp2p__conn_trim(lp2p_conn *c);
+/* conn.c: close both handles now, even with writes pending. */
+void lp2p__conn_force_close(lp2p_conn *c);
+void lp2p__node_handle_closed(lp2p_node *n);
+void lp2p__conn_start_handshake(lp2p_conn *c);
+/* conn.c: a connection with both handles initialised (2 node handles). */
+lp2p_conn *lp2p__conn_new(lp2p_node *n, int incoming);
+void lp2p__conn_arm_timeout(lp2p_conn *c, uint64_t ms);
+/* Write what the handshake queued (a Nack), then close. */
+void lp2p__conn_finish(lp2p_conn *c, int code, const char *reason);
+
+#endif /* LP2P_NODE_INTERNAL_H */
