@@ -1,0 +1,117 @@
+-- luap2p.conn: a running connection as Lua sees it: its identity and
+-- metadata, sending, receiving (listeners or the inbox) and closing.
+local core = require "luap2p.core"
+
+local string, table, tostring, type, ipairs, pcall, io, error =
+      string, table, tostring, type, ipairs, pcall, io, error
+
+local Conn = {}
+Conn.__index = Conn
+
+function Conn:_refresh()
+  local info = self.node._c:info(self.id)
+  if not info then return end
+  self.peer_id = info.peer_id
+  self.point = info.point
+  self.addr = info.addr
+  self.incoming = info.incoming
+  self.direction = info.direction
+  self.metadata = { private_node = info.private_node,
+                    disable_mempool = info.disable_mempool }
+  self.version = { p2p = info.p2p_version, ddb = info.ddb_version }
+end
+
+function Conn:_emit(kind, ...)
+  for _, fn in ipairs(self._on[kind] or {}) do
+    local ok, err = pcall(fn, self, ...)
+    if not ok then
+      io.stderr:write("luap2p: conn ", kind, " handler error: ",
+        tostring(err), "\n")
+    end
+  end
+end
+
+-- Deliver an application message: handlers, else the inbox (pull mode).
+-- Returns true to pause reading when the inbox is full.
+function Conn:_deliver(payload, tag)
+  local node = self.node
+  if self._on.message or node._on.message then
+    self:_emit("message", payload, tag)
+    node:_listeners("message", self, payload, tag)
+    return
+  end
+  local n = #self.inbox
+  self.inbox[n + 1] = { payload, tag }
+  if n + 1 - self._head + 1 >= node.config.incoming_app_message_queue_size
+  then
+    self._paused = true
+    return true
+  end
+end
+
+-- conn:recv() -> payload, tag | nil when the inbox is empty.
+function Conn:recv()
+  local item = self.inbox[self._head]
+  if not item then return nil end
+  self.inbox[self._head] = nil
+  self._head = self._head + 1
+  if self._head > #self.inbox then
+    self.inbox, self._head = {}, 1
+  end
+  if self._paused and not self.closed then
+    self._paused = false
+    self.node._c:pause(self.id, false)
+  end
+  return item[1], item[2]
+end
+
+-- conn:send(payload[, tag]) -> true | false, "ENAME: message", "ENAME"
+function Conn:send(payload, tag)
+  if type(payload) ~= "string" then
+    error("conn:send: expected a string payload, got " .. type(payload), 2)
+  end
+  if self.closed then return false, "ECLOSED: connection closed", "ECLOSED" end
+  local ok, err, code = self.node._c:send(self.id, payload, tag)
+  if not ok then return false, err, code end
+  return true
+end
+
+-- conn:send_msg{type = "bootstrap" | "advertise" | ...}: a P2P message.
+function Conn:send_msg(m)
+  if self.closed then return false, "ECLOSED: connection closed", "ECLOSED" end
+  local ok, err, code = self.node._c:send_raw(self.id, core.msg_encode(m))
+  if not ok then return false, err, code end
+  return true
+end
+
+function Conn:on(kind, fn)
+  if kind ~= "message" and kind ~= "close" then
+    error("conn:on: expected 'message' or 'close', got " .. tostring(kind), 2)
+  end
+  if type(fn) ~= "function" then error("conn:on: expected a function", 2) end
+  self._on[kind] = self._on[kind] or {}
+  table.insert(self._on[kind], fn)
+  return self
+end
+
+function Conn:close(reason)
+  if self.closed then return false end
+  return self.node._c:disconnect(self.id, reason or "closed locally", true)
+end
+
+function Conn:stat()
+  local info = self.node._c:info(self.id)
+  if not info then return nil, "ECLOSED: connection closed", "ECLOSED" end
+  return { bytes_in = info.bytes_in, bytes_out = info.bytes_out,
+           msgs_in = info.msgs_in, msgs_out = info.msgs_out,
+           rate_in = info.rate_in, rate_out = info.rate_out,
+           queued_msgs = info.queued_msgs, queued_bytes = info.queued_bytes }
+end
+
+function Conn:__tostring()
+  return string.format("luap2p.Conn(%s %s %s%s)", tostring(self.peer_id),
+    self.direction or "?", tostring(self.point or self.addr),
+    self.closed and " closed" or "")
+end
+
+return Conn

@@ -1,0 +1,242 @@
+-- luap2p.dispatch: how the core's calls reach the policy stack and the
+-- listeners: guarded hook calls, verdicts, events (and the node state they
+-- keep in step), P2P and application messages. Methods of Node.
+local core = require "luap2p.core"
+local policy = require "luap2p.policy"
+local Conn = require "luap2p.conn"
+
+local io, ipairs, math, os, pairs, pcall, setmetatable, string, table,
+      tostring, type =
+      io, ipairs, math, os, pairs, pcall, setmetatable, string, table,
+      tostring, type
+
+local Node = {}
+local _M = { methods = Node, APP_TAG = 0x10 }
+
+-- Safe answers when a verdict hook fails: fail closed at the door,
+-- ignore in the answerer.
+local SAFE = {
+  accept = { false, "policy error" },
+  connect = { false, "policy error" },
+  authenticated = { "close", "policy error" },
+}
+
+-- Verdict shapes: a hook returning anything else is a policy error.
+local VALID = {
+  accept = function(v) return type(v) == "boolean" end,
+  connect = function(v) return type(v) == "boolean" end,
+  authenticated = function(v, motive)
+    return v == "ack" or v == "close" or
+      (v == "nack" and (motive == nil or math.type(motive) == "integer"))
+  end,
+}
+
+-- Emit a policy_error, reported to event hooks (never recursively).
+function Node:_policy_error(entry, hook, msg)
+  self:_event({ type = "policy_error", policy = entry and entry.name,
+                path = entry and entry.path, hook = hook, message = msg })
+end
+
+-- Call hook of one policy entry, guarded. Returns ok, results...
+function Node:_call(entry, hook, ...)
+  local fn = entry.module[hook]
+  local prev = self._current
+  self._current = entry
+  local res = table.pack(policy.guard(self.config.hook_budget, fn, self, ...))
+  self._current = prev
+  if not res[1] and not self._closed then
+    self:_policy_error(entry, hook, res[2])
+  end
+  return table.unpack(res, 1, res.n)
+end
+
+-- Verdict hooks: the first policy with an opinion decides.
+function Node:_verdict(hook, ...)
+  for _, entry in ipairs(self._stack) do
+    if entry.module[hook] then
+      local ok, a, b, c = self:_call(entry, hook, ...)
+      if not ok then
+        local safe = SAFE[hook]
+        if safe then return safe[1], safe[2] end
+        return nil
+      end
+      if a ~= nil then
+        local valid = VALID[hook]
+        if valid and not valid(a, b) then
+          self:_policy_error(entry, hook, string.format(
+            "bad verdict %s%s", tostring(a), b ~= nil and
+            (", " .. tostring(b)) or ""))
+          local safe = SAFE[hook]
+          return safe[1], safe[2]
+        end
+        return a, b, c
+      end
+    end
+  end
+end
+
+-- "all" hooks: every policy, in stack order.
+function Node:_all(hook, ...)
+  for _, entry in ipairs(self._stack) do
+    if entry.module[hook] then self:_call(entry, hook, ...) end
+  end
+end
+
+function Node:_listeners(kind, ...)
+  local list = self._on[kind]
+  if not list then return end
+  for _, fn in ipairs(list) do
+    local ok, err = pcall(fn, ...)
+    if not ok then
+      io.stderr:write("luap2p: ", kind, " listener error: ", tostring(err),
+        "\n")
+    end
+  end
+end
+
+-- Keep node state in step with what the core reports.
+function Node:_track(ev)
+  local t = ev.type
+  if t == "connecting" then
+    local rec = self:point(ev.point)
+    rec.state = "requested"
+  elseif t == "authenticated" then
+    -- An incoming connection's point is known only once it runs (its
+    -- listening port, from its connection message, when it has one).
+    if ev.point and not ev.incoming then
+      self:point(ev.point).peer_id = ev.peer_id
+    end
+    self:peer(ev.peer_id)
+  elseif t == "connected" then
+    local conn = setmetatable({ node = self, id = ev.conn, _on = {},
+                                inbox = {}, _head = 1 }, Conn)
+    conn:_refresh()
+    self.conns[ev.conn] = conn
+    if conn.point then
+      local rec = self:point(conn.point)
+      rec.state = "running"
+      rec.private = conn.metadata.private_node
+      rec.last_established = core.now()
+      rec.delay = 0
+      rec.peer_id = conn.peer_id
+    end
+    ev.connection = conn
+  elseif t == "disconnected" then
+    local conn = self.conns[ev.conn]
+    self.conns[ev.conn] = nil
+    local rec = ev.point and self.points[ev.point]
+    if rec and (not conn or rec.state == "running" or
+                rec.state == "requested") then
+      rec.state = "disconnected"
+      rec.last_disconnect = core.now()
+      if conn then
+        rec.failures = 0
+      else
+        rec.failures = (rec.failures or 0) + 1
+        rec.last_failed = core.now()
+      end
+    end
+    if conn then
+      conn.closed = ev.reason or "closed"
+      ev.connection = conn
+      self:_all("disconnect", conn, ev)
+      conn:_emit("close", ev.reason, ev.code)
+    end
+  elseif t == "auth_failed" and ev.code == "EMYSELF" and ev.point then
+    self:point(ev.point).ours = true
+  elseif t == "nacked" and ev.points and
+         not self.config.disable_peer_discovery then
+    for _, p in ipairs(ev.points) do self:point(p) end
+  end
+end
+
+function Node:_event(ev)
+  if self._closed then return end
+  if ev.type ~= "policy_error" then self:_track(ev) end
+  ev.ts = ev.ts or os.time()
+  if ev.type == "policy_error" then
+    -- An event hook that fails on a policy_error must not loop.
+    if self._in_policy_error then
+      io.stderr:write("luap2p: policy_error while reporting one: ",
+        tostring(ev.message), "\n")
+      return
+    end
+    self._in_policy_error = true
+    self._counters.policy_errors = self._counters.policy_errors + 1
+    self:_all("event", ev)
+    self._in_policy_error = false
+  else
+    self:_all("event", ev)
+  end
+  self:_listeners(ev.type, ev.connection or ev, ev)
+  self:_listeners("*", ev)
+end
+
+---------------------------------------------------------------- messages
+
+local P2P_HOOKS = { bootstrap = true, advertise = true, swap_request = true,
+                    swap_ack = true }
+
+function Node:_message(id, tag, payload)
+  local conn = self.conns[id]
+  if not conn then return end
+  if tag < _M.APP_TAG then
+    local m, err = core.msg_decode(string.pack(">I2", tag) .. payload)
+    if not m then
+      self:_event({ type = "protocol_error", conn = id, point = conn.point,
+                    peer_id = conn.peer_id, reason = err })
+      return
+    end
+    if P2P_HOOKS[m.type] then
+      local arg1 = m.points or m.point
+      local answer = self:_verdict(m.type, conn, arg1, m.peer_id)
+      -- bootstrap may return the points to advertise.
+      if m.type == "bootstrap" and type(answer) == "table" and
+         #answer > 0 and not conn.closed then
+        conn:send_msg({ type = "advertise", points = answer })
+      end
+    end
+    return
+  end
+  -- A policy may take an application message (return true).
+  if self:_verdict("message", conn, payload, tag) then return end
+  return conn:_deliver(payload, tag)
+end
+
+---------------------------------------------------------------- dispatch
+
+-- The dispatcher holds the node weakly: the registry keeps the dispatcher,
+-- and a node nobody uses must still be collected (and closed by __gc).
+function _M.dispatcher(weak)
+  return function(kind, a, b, c)
+    local node = weak.node
+    if not node then return end
+    if kind == "message" then
+      return node:_message(a, b, c)
+    elseif kind == "event" then
+      return node:_event(a)
+    elseif kind == "accept" then
+      local ok, why = node:_verdict("accept", a)
+      if ok == nil then return true end
+      return ok, why
+    elseif kind == "authenticated" then
+      local v, x, y = node:_verdict("authenticated", a)
+      if v == nil then
+        -- Octez default: Nack with known points on a hard refusal.
+        if a.refusal and a.motive then
+          local pts = node.config.disable_peer_discovery and {} or
+            node:known_points(50, { exclude = a.point })
+          return "nack", a.motive, pts
+        end
+        return a.refusal and "close" or "ack", a.refusal
+      end
+      if v == "nack" and y == nil and not node.config.disable_peer_discovery
+      then
+        y = node:known_points(50, { exclude = a.point })
+      end
+      return v, x, y
+    end
+  end
+end
+
+return _M

@@ -1,0 +1,209 @@
+-- luap2p.node: a node: its construction from a config, listening and
+-- dialling, bans, connections, listeners, and closing. The methods of
+-- dispatch.lua, points.lua and stack.lua are mixed in.
+local core = require "luap2p.core"
+local config = require "luap2p.config"
+local dispatch = require "luap2p.dispatch"
+local points = require "luap2p.points"
+local stack = require "luap2p.stack"
+
+local error, ipairs, pairs, pcall, setmetatable, table, tostring, type =
+      error, ipairs, pairs, pcall, setmetatable, table, tostring, type
+
+local split_point = config.split_point
+
+local Node = {}
+Node.__index = Node
+for _, methods in ipairs({ dispatch.methods, points, stack.methods }) do
+  for name, fn in pairs(methods) do Node[name] = fn end
+end
+
+-- Nodes that listen or have dialled stay alive until node:close(), like
+-- active libuv handles: dropping the last reference must not silently
+-- kill a node's connections. A node that never did either may be
+-- collected (and is closed by __gc).
+local live = {} -- luacheck: ignore (held for its strong references)
+
+-- Identity from a userdata, a JSON string or a file path.
+local function resolve_identity(v)
+  if type(v) == "userdata" then return v end
+  if type(v) ~= "string" then
+    return nil, "config.identity: expected an Identity or a file path"
+  end
+  return require("luap2p.identity").load(v)
+end
+
+local function count(t)
+  local n = 0
+  for _ in pairs(t) do n = n + 1 end
+  return n
+end
+
+-- p2p.new(config) -> node | nil, "ENAME: message", "ENAME"
+function Node.new(cfg)
+  local c = config.check(cfg)
+  if c.identity == nil then
+    error("p2p.new: config.identity is required", 2)
+  end
+  local id, err, code = resolve_identity(c.identity)
+  if not id then return nil, err, code or "EIDENTITY" end
+  local node = setmetatable({
+    config = c, identity = id, peer_id = id:peer_id(),
+    conns = {}, points = {}, peers = {}, state = {}, _npoints = 0,
+    _on = {}, _timers = setmetatable({}, { __mode = "k" }), _debounce = {},
+    _counters = { policy_errors = 0, reloads = 0 },
+  }, Node)
+  local stack, serr = node:_load_stack()
+  if not stack then return nil, "EPOLICY: " .. serr, "EPOLICY" end
+  node._stack = stack
+  node._c = core.node(c, id,
+    dispatch.dispatcher(setmetatable({ node = node }, { __mode = "v" })))
+  for _, entry in ipairs(stack) do node:_start_entry(entry) end
+  for _, p in ipairs(c.trusted or {}) do node:trust(p) end
+  if c.watch then node:_watch() end
+  if c.listen then
+    local host, port = split_point(c.listen)
+    if not host then
+      node:close()
+      return nil, "EPOINT: bad listen address '" .. c.listen ..
+        "' (expected HOST:PORT)", "EPOINT"
+    end
+    local ok, lerr, lcode = node:listen(host, port)
+    if not ok then
+      node:close()
+      return nil, lerr, lcode
+    end
+  end
+  for _, p in ipairs(c.peers or {}) do node:connect(p) end
+  return node
+end
+
+function Node:listen(host, port)
+  if port == nil then host, port = split_point(host) end
+  local bound, err, code = self._c:listen(host, port)
+  if not bound then return nil, err, code end
+  live[self] = true
+  self.port = self.port or bound
+  self.listen_host = self.listen_host or host
+  return bound
+end
+
+-- node:connect(point, {trusted, expected_peer_id, timeout}) -> id
+function Node:connect(p, opts)
+  opts = opts or {}
+  if type(p) ~= "string" or not split_point(p) then
+    error("node:connect: expected a point 'HOST:PORT', got " .. tostring(p),
+      2)
+  end
+  local rec = self:point(p)
+  if opts.trusted then rec.trusted = true end
+  if opts.expected_peer_id then rec.expected_peer_id = opts.expected_peer_id end
+  local ok, why = self:_verdict("connect", p, opts)
+  if ok == false then
+    return nil, "EREFUSED: " .. tostring(why or "refused by policy"),
+      "EREFUSED"
+  end
+  local id, err, code = self._c:connect(p, rec.expected_peer_id,
+    opts.timeout)
+  if id then live[self] = true end
+  if not id then
+    if code == "ECONNREFUSED" or code == "ENETUNREACH" then
+      rec.failures = (rec.failures or 0) + 1
+      rec.last_failed = core.now()
+    end
+    return nil, err, code
+  end
+  return id
+end
+
+-- Trust a point ("ip:port") or a peer id ("id...").
+-- Ban an IP, IP/prefix, point or peer id for `seconds` (nil: forever).
+-- A ban also drops the matching connections, unless opts.kick == false
+-- (a greylist entry only keeps newcomers out, as in Octez).
+function Node:ban(target, seconds, reason, opts)
+  local ok, err, code = self._c:ban(target, seconds)
+  if not ok then return nil, err, code end
+  if not (opts and opts.kick == false) then
+    for _, conn in pairs(self.conns) do
+      if conn.peer_id == target or self._c:banned(conn.addr) or
+         (conn.point and self._c:banned(conn.point)) then
+        conn:close("banned")
+      end
+    end
+  end
+  self:_event({ type = "banned", target = target, seconds = seconds,
+                reason = reason })
+  return true
+end
+
+function Node:unban(target)
+  local removed = self._c:unban(target)
+  self:_event({ type = "unbanned", target = target })
+  return removed
+end
+
+function Node:banned(target) return self._c:banned(target) end
+
+function Node:connections()
+  local list = {}
+  for _, conn in pairs(self.conns) do list[#list + 1] = conn end
+  table.sort(list, function(a, b) return a.id < b.id end)
+  return list
+end
+
+function Node:connection(peer_id)
+  for _, conn in pairs(self.conns) do
+    if conn.peer_id == peer_id then return conn end
+  end
+end
+
+function Node:stat()
+  local s = self._c:stat()
+  s.connections = count(self.conns)
+  s.known_points = self._npoints
+  s.policy_errors = self._counters.policy_errors
+  s.reloads = self._counters.reloads
+  return s
+end
+
+-- Disconnect a connection, a peer id or a point.
+function Node:disconnect(target, reason)
+  if type(target) == "table" then return target:close(reason) end
+  for _, conn in pairs(self.conns) do
+    if conn.peer_id == target or conn.point == target then
+      return conn:close(reason)
+    end
+  end
+  return false
+end
+
+-- node:on(event_type | "message" | "*", fn)
+function Node:on(kind, fn)
+  if type(fn) ~= "function" then error("node:on: expected a function", 2) end
+  self._on[kind] = self._on[kind] or {}
+  table.insert(self._on[kind], fn)
+  return self
+end
+
+function Node:policies()
+  local names = {}
+  for i, e in ipairs(self._stack) do names[i] = e.name end
+  return names
+end
+
+-- Close every connection (Disconnect sent) and the listeners.
+function Node:close()
+  if self._closed then return end
+  for _, conn in pairs(self.conns) do conn:close("node closing") end
+  for _, entry in ipairs(self._stack or {}) do self:_stop_entry(entry) end
+  self._closed = true
+  live[self] = nil
+  for t in pairs(self._timers) do pcall(t.stop, t) end
+  for _, w in ipairs(self._watches or {}) do w:close() end
+  for _, t in pairs(self._debounce) do pcall(t.stop, t) end
+  self._c:close()
+end
+Node.__close = Node.close
+Node.__gc = Node.close
+
+return Node
