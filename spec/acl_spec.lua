@@ -89,15 +89,40 @@ describe("acl greylist", function()
     assert.is_true(acl(srv)._is_greylisted(srv, cli.peer_id))
   end)
 
-  it("on a protocol_error event (a message Lua cannot decode): " ..
-     "greylists, then closes", function()
+  it("greylists IP and peer id of a peer advertising a malformed point " ..
+     "(a decoding_error event, as Octez), not only closes", function()
+    local srv = keep(node{})
+    local cli = keep(node{})
+    local rs = h.record(srv)
+    assert(cli:connect(srv.addr))
+    h.wait(function() return h.nconns(srv) == 1 end, 5, "connected")
+    local conn = cli:connection(srv.peer_id)
+    -- Advertise (tag 0x0003) of one point "not-a-point:1" (u32 length +
+    -- text): the envelope decodes, the point does not.
+    local pt = "not-a-point:1"
+    local body = string.pack(">s4", pt)
+    assert(cli._c:send_raw(conn.id,
+      string.pack(">I4I2", 2 + #body, 3) .. body))
+    h.wait(function() return h.nconns(srv) == 0 end, 5, "closed")
+    assert.equal(1, #rs.decoding_error)
+    assert.equal("EPOINT", rs.decoding_error[1].code)
+    assert.equal(cli.peer_id, rs.decoding_error[1].peer_id)
+    assert.is_true(srv:banned("127.0.0.1"))
+    assert.is_true(srv:banned(cli.peer_id))
+    assert.is_true(acl(srv)._is_greylisted(srv, "127.0.0.1"))
+    assert.is_true(acl(srv)._is_greylisted(srv, cli.peer_id))
+  end)
+
+  it("on a decoding_error event reported by Lua (a message a policy " ..
+     "cannot decode): greylists; the reporter closes", function()
     local srv = keep(node{})
     local cli = keep(node{})
     assert(cli:connect(srv.addr))
     h.wait(function() return h.nconns(srv) == 1 end, 5, "connected")
     local conn = srv:connection(cli.peer_id)
-    srv:_event({ type = "protocol_error", conn = conn.id, point = conn.point,
+    srv:_event({ type = "decoding_error", conn = conn.id, point = conn.point,
                  peer_id = conn.peer_id, reason = "EPROTO: simulated" })
+    conn:close("decoding error")
     h.wait(function() return h.nconns(srv) == 0 end, 5, "closed")
     assert.is_true(acl(srv)._is_greylisted(srv, "127.0.0.1"))
     assert.is_true(acl(srv)._is_greylisted(srv, cli.peer_id))

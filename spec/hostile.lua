@@ -193,7 +193,7 @@ function _M.honest(victim, n, opts)
     end)
     peer:on("*", function(ev)
       if ev.type == "disconnected" or ev.type == "auth_failed" or
-         ev.type == "policy_error" or ev.type == "protocol_error" or
+         ev.type == "policy_error" or ev.type == "decoding_error" or
          ev.type == "nacked" then
         H.errors[#H.errors + 1] = ev.type .. " " .. tostring(ev.code) ..
           " " .. tostring(ev.reason or ev.message)

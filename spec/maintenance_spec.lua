@@ -35,6 +35,68 @@ describe("maintenance bounds", function()
   end)
 end)
 
+describe("maintenance defaults", function()
+  local keep = h.keeper(before_each, after_each)
+
+  it("expected_connections defaults to Octez's 50 (p2p_limits.ml), so " ..
+     "the default bounds are 23/36/68/84", function()
+    local n = keep(p2p.new{ identity = h.identity(), pow_bits = 0,
+                            maintenance_interval = 0 })
+    assert.equal(10, n.config.min_connections)
+    assert.equal(50, n.config.expected_connections)
+    assert.equal(100, n.config.max_connections)
+    local c = n.config
+    assert.same({ min_threshold = 23, min_target = 36, max_target = 68,
+                  max_threshold = 84 },
+      M._bounds(c.min_connections, c.expected_connections, c.max_connections))
+    -- random_extra is the default rule: no fixed threshold in the core.
+    assert.equal("random_extra", c.too_many_rule)
+    assert.is_nil(c.connections_threshold)
+  end)
+
+  it("brings the default expected_connections into [min, max]", function()
+    local lo = keep(node{ min_connections = 3, max_connections = 7 })
+    assert.equal(7, lo.config.expected_connections)
+    local hi = keep(node{ min_connections = 60, max_connections = 90 })
+    assert.equal(60, hi.config.expected_connections)
+  end)
+
+  it("too_many_rule = threshold refuses at the maintenance max_threshold " ..
+     "(Octez >= v24.3), max_connections without maintenance", function()
+    local t = keep(p2p.new{ identity = h.identity(), pow_bits = 0,
+                            too_many_rule = "threshold" })
+    assert.equal(84, t.config.connections_threshold)
+    local off = keep(p2p.new{ identity = h.identity(), pow_bits = 0,
+                              too_many_rule = "threshold",
+                              maintenance_interval = 0 })
+    assert.equal(100, off.config.connections_threshold)
+    assert.has_error(function()
+      p2p.new{ identity = h.identity(), too_many_rule = "sometimes" }
+    end, 'p2p.new: config.too_many_rule: expected "random_extra" or ' ..
+      '"threshold", got "sometimes"')
+    -- 0/0/3 -> max_threshold 2: the third peer is Nacked, every time.
+    local srv = keep(h.node{ min_connections = 0, expected_connections = 0,
+                             max_connections = 3, swap_linger = 0,
+                             too_many_rule = "threshold" })
+    assert.equal(2, srv.config.connections_threshold)
+    for _ = 1, 2 do
+      local cli = keep(node{})
+      assert(cli:connect(srv.addr))
+    end
+    h.wait(function() return h.nconns(srv) == 2 end, 5, "two in")
+    local late = keep(node{})
+    local ev = h.record(late)
+    for i = 1, 6 do
+      assert(late:connect(srv.addr))
+      h.wait(function() return #ev.nacked == i end, 5, "nack " .. i)
+      h.wait(function() return late:stat().pending_outgoing == 0 end, 5,
+        "closed")
+    end
+    assert.equal(0, #ev.connected)
+    assert.equal(1, ev.nacked[1].motive)
+  end)
+end)
+
 describe("reconnection back-off", function()
   it("waits 1 s after a first failure, then x1.2 each time", function()
     local rec = { delay = 0 }

@@ -122,7 +122,7 @@ describe("node", function()
   end)
 
   it("allows max_connections plus at random one more, else Nacks "
-     .. "Too_many_connections with known points", function()
+     .. "Too_many_connections with known public points only", function()
     local a = mk{ max_connections = 1 }
     local b = mk()
     connect_pair(a, b)
@@ -147,11 +147,48 @@ describe("node", function()
     assert.is_true(acked > 0, "the random extra slot was never granted")
     assert.is_true(nacked > 0, "max_connections was never enforced")
     assert.equal(1, last_nack.motive)
-    table.sort(last_nack.points)
-    -- Known public points: the two registered and b, connected to a.
-    local want = { "10.1.2.3:9732", "10.1.2.4:9732", b.addr }
-    table.sort(want)
-    assert.same(want, last_nack.points)
+    -- Octez list_known_points ~ignore_private:true: b, whose metadata
+    -- said public, is sent; the two points never connected (their privacy
+    -- unknown: they might be private nodes) are not.
+    assert.same({ b.addr }, last_nack.points)
+  end)
+
+  it("never sends in a Nack a point never connected, nor a private one",
+    function()
+    local a = mk{ max_connections = 2, too_many_rule = "threshold" }
+    local pub = mk()
+    local priv = mk{ private_mode = true }
+    priv:trust(a.addr)
+    connect_pair(a, pub)
+    assert(priv:connect(a.addr, { trusted = true }))
+    h.wait(function() return h.nconns(a) == 2 end, 5, "two connections")
+    a:point("127.0.0.9:9732") -- heard of (an Advertise), never connected
+    local c = mk()
+    local ev = h.record(c)
+    assert(c:connect(a.addr))
+    h.wait(function() return #ev.nacked == 1 end, 5, "nack")
+    assert.equal(1, ev.nacked[1].motive)
+    assert.same({ pub.addr }, ev.nacked[1].points)
+    assert.is_true(a.points[priv.addr].private)
+    assert.is_nil(a.points["127.0.0.9:9732"].private)
+  end)
+
+  it("too_many_rule = threshold (Octez >= v24.3) Nacks at max_connections "
+     .. "without maintenance, never one more", function()
+    local a = mk{ max_connections = 1, too_many_rule = "threshold" }
+    local b = mk()
+    connect_pair(a, b)
+    local c = mk()
+    local ev = h.record(c)
+    -- Under random_extra one dial in two would get in; here none does.
+    for i = 1, 12 do
+      assert(c:connect(a.addr))
+      h.wait(function() return #ev.nacked == i end, 5, "nack " .. i)
+      h.wait(function() return c:stat().pending_outgoing == 0 end, 5,
+        "closed")
+    end
+    assert.equal(0, #ev.connected)
+    assert.equal(1, a:stat().active)
   end)
 
   it("Nacks a second connection of the same peer with Already_connected",

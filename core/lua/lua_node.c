@@ -268,6 +268,12 @@ static void read_config(lua_State *L, int t, lp2p_node_config *c) {
                                          c->min_connections, 0, 1 << 20);
   c->max_connections = (unsigned)opt_int(L, t, "max_connections",
                                          c->max_connections, 0, 1 << 20);
+  /* Set by config.lua from too_many_rule (not a user key). */
+  lua_getfield(L, t, "connections_threshold");
+  c->threshold_rule = !lua_isnil(L, -1);
+  lua_pop(L, 1);
+  c->connections_threshold = (unsigned)opt_int(
+      L, t, "connections_threshold", 0, 0, 1 << 20);
   c->max_incoming_connections = (unsigned)opt_int(
       L, t, "max_incoming_connections", c->max_incoming_connections, 0,
       1 << 20);

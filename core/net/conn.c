@@ -369,8 +369,13 @@ static int deliver(void *ud, const uint8_t *msg, size_t len) {
   if (tag < LP2P_MSG_APP_MIN) {
     lp2p_msg m; /* ~2 KB, on the stack: control messages allocate nothing */
     int rc = lp2p_msg_decode(&m, msg, len);
-    if (rc < 0)
-      return rc;
+    if (rc < 0) {
+      /* Octez greylists the peer and its IP on a message that does not
+       * decode (p2p_conn.ml, "decoding error"), then closes: the event
+       * lets the acl policy do the first, returning rc does the second. */
+      emit(c, "decoding_error", rc, "P2P message does not decode");
+      return c->state == LP2P_CONN_RUNNING ? rc : 1;
+    }
     if (tag == LP2P_MSG_DISCONNECT) {
       lp2p_conn_close(c, 0, "disconnected by peer", 0);
       return 1;

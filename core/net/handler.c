@@ -557,6 +557,19 @@ static int peer_taken(lp2p_node *n, const lp2p_conn *self, lp2p_conn **loser) {
 }
 
 
+/* Is there no slot for one more peer? Connections acked but not yet
+ * running hold their slot. Octez up to v24.2 randomly allows one more
+ * connection than max_connections (p2p_connect_handler.ml, "Random.int
+ * 2"); from v24.3 it refuses once active >= connections_threshold, the
+ * maintenance max_threshold. */
+static int too_many(const lp2p_node *n) {
+  unsigned busy = n->active + n->acked_pending;
+  if (n->cfg.threshold_rule)
+    return busy >= n->cfg.connections_threshold;
+  return !(n->cfg.max_connections + randombytes_uniform(2) > busy);
+}
+
+
 static void refusal(const lp2p_node *n, lp2p_conn *c,
                     const lp2p_hs_remote *r, lp2p_auth_info *info,
                     lp2p_conn **loser) {
@@ -575,10 +588,7 @@ static void refusal(const lp2p_node *n, lp2p_conn *c,
     info->motive = r->version_status == LP2P_ECHAIN     ? motive_of[0]
                    : r->version_status == LP2P_EP2PVER ? motive_of[1]
                                                         : motive_of[2];
-  } else if (!(n->cfg.max_connections + randombytes_uniform(2) >
-               n->active + n->acked_pending)) {
-    /* Octez randomly allows one more connection than max_connections;
-     * connections acked but not yet running hold their slot. */
+  } else if (too_many(n)) {
     info->refusal = LP2P_ETOOMANY;
     info->motive = LP2P_NACK_TOO_MANY_CONNECTIONS;
   } else if (peer_taken(node, c, loser)) {

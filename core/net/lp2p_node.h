@@ -33,6 +33,11 @@ typedef struct lp2p_node_config {
   uint16_t advertised_port;
   int private_mode, disable_mempool, disable_peer_discovery;
   unsigned min_connections, max_connections, max_incoming_connections;
+  /* threshold_rule 0: Octez up to v24.2, refuse unless max_connections +
+   * random(0 or 1) > active; 1: Octez from v24.3, refuse when active >=
+   * connections_threshold (the maintenance max_threshold). */
+  int threshold_rule;
+  unsigned connections_threshold;
   unsigned outgoing_message_queue_size; /* messages queued for writing */
   size_t outgoing_queue_bytes;          /* and their bytes */
   size_t binary_chunks_size;

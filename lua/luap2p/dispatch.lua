@@ -183,8 +183,9 @@ function Node:_message(id, tag, payload)
   if tag < _M.APP_TAG then
     local m, err = core.msg_decode(string.pack(">I2", tag) .. payload)
     if not m then
-      self:_event({ type = "protocol_error", conn = id, point = conn.point,
-                    peer_id = conn.peer_id, reason = err })
+      self:_event({ type = "decoding_error", conn = id, point = conn.point,
+                    peer_id = conn.peer_id, code = "EPROTO", reason = err })
+      conn:close("decoding error")
       return
     end
     if P2P_HOOKS[m.type] then

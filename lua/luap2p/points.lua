@@ -2,7 +2,7 @@
 -- of Node; records live in node.points and node.peers.
 local core = require "luap2p.core"
 
-local error, math, pairs, type = error, math, pairs, type
+local error, math, pairs, table, type = error, math, pairs, table, type
 
 local Node = {}
 
@@ -39,21 +39,50 @@ function Node:peer(id, create)
   return rec
 end
 
--- Up to n known points that may be advertised: public, not ours, not
--- banned; random order. opts.exclude: a point to leave out.
+local function last_seen(rec)
+  local a, b = rec.last_established, rec.last_disconnect
+  if a and b then return math.max(a, b) end
+  return a or b
+end
+
+-- Octez compare_known_point_info (p2p_pool.ml): connected points first,
+-- long-standing ones first; then disconnected ones, most recently seen
+-- first.
+local function rank_before(a, b)
+  local da, db = a.state == "disconnected", b.state == "disconnected"
+  if da ~= db then return not da end
+  local sa, sb = last_seen(a) or -math.huge, last_seen(b) or -math.huge
+  if da then return sa > sb end
+  return sa < sb
+end
+
+-- Up to n (50) known points that may be advertised, as Octez's
+-- list_known_points ~ignore_private:true (p2p_pool.ml): only points a
+-- real connection showed to be public (metadata private_node = false;
+-- a point whose privacy was never learnt may be a private node's), not
+-- ours, not banned; the best ranked 3/5 then 2/5 picked at random among
+-- the rest. opts.exclude: a point to leave out.
 function Node:known_points(n, opts)
-  local out = {}
+  n = n or 50
+  local exclude = opts and opts.exclude
+  local list = {}
   for p, rec in pairs(self.points) do
-    if not rec.private and not rec.ours and not p:find(":0$") and
-       not self._c:banned(p) and not (opts and opts.exclude == p) then
-      out[#out + 1] = p
+    if rec.private == false and not rec.ours and not p:find(":0$") and
+       p ~= exclude and not self._c:banned(p) then
+      list[#list + 1] = rec
     end
   end
-  for i = #out, 2, -1 do
-    local j = math.random(i)
-    out[i], out[j] = out[j], out[i]
+  table.sort(list, rank_before)
+  local other = n * 2 // 5
+  local best = n - other
+  local out = {}
+  for i = 1, math.min(best, #list) do out[#out + 1] = list[i].point end
+  local total = #list
+  for i = best + 1, math.min(best + other, total) do
+    local j = math.random(i, total)
+    list[i], list[j] = list[j], list[i]
+    out[#out + 1] = list[i].point
   end
-  for i = #out, (n or #out) + 1, -1 do out[i] = nil end
   return out
 end
 

@@ -2,7 +2,9 @@
 --
 -- Greylist: an IP whose connection fails authentication or sends
 -- malformed data (EPOW, EAUTH, EMSGSIZE, EPROTO, EBADLEN, ETRUNC, EEXTRA;
--- never ETIMEDOUT or EOF) is banned for config.greylist_timeout seconds
+-- never ETIMEDOUT or EOF), or a message that does not decode (the
+-- decoding_error event: a bad point in an Advertise, a shell message
+-- that is not one) is banned for config.greylist_timeout seconds
 -- (86 400 by default). The IP only, never the port. The greylist is an
 -- LRU of at most config.greylist_size IPs kept in node.state: a flood of
 -- fresh IPs evicts (and unbans) the least recently greylisted ones, so
@@ -286,14 +288,15 @@ function _M.event(node, ev)
     -- an established connection.
     local peer = t == "disconnected" and ev.connection and ev.peer_id or nil
     _M._greylist(node, ip_of(ev.point), peer, ev.code)
-  elseif t == "protocol_error" then
-    -- A P2P message that does not decode: greylist, then close (Octez).
+  elseif t == "decoding_error" then
+    -- A message that does not decode: greylist the peer and its IP
+    -- (Octez p2p_conn.ml: greylister ~motive:"decoding error"). Whoever
+    -- reports it closes the connection (the core, with the error's code).
     local conn = ev.conn and node.conns[ev.conn]
     if not trusted(node, ev.point, ev.peer_id) then
       _M._greylist(node, ip_of(conn and conn.addr or ev.point), ev.peer_id,
-        "EPROTO")
+        ev.code or "EPROTO")
     end
-    if conn and not conn.closed then conn:close("protocol error") end
   elseif t == "banned" then
     local s = state(node)
     if s.greylisting or type(ev.target) ~= "string" then return end

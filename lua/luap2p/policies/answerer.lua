@@ -62,45 +62,10 @@ end
 
 ---------------------------------------------------------------- points
 
-local function last_seen(rec)
-  local a, b = rec.last_established, rec.last_disconnect
-  if a and b then return math.max(a, b) end
-  return a or b
-end
-
--- Octez compare_known_point_info: connected points first, long-standing
--- ones first; then disconnected ones, most recently seen first.
-local function rank_before(a, b)
-  local da, db = a.state == "disconnected", b.state == "disconnected"
-  if da ~= db then return not da end
-  local sa, sb = last_seen(a) or -math.huge, last_seen(b) or -math.huge
-  if da then return sa > sb end
-  return sa < sb
-end
-
--- Up to `size` known public points: the best ranked 3/5, then 2/5 picked
--- at random among the rest.
+-- Up to `size` known public points (node:known_points: the best ranked
+-- 3/5, then 2/5 picked at random among the rest).
 function _M._advertisable(node, size, exclude)
-  size = size or ADVERTISE_SIZE
-  local list = {}
-  for p, rec in pairs(node.points) do
-    if rec.private == false and not rec.ours and p ~= exclude and
-       not node:banned(p) then
-      list[#list + 1] = rec
-    end
-  end
-  table.sort(list, rank_before)
-  local other = size * 2 // 5
-  local best = size - other
-  local out = {}
-  for i = 1, math.min(best, #list) do out[#out + 1] = list[i].point end
-  local n = #list
-  for i = best + 1, math.min(best + other, n) do
-    local j = math.random(i, n)
-    list[i], list[j] = list[j], list[i]
-    out[#out + 1] = list[i].point
-  end
-  return out
+  return node:known_points(size or ADVERTISE_SIZE, { exclude = exclude })
 end
 
 -- Forget disconnected, untrusted points (oldest miss first) until the

@@ -7,7 +7,7 @@
 --   debug  accepted, connecting, authenticated, new_point, new_peer
 --   info   connected, disconnected, nack_sent, nacked, banned, unbanned,
 --          reloaded, too_few_connections, too_many_connections, others
---   warn   refused, auth_failed, protocol_error, and a disconnection
+--   warn   refused, auth_failed, decoding_error, and a disconnection
 --          for misbehaviour (a code the acl greylists)
 --   error  policy_error
 -- JSON: {"ts":<unix seconds>,"type":"<event>","level":"<level>",...} with
@@ -22,7 +22,7 @@ local LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
 local EVENT_LEVEL = {
   accepted = "debug", connecting = "debug", authenticated = "debug",
   new_point = "debug", new_peer = "debug",
-  refused = "warn", auth_failed = "warn", protocol_error = "warn",
+  refused = "warn", auth_failed = "warn", decoding_error = "warn",
   policy_error = "error",
 }
 local MISBEHAVIOUR = {

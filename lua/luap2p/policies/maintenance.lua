@@ -24,6 +24,7 @@
 -- after a normal disconnection wait 60 s and reset the delay.
 -- config.maintenance_interval = 0 turns the policy off.
 local p2p = require "luap2p"
+local config = require "luap2p.config"
 local core = p2p.core
 
 local ipairs, math, pairs, table, type = ipairs, math, pairs, table, type
@@ -46,16 +47,7 @@ local _M = {
 local inst = { alive = false, scheduled = false, retry = false, dials = {},
                ndials = 0, looking = false }
 
-function _M._bounds(min, expected, max)
-  local step_min = (expected - min) // 3
-  local step_max = (max - expected) // 3
-  return {
-    min_threshold = min + step_min,
-    min_target = min + 2 * step_min,
-    max_target = max - 2 * step_max,
-    max_threshold = max - step_max,
-  }
-end
+_M._bounds = config.bounds
 
 local function enabled(node)
   local i = node.config.maintenance_interval
