@@ -482,6 +482,24 @@ describe("default answerer (Octez p2p_protocol.ml)", function()
     assert.equal(0, #padverts)
   end)
 
+  it("registers the points of a Nack under the same known_points_max cap",
+    function()
+    local full = keep(node{ max_connections = 0,
+                            too_many_rule = "threshold" })
+    for i = 1, 60 do
+      local rec = full:point("10.3.0." .. i .. ":1")
+      rec.private = false -- public: full may send them in its Nacks
+    end
+    local cli = keep(node{ known_points_max = 20 })
+    local ev = h.record(cli)
+    assert(cli:connect(full.addr))
+    h.wait(function() return #ev.nacked == 1 end, 5, "nack")
+    assert.equal(50, #ev.nacked[1].points)
+    -- full's own point (dialled) plus Nack points, never over the cap
+    assert.is_true(cli:known_count() <= 20, cli:known_count() .. " known")
+    assert.is_true(cli:known_count() >= 15)
+  end)
+
   it("registers advertised points, not ours, capped by known_points_max " ..
      "(forgetting disconnected untrusted points, oldest miss first)",
     function()

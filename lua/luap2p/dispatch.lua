@@ -146,7 +146,7 @@ function Node:_track(ev)
     self:point(ev.point).ours = true
   elseif t == "nacked" and ev.points and
          not self.config.disable_peer_discovery then
-    for _, p in ipairs(ev.points) do self:point(p) end
+    self:add_points(ev.points)
   end
 end
 

@@ -2,7 +2,8 @@
 -- of Node; records live in node.points and node.peers.
 local core = require "luap2p.core"
 
-local error, math, pairs, table, type = error, math, pairs, table, type
+local error, ipairs, math, pairs, table, type =
+      error, ipairs, math, pairs, table, type
 
 local Node = {}
 
@@ -84,6 +85,57 @@ function Node:known_points(n, opts)
     out[#out + 1] = list[i].point
   end
   return out
+end
+
+-- Forget disconnected, untrusted points (oldest miss first) until the
+-- table holds `target` points; returns how many went.
+function Node:_trim_points(target)
+  local total = 0
+  local victims = {}
+  local t = core.now()
+  for p, rec in pairs(self.points) do
+    total = total + 1
+    if rec.state == "disconnected" and not rec.trusted and
+       not self:trusted(p, rec.peer_id) then
+      local miss = rec.last_failed or rec.last_disconnect or t
+      victims[#victims + 1] = { miss, p }
+    end
+  end
+  if total <= target then return 0 end
+  table.sort(victims, function(a, b) return a[1] < b[1] end)
+  local removed = 0
+  for _, v in ipairs(victims) do
+    if total - removed <= target then break end
+    self:forget(v[2])
+    removed = removed + 1
+  end
+  return removed
+end
+
+-- Register points heard of (an Advertise, a Nack), not ours, keeping the
+-- table at config.known_points_max (400): when full, disconnected
+-- untrusted points are forgotten down to 3/4 of it, oldest miss first
+-- (Octez max_known_points (400, 300)). Returns how many were added.
+function Node:add_points(list)
+  local max = self.config.known_points_max
+  local mine = self.port and
+    (self.listen_host or "127.0.0.1") .. ":" .. self.port
+  local added = 0
+  for _, p in ipairs(list) do
+    if not self.points[p] and p ~= mine then
+      local n = self._npoints
+      if max and n >= max then
+        self:_trim_points(max * 3 // 4)
+        n = self._npoints
+      end
+      -- Still full of live or trusted points: drop the rest, as Octez's
+      -- GC could not make room either.
+      if max and n >= max then return added end
+      self:point(p)
+      added = added + 1
+    end
+  end
+  return added
 end
 
 function Node:trust(target, trusted)

@@ -26,8 +26,7 @@
 local p2p = require "luap2p"
 local core = p2p.core
 
-local ipairs, math, pairs, pcall, table, type =
-      ipairs, math, pairs, pcall, table, type
+local math, pairs, pcall, table, type = math, pairs, pcall, table, type
 
 local now = p2p.now
 
@@ -69,52 +68,8 @@ function _M._advertisable(node, size, exclude)
 end
 
 -- Forget disconnected, untrusted points (oldest miss first) until the
--- table holds `target` points.
-function _M._trim_points(node, target)
-  local total = 0
-  local victims = {}
-  local t = now()
-  for p, rec in pairs(node.points) do
-    total = total + 1
-    if rec.state == "disconnected" and not rec.trusted and
-       not node:trusted(p, rec.peer_id) then
-      local miss = rec.last_failed or rec.last_disconnect or t
-      victims[#victims + 1] = { miss, p }
-    end
-  end
-  if total <= target then return 0 end
-  table.sort(victims, function(a, b) return a[1] < b[1] end)
-  local removed = 0
-  for _, v in ipairs(victims) do
-    if total - removed <= target then break end
-    node:forget(v[2])
-    removed = removed + 1
-  end
-  return removed
-end
-
-local function own_point(node)
-  return node.port and (node.listen_host or "127.0.0.1") .. ":" .. node.port
-end
-
-local function register(node, points)
-  local max = node.config.known_points_max
-  local mine = own_point(node)
-  for _, p in ipairs(points) do
-    local rec = node.points[p]
-    if not rec and p ~= mine then
-      local n = node:known_count()
-      if max and n >= max then
-        _M._trim_points(node, max * 3 // 4)
-        n = node:known_count()
-      end
-      -- Still full of live or trusted points: drop the rest, as Octez's
-      -- GC could not make room either.
-      if max and n >= max then return end
-      node:point(p)
-    end
-  end
-end
+-- table holds `target` points (node:_trim_points).
+function _M._trim_points(node, target) return node:_trim_points(target) end
 
 ---------------------------------------------------------------- throttle
 
@@ -170,7 +125,7 @@ end
 
 function _M.advertise(node, conn, points)
   if discovery_off(node) then return true end
-  if type(points) == "table" then register(node, points) end
+  if type(points) == "table" then node:add_points(points) end
   return true
 end
 
