@@ -17,6 +17,10 @@ static const char ERRFN_KEY = 'E';  /* registry key: error reporter */
 
 typedef struct loop_box {
   uv_loop_t *loop;
+  /* C->Lua calls in progress (lp2p__pcall): while > 0, running the loop
+   * again would re-enter libuv under a callback that still holds a
+   * connection and the node's shared read buffers. */
+  int depth;
 } loop_box;
 
 
@@ -43,14 +47,21 @@ static int loop_gc(lua_State *L) {
 }
 
 
-uv_loop_t *lp2p__loop(lua_State *L) {
+static loop_box *get_box(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &LOOP_KEY);
   loop_box *b = lua_touserdata(L, -1);
   lua_pop(L, 1);
+  return b;
+}
+
+
+uv_loop_t *lp2p__loop(lua_State *L) {
+  loop_box *b = get_box(L);
   if (b != NULL && b->loop != NULL)
     return b->loop;
   b = lua_newuserdatauv(L, sizeof *b, 0);
   b->loop = NULL;
+  b->depth = 0;
   lua_newtable(L);
   lua_pushcfunction(L, loop_gc);
   lua_setfield(L, -2, "__gc");
@@ -89,7 +100,12 @@ int lp2p__pcall(lua_State *L, int nargs, int nresults, const char *where) {
   int base = lua_gettop(L) - nargs;
   lua_pushcfunction(L, traceback);
   lua_insert(L, base);
+  loop_box *box = get_box(L);
+  if (box != NULL)
+    box->depth++;
   int rc = lua_pcall(L, nargs, nresults, base);
+  if (box != NULL)
+    box->depth--;
   lua_remove(L, base);
   if (rc == LUA_OK)
     return 0;
@@ -131,13 +147,35 @@ static int core_on_error(lua_State *L) {
 
 /* ------------------------------------------------------------------ run */
 
+/* Is a C->Lua call (listener, hook, timer) in progress on this state? */
+int lp2p__in_callback(lua_State *L) {
+  loop_box *b = get_box(L);
+  return b != NULL && b->depth > 0;
+}
+
+
+/* core.run([mode[, who]]): `who` names the caller in the error raised
+ * when called from inside a callback (default "core.run"). */
 static int core_run(lua_State *L) {
   static const char *const modes[] = {"default", "once", "nowait", NULL};
   static const uv_run_mode uvmodes[] = {UV_RUN_DEFAULT, UV_RUN_ONCE,
                                         UV_RUN_NOWAIT};
   int mode = luaL_checkoption(L, 1, "default", modes);
+  if (lp2p__in_callback(L)) {
+    /* No position prefix: the message is the contract. */
+    lua_pushfstring(L, "%s: cannot run the loop from inside a callback "
+                    "(listener, hook or timer); use p2p.spawn for "
+                    "sequential code", luaL_optstring(L, 2, "core.run"));
+    return lua_error(L);
+  }
   int alive = uv_run(lp2p__loop(L), uvmodes[mode]);
   lua_pushboolean(L, alive);
+  return 1;
+}
+
+
+static int core_in_callback(lua_State *L) {
+  lua_pushboolean(L, lp2p__in_callback(L));
   return 1;
 }
 
@@ -375,6 +413,7 @@ void lp2p__open_loop(lua_State *L) {
       {"backend_fd", core_backend_fd},
       {"backend_timeout", core_backend_timeout},
       {"now", core_now},
+      {"in_callback", core_in_callback},
       {"timer", core_timer},
       {"signal", core_signal},
       {"watch", core_watch},

@@ -47,6 +47,9 @@ void lp2p__push_channel(lua_State *L, const lp2p_crypto *c);
 uv_loop_t *lp2p__loop(lua_State *L);
 int lp2p__pcall(lua_State *L, int nargs, int nresults, const char *where);
 lua_State *lp2p__main_thread(lua_State *L);
+/* Non-zero while a C->Lua call through lp2p__pcall is in progress: the
+ * loop must not run then (core.run raises). */
+int lp2p__in_callback(lua_State *L);
 
 /* Each binding file adds its functions to the module table at the top of
  * the stack (stack unchanged). */

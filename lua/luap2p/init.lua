@@ -41,9 +41,11 @@ local _M = {
 
 ---------------------------------------------------------------- loop
 
-_M.run = function() return core.run("default") end
-_M.run_once = function() return core.run("once") end
-_M.run_nowait = function() return core.run("nowait") end
+-- Running the loop from inside a callback (listener, hook, timer) raises:
+-- the callback's caller still holds a connection and the read buffers.
+_M.run = function() return core.run("default", "p2p.run") end
+_M.run_once = function() return core.run("once", "p2p.run_once") end
+_M.run_nowait = function() return core.run("nowait", "p2p.run_nowait") end
 _M.stop = core.stop
 _M.backend_fd = core.backend_fd
 _M.backend_timeout = core.backend_timeout
@@ -54,6 +56,7 @@ _M.every = function(seconds, fn) return core.timer(seconds, seconds, fn) end
 -- Run the loop until pred() is true or `timeout` seconds pass.
 -- Returns true, or nil, "ETIMEDOUT: ...", "ETIMEDOUT".
 function _M.wait(pred, timeout)
+  if core.in_callback() then core.run("once", "p2p.wait") end -- raises
   local deadline = core.now() + (timeout or 10)
   local expired = false
   local t = core.timer(timeout or 10, nil, function() expired = true end)
@@ -62,7 +65,7 @@ function _M.wait(pred, timeout)
       t:stop()
       return nil, "ETIMEDOUT: condition not met in time", "ETIMEDOUT"
     end
-    core.run("once")
+    core.run("once", "p2p.wait")
   end
   t:stop()
   return true
