@@ -6,6 +6,8 @@
 #                   Lua 5.4); ends with "N passed, N failed"
 #   make demo       install missing packages, build, run the local demo network
 #   make bench      benchmarks with same-run baselines (not part of test)
+#   make readme-config  regenerate README.md's config table from the schema
+#                   (lua/luap2p/config.lua); a spec fails when it drifts
 #   make clean
 #
 # Variables (override on the command line: make CC=clang)
@@ -48,7 +50,7 @@ MODULE = build/luap2p/core.so
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/build/?.so;;
 
-.PHONY: all deps test demo bench bench-quick clean
+.PHONY: all deps test demo bench bench-quick clean readme-config
 
 all: $(MODULE)
 
@@ -83,6 +85,9 @@ bench: deps
 bench-quick: deps
 	@$(MAKE) --no-print-directory all
 	$(LUA) bench/run.lua --quick
+
+readme-config:
+	$(LUA) scripts/readme-config.lua README.md
 
 clean:
 	rm -rf build

@@ -41,6 +41,7 @@ build = {
     ["luap2p.core"] = {
       sources = {
         "core/lua/lua_admission.c",
+        "core/lua/lua_config.c",
         "core/lua/lua_core.c",
         "core/lua/lua_frame.c",
         "core/lua/lua_fs.c",

@@ -8,7 +8,8 @@ local core = require "luap2p.core"
 
 local function side(incoming)
   return core.handshake{ identity = core.identity_generate(), pow_bits = 0,
-                         incoming = incoming, port = incoming and 9732 or 0 }
+                         incoming = incoming,
+                         advertised_port = incoming and 9732 or 0 }
 end
 
 local a, b = side(false), side(true) -- a dials, b accepts

@@ -21,6 +21,13 @@ local function side_identity(name)
   return assert(core.identity_from_json(json))
 end
 
+-- The versions 0..n, as a list.
+local function upto(n)
+  local t = {}
+  for v = 0, n do t[#t + 1] = v end
+  return t
+end
+
 -- Handshake of a generator side, pinned to its message nonce.
 local function side_hs(name, incoming, extra)
   local s = V.sides[name]
@@ -28,11 +35,11 @@ local function side_hs(name, incoming, extra)
     identity = side_identity(name),
     incoming = incoming,
     pow_bits = 0,
-    port = s.port,
-    p2p_versions = { 0, s.p2p },
-    ddb_versions = { 0, s.ddb },
+    advertised_port = s.port,
+    p2p_versions = upto(s.p2p),
+    ddb_versions = upto(s.ddb),
     disable_mempool = s.disable_mempool,
-    private_node = s.private_node,
+    private_mode = s.private_node,
     message_nonce = unhex(s.message_nonce),
   }
   for k, v in pairs(extra or {}) do opts[k] = v end
@@ -376,7 +383,7 @@ describe("handshake", function()
       local label = roles[1] and "incoming" or "outgoing"
       it("reach Ack with the first side " .. label
         .. ", and the channels carry messages both ways", function()
-          local a = new_hs { incoming = roles[1], port = 9732 }
+          local a = new_hs { incoming = roles[1], advertised_port = 9732 }
           local b = new_hs { incoming = roles[2], disable_mempool = true }
           local r = pair(a, b)
           assert.same({ "conn_msg", "metadata", "acked" }, r.a.events)
@@ -515,7 +522,7 @@ describe("handshake", function()
         local cases = {
           { { p2p_versions = { 0, 1 } }, { p2p_versions = { 2, 3 } },
             nil, "EP2PVER" },
-          { { ddb_versions = { 0, 1 } }, { ddb_versions = { 2, 5 } },
+          { { ddb_versions = { 0, 1 } }, { ddb_versions = { 2, 3, 4, 5 } },
             nil, "EDDBVER" },
           { { p2p_versions = { 1 }, ddb_versions = { 1 } },
             { p2p_versions = { 2 }, ddb_versions = { 2 } }, nil, "EDDBVER" },
@@ -538,7 +545,7 @@ describe("handshake", function()
         end
         -- The remote's version when it is lower but supported.
         local a = new_hs { incoming = false, p2p_versions = { 0, 1 } }
-        local b = new_hs { incoming = true, p2p_versions = { 0, 7 } }
+        local b = new_hs { incoming = true, p2p_versions = upto(7) }
         pair(a, b)
         assert.equal(1, b:remote().chosen_p2p_version)
         assert.equal(1, a:remote().chosen_p2p_version)
@@ -614,12 +621,12 @@ describe("handshake", function()
         for _, n in ipairs { 0, 15, 89 } do
           expect(fresh_a(), u16(n) .. ("\0"):rep(200), "EBADLEN")
         end
-        local a = side_hs("a", false, { max_conn_msg_len = 200 })
+        local a = side_hs("a", false, { max_connection_message = 200 })
         expect(a, u16(65535), "EBADLEN")
-        a = side_hs("a", false, { max_conn_msg_len = 200 })
+        a = side_hs("a", false, { max_connection_message = 200 })
         expect(a, u16(201), "EBADLEN")
         -- 200 itself is accepted: the body is awaited.
-        a = side_hs("a", false, { max_conn_msg_len = 200 })
+        a = side_hs("a", false, { max_connection_message = 200 })
         local ev, n = a:feed(u16(200) .. ("\0"):rep(10))
         assert.equal("need_more", ev)
         assert.equal(12, n)
@@ -747,43 +754,54 @@ describe("handshake", function()
   describe("options", function()
     it("require an identity and the direction", function()
       assert.has_error(function() core.handshake { incoming = true } end,
-        "core.handshake: option 'identity' must be a luap2p.Identity")
+        "core.handshake: config.identity: expected a luap2p.Identity")
       assert.has_error(function()
         core.handshake { identity = core.identity_generate() }
-      end, "core.handshake: option 'incoming' must be a boolean (required)")
+      end, "core.handshake: config.incoming: expected a boolean (required)")
     end)
 
     it("name an unknown option", function()
       assert.has_error(function()
         new_hs { chian = "TEZOS_MAINNET" }
-      end, "core.handshake: unknown option 'chian'")
+      end, "core.handshake: unknown config key 'chian' (did you mean " ..
+        "'chain'?)")
     end)
 
     it("name each bad value", function()
+      local VERSIONS = "a non-empty list of consecutive versions in " ..
+        "[0, 65535], e.g. {0, 1}"
       local bad = {
-        { "chain", ("x"):rep(256), "must be a string of at most 255 bytes" },
-        { "chain", 5, "must be a string of at most 255 bytes" },
-        { "pow_bits", 300, "must be a number in [0, 256]" },
-        { "pow_bits", "26", "must be a number in [0, 256]" },
-        { "port", 65536, "must be an integer in [0, 65535]" },
-        { "port", 1.5, "must be an integer in [0, 65535]" },
-        { "p2p_versions", {}, "must be a non-empty list of versions" },
-        { "ddb_versions", { 0, -1 }, "must hold integers in [0, 65535]" },
-        { "private_node", 1, "must be a boolean" },
-        { "disable_mempool", "yes", "must be a boolean" },
-        { "max_conn_msg_len", 89, "must be an integer in [90, 65535]" },
-        { "max_conn_msg_len", 65536, "must be an integer in [90, 65535]" },
-        { "message_nonce", "short", "must be a 24-byte string" },
-        { "incoming", "yes", "must be a boolean (required)" },
+        { "chain", ("x"):rep(256), "a string of 1..255 bytes" },
+        { "chain", 5, "a string of 1..255 bytes" },
+        { "pow_bits", 300, "a number in [0, 256]" },
+        { "pow_bits", "26", "a number in [0, 256]" },
+        { "advertised_port", 65536, "an integer in [0, 65535]" },
+        { "advertised_port", 1.5, "an integer in [0, 65535]" },
+        { "p2p_versions", {}, VERSIONS },
+        { "ddb_versions", { 0, -1 }, VERSIONS },
+        { "p2p_versions", { 1, 0 }, VERSIONS },
+        { "p2p_versions", { 0, 1, 5 }, VERSIONS },
+        { "private_mode", 1, "a boolean" },
+        { "disable_mempool", "yes", "a boolean" },
+        { "max_connection_message", 89, "an integer in [90, 65535]" },
+        { "max_connection_message", 65536, "an integer in [90, 65535]" },
+        { "message_nonce", "short", "a 24-byte string" },
+        { "incoming", "yes", "a boolean (required)" },
       }
       for _, c in ipairs(bad) do
         assert.has_error(function() new_hs { [c[1]] = c[2] } end,
-          "core.handshake: option '" .. c[1] .. "' " .. c[3])
+          "core.handshake: config." .. c[1] .. ": expected " .. c[3])
       end
+      assert.has_error(function() new_hs { port = 1 } end,
+        "core.handshake: unknown config key 'port' (did you mean " ..
+        "'advertised_port'?)")
+      assert.has_error(function() new_hs { private_node = true } end,
+        "core.handshake: unknown config key 'private_node' (did you " ..
+        "mean 'private_mode'?)")
     end)
 
     it("announce the largest versions and the chosen port", function()
-      local a = new_hs { port = 4242, p2p_versions = { 1, 0 },
+      local a = new_hs { advertised_port = 4242, p2p_versions = { 0, 1 },
         ddb_versions = { 0, 1, 2 }, chain = "X" }
       local m = assert(core.conn_msg_decode(a:output():sub(3)))
       assert.equal(4242, m.port)

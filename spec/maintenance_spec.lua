@@ -72,8 +72,8 @@ describe("maintenance defaults", function()
     assert.equal(100, off.config.connections_threshold)
     assert.has_error(function()
       p2p.new{ identity = h.identity(), too_many_rule = "sometimes" }
-    end, 'p2p.new: config.too_many_rule: expected "random_extra" or ' ..
-      '"threshold", got "sometimes"')
+    end, "p2p.new: config.too_many_rule: expected one of 'random_extra', " ..
+      "'threshold', got \"sometimes\"")
     -- 0/0/3 -> max_threshold 2: the third peer is Nacked, every time.
     local srv = keep(h.node{ min_connections = 0, expected_connections = 0,
                              max_connections = 3, swap_linger = 0,

@@ -436,14 +436,27 @@ describe("node", function()
   it("rejects unknown or bad config keys naming them", function()
     assert.has_error(function()
       p2p.new{ identity = h.identity(), max_conections = 3 }
-    end, "p2p.new: unknown config key 'max_conections'")
+    end, "p2p.new: unknown config key 'max_conections' (did you mean " ..
+      "'max_connections'?)")
+    assert.has_error(function()
+      p2p.new{ identity = h.identity(), port = 9732 }
+    end, "p2p.new: unknown config key 'port' (did you mean " ..
+      "'advertised_port'?)")
+    assert.has_error(function()
+      p2p.new{ identity = h.identity(), xyzzy = 1 }
+    end, "p2p.new: unknown config key 'xyzzy'")
     assert.has_error(function()
       p2p.new{ identity = h.identity(), max_connections = "ten" }
-    end, "p2p.new: config.max_connections: expected a number, got string")
+    end, "p2p.new: config.max_connections: expected an integer in " ..
+      "[0, 1048576], got \"ten\"")
     assert.has_error(function()
       p2p.new{ identity = h.identity(), default_policies = false,
                binary_chunks_size = 10 }
-    end, "config.binary_chunks_size: expected an integer in [19, 65535]")
+    end, "p2p.new: config.binary_chunks_size: expected an integer in " ..
+      "[19, 65535], got 10")
+    assert.has_error(function()
+      p2p.new{ identity = h.identity(), log = "xml" }
+    end, "p2p.new: config.log: expected one of 'human', 'json', got \"xml\"")
     assert.has_error(function()
       p2p.new{ identity = h.identity(), min_connections = 5,
                max_connections = 2 }

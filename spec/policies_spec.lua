@@ -650,12 +650,10 @@ describe("log policy", function()
     assert.same({}, lines)
   end)
 
-  it("rejects a bad log setting at start (check)", function()
-    local n, err, code = p2p.new{ identity = h.identity(), pow_bits = 0,
-                                  log = "xml" }
-    assert.is_nil(n)
-    assert.equal("EPOLICY", code)
-    assert.matches("log: check failed: config.log must be", err)
+  it("rejects a bad log setting at start (the config schema)", function()
+    assert.has_error(function()
+      p2p.new{ identity = h.identity(), pow_bits = 0, log = "xml" }
+    end, "p2p.new: config.log: expected one of 'human', 'json', got \"xml\"")
   end)
 end)
 

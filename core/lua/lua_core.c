@@ -141,5 +141,6 @@ LP2P_EXPORT int luaopen_luap2p_core(lua_State *L) {
   lp2p__open_admission(L);
   lp2p__open_fs(L);
   lp2p__open_http(L);
+  lp2p__open_config(L);
   return 1;
 }

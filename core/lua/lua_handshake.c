@@ -2,9 +2,11 @@
  * lua_handshake.c - Lua binding of the handshake state machine
  * (luap2p.Handshake) and of the connection message helpers.
  *
- *   core.handshake{identity=, incoming=, chain=, pow_bits=, port=,
- *                  p2p_versions=, ddb_versions=, private_node=,
- *                  disable_mempool=, max_conn_msg_len=, message_nonce=}
+ *   core.handshake{identity=, incoming=, message_nonce=, and the keys of
+ *                  p2p.new it shares (chain, pow_bits, advertised_port,
+ *                  p2p_versions, ddb_versions, private_mode,
+ *                  disable_mempool, max_connection_message), read with
+ *                  the same names, meaning, ranges and defaults}
  *     -> Handshake
  *   hs:output() -> bytes queued for the remote (maybe "")
  *   hs:feed(bytes) -> event, consumed | nil, "ENAME: msg", "ENAME"
@@ -21,7 +23,7 @@
 
 #include <sodium.h>
 
-#include "lua_lp2p.h"
+#include "lua_config.h"
 
 #define HS_MT "luap2p.Handshake"
 #define IDENTITY_MT "luap2p.Identity"
@@ -43,10 +45,16 @@ static const char *const event_names[] = {
   [LP2P_HS_NACKED] = "nacked",
 };
 
+/* The node's keys a handshake reads (lua_config.c), then its own. */
+static const char *const shared_keys[] = {
+  "chain", "pow_bits", "advertised_port", "p2p_versions", "ddb_versions",
+  "private_mode", "disable_mempool", "max_connection_message", NULL
+};
+
 static const char *const option_names[] = {
-  "identity", "incoming", "chain", "pow_bits", "port", "p2p_versions",
-  "ddb_versions", "private_node", "disable_mempool", "max_conn_msg_len",
-  "message_nonce", NULL
+  "chain", "pow_bits", "advertised_port", "p2p_versions", "ddb_versions",
+  "private_mode", "disable_mempool", "max_connection_message",
+  "identity", "incoming", "message_nonce", NULL
 };
 
 
@@ -66,95 +74,15 @@ static lp2p_hs *check_hs(lua_State *L, int idx) {
 
 /* ----------------------------------------------------------- options */
 
-/* Raise "core.handshake: option 'name' must be ...". Never returns. */
+/* Raise "core.handshake: config.name: expected ...". Never returns. */
 static int bad_option(lua_State *L, const char *name, const char *what) {
-  return luaL_error(L, "core.handshake: option '%s' %s", name, what);
+  return luaL_error(L, "core.handshake: config.%s: expected %s", name, what);
 }
 
 
 /* Push opts[name] (nil when absent); returns its type. */
 static int get_option(lua_State *L, int opts, const char *name) {
   return lua_getfield(L, opts, name);
-}
-
-
-static int opt_bool(lua_State *L, int opts, const char *name, int def) {
-  int t = get_option(L, opts, name);
-  int v = def;
-  if (t == LUA_TBOOLEAN)
-    v = lua_toboolean(L, -1);
-  else if (t != LUA_TNIL)
-    bad_option(L, name, "must be a boolean");
-  lua_pop(L, 1);
-  return v;
-}
-
-
-static lua_Integer opt_int(lua_State *L, int opts, const char *name,
-                           lua_Integer def, lua_Integer min,
-                           lua_Integer max) {
-  int t = get_option(L, opts, name);
-  lua_Integer v = def;
-  if (t != LUA_TNIL) {
-    int ok;
-    v = lua_tointegerx(L, -1, &ok);
-    if (t != LUA_TNUMBER || !ok || v < min || v > max) {
-      lua_pushfstring(L, "must be an integer in [%I, %I]", min, max);
-      bad_option(L, name, lua_tostring(L, -1));
-    }
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-
-/*
- * A list of supported versions, e.g. {0, 1}. The C core works on a range:
- * every number from the smallest to the largest listed is supported (the
- * Octez lists are contiguous); the largest is announced.
- */
-static lp2p_version_range opt_versions(lua_State *L, int opts,
-                                       const char *name,
-                                       lp2p_version_range def) {
-  int t = get_option(L, opts, name);
-  lp2p_version_range r = def;
-  if (t != LUA_TNIL) {
-    lua_Integer n = t == LUA_TTABLE ? (lua_Integer)lua_rawlen(L, -1) : 0;
-    if (n == 0)
-      bad_option(L, name, "must be a non-empty list of versions");
-    for (lua_Integer i = 1; i <= n; i++) {
-      int ok;
-      lua_rawgeti(L, -1, i);
-      lua_Integer v = lua_tointegerx(L, -1, &ok);
-      if (lua_type(L, -1) != LUA_TNUMBER || !ok || v < 0 || v > 65535)
-        bad_option(L, name, "must hold integers in [0, 65535]");
-      lua_pop(L, 1);
-      if (i == 1 || v < r.min)
-        r.min = (uint16_t)v;
-      if (i == 1 || v > r.max)
-        r.max = (uint16_t)v;
-    }
-  }
-  lua_pop(L, 1);
-  return r;
-}
-
-
-/* Every key of opts must be a known option (catches typos). */
-static void check_option_names(lua_State *L, int opts) {
-  lua_pushnil(L);
-  while (lua_next(L, opts) != 0) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING)
-      luaL_error(L, "core.handshake: option names must be strings");
-    const char *k = lua_tostring(L, -1);
-    int known = 0;
-    for (int i = 0; option_names[i] != NULL; i++)
-      if (strcmp(k, option_names[i]) == 0)
-        known = 1;
-    if (!known)
-      luaL_error(L, "core.handshake: unknown option '%s'", k);
-  }
 }
 
 
@@ -165,61 +93,40 @@ static void check_option_names(lua_State *L, int opts) {
  */
 static int l_handshake(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
-  check_option_names(L, 1);
+  lp2p__config_check_names(L, 1, "core.handshake", option_names);
+  lp2p_node_config nc;
+  lp2p__config_read(L, 1, "core.handshake", &nc, shared_keys);
   lp2p_hs_config cfg;
   memset(&cfg, 0, sizeof cfg);
 
   get_option(L, 1, "identity");
   if (luaL_testudata(L, -1, IDENTITY_MT) == NULL)
-    bad_option(L, "identity", "must be a luap2p.Identity");
+    bad_option(L, "identity", "a luap2p.Identity");
   cfg.identity = lp2p__check_identity(L, lua_gettop(L));
   /* Stays on the stack: the pointer is valid until lp2p_hs_new copied. */
 
   if (get_option(L, 1, "incoming") != LUA_TBOOLEAN)
-    bad_option(L, "incoming", "must be a boolean (required)");
+    bad_option(L, "incoming", "a boolean (required)");
   cfg.incoming = lua_toboolean(L, -1);
   lua_pop(L, 1);
 
-  char chain[LP2P_CHAIN_NAME_MAX + 1] = "TEZOS_MAINNET";
-  size_t chain_len = strlen(chain);
-  int t = get_option(L, 1, "chain");
-  if (t != LUA_TNIL) {
-    const char *s = lua_tolstring(L, -1, &chain_len);
-    if (t != LUA_TSTRING || chain_len > LP2P_CHAIN_NAME_MAX)
-      bad_option(L, "chain", "must be a string of at most 255 bytes");
-    memcpy(chain, s, chain_len);
-  }
-  lua_pop(L, 1);
-  cfg.chain_name = chain;
-  cfg.chain_name_len = chain_len;
-
-  double bits = LP2P_POW_DEFAULT_BITS;
-  t = get_option(L, 1, "pow_bits");
-  if (t != LUA_TNIL) {
-    bits = lua_tonumber(L, -1);
-    if (t != LUA_TNUMBER || !(bits >= 0 && bits <= 256))
-      bad_option(L, "pow_bits", "must be a number in [0, 256]");
-  }
-  lua_pop(L, 1);
-  if (lp2p_pow_target_make(&cfg.target, bits) != 0)
-    bad_option(L, "pow_bits", "must be a number in [0, 256]");
-
-  cfg.advertised_port = (uint16_t)opt_int(L, 1, "port", 0, 0, 65535);
-  cfg.p2p = opt_versions(L, 1, "p2p_versions", (lp2p_version_range){0, 1});
-  cfg.ddb = opt_versions(L, 1, "ddb_versions", (lp2p_version_range){0, 2});
-  cfg.private_node = (uint8_t)opt_bool(L, 1, "private_node", 0);
-  cfg.disable_mempool = (uint8_t)opt_bool(L, 1, "disable_mempool", 0);
-  /* Below 90 bytes no connection message fits. */
-  cfg.max_conn_msg_len =
-      (size_t)opt_int(L, 1, "max_conn_msg_len", 65535, 90, 65535);
+  cfg.chain_name = nc.chain;
+  cfg.chain_name_len = nc.chain_len;
+  cfg.target = nc.target;
+  cfg.advertised_port = nc.advertised_port;
+  cfg.p2p = nc.p2p;
+  cfg.ddb = nc.ddb;
+  cfg.private_node = (uint8_t)nc.private_mode;
+  cfg.disable_mempool = (uint8_t)nc.disable_mempool;
+  cfg.max_conn_msg_len = nc.max_conn_msg_len;
 
   uint8_t nonce[LP2P_NONCE_BYTES];
-  t = get_option(L, 1, "message_nonce");
+  int t = get_option(L, 1, "message_nonce");
   if (t != LUA_TNIL) {
     size_t n = 0;
     const char *s = lua_tolstring(L, -1, &n);
     if (t != LUA_TSTRING || n != LP2P_NONCE_BYTES)
-      bad_option(L, "message_nonce", "must be a 24-byte string");
+      bad_option(L, "message_nonce", "a 24-byte string");
     memcpy(nonce, s, n);
     cfg.message_nonce = nonce;
   }

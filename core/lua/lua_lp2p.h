@@ -61,5 +61,6 @@ void lp2p__open_loop(lua_State *L);
 void lp2p__open_admission(lua_State *L);
 void lp2p__open_fs(lua_State *L);
 void lp2p__open_http(lua_State *L);
+void lp2p__open_config(lua_State *L);
 
 #endif /* LUA_LP2P_H */

@@ -16,8 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "lua_lp2p.h"
-#include "../net/lp2p_node.h"
+#include "lua_config.h"
 
 #define NODE_MT "luap2p.Node"
 
@@ -178,147 +177,6 @@ static void hook_event(void *ud, const lp2p_event *ev) {
     lp2p__set_int(L, "active", ev->value);
   lp2p__pcall(L, 2, 0, "event hook");
   lua_settop(L, top);
-}
-
-
-/* -------------------------------------------------------------- config */
-
-static lua_Integer opt_int(lua_State *L, int t, const char *k, lua_Integer d,
-                           lua_Integer lo, lua_Integer hi) {
-  lua_getfield(L, t, k);
-  lua_Integer v = d;
-  if (!lua_isnil(L, -1)) {
-    int ok;
-    v = lua_tointegerx(L, -1, &ok);
-    if (!ok || v < lo || v > hi)
-      luaL_error(L, "config.%s: expected an integer in [%I, %I]", k, lo, hi);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-
-static lua_Number opt_num(lua_State *L, int t, const char *k, lua_Number d) {
-  lua_getfield(L, t, k);
-  lua_Number v = d;
-  if (!lua_isnil(L, -1)) {
-    if (!lua_isnumber(L, -1) || lua_tonumber(L, -1) < 0)
-      luaL_error(L, "config.%s: expected a number >= 0", k);
-    v = lua_tonumber(L, -1);
-  }
-  lua_pop(L, 1);
-  return v;
-}
-
-
-static int opt_bool(lua_State *L, int t, const char *k) {
-  lua_getfield(L, t, k);
-  int v = lua_toboolean(L, -1);
-  lua_pop(L, 1);
-  return v;
-}
-
-
-static void opt_range(lua_State *L, int t, const char *k,
-                      lp2p_version_range *r) {
-  lua_getfield(L, t, k);
-  if (lua_istable(L, -1)) {
-    lua_rawgeti(L, -1, 1);
-    lua_rawgeti(L, -2, 2);
-    int ok1, ok2;
-    lua_Integer lo = lua_tointegerx(L, -2, &ok1);
-    lua_Integer hi = lua_tointegerx(L, -1, &ok2);
-    if (!ok1 || !ok2 || lo < 0 || hi < lo || hi > 65535)
-      luaL_error(L, "config.%s: expected {min, max} in [0, 65535]", k);
-    r->min = (uint16_t)lo;
-    r->max = (uint16_t)hi;
-    lua_pop(L, 2);
-  } else if (!lua_isnil(L, -1)) {
-    luaL_error(L, "config.%s: expected {min, max}", k);
-  }
-  lua_pop(L, 1);
-}
-
-
-/* Read the config table at t (already checked for unknown keys in Lua). */
-static void read_config(lua_State *L, int t, lp2p_node_config *c) {
-  lp2p_node_config_defaults(c);
-  c->pow_bits = opt_num(L, t, "pow_bits", c->pow_bits);
-  if (lp2p_pow_target_make(&c->target, c->pow_bits) < 0)
-    luaL_error(L, "config.pow_bits: expected a number in [0, 256]");
-  lua_getfield(L, t, "chain");
-  if (!lua_isnil(L, -1)) {
-    size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
-    if (s == NULL || len == 0 || len > LP2P_CHAIN_NAME_MAX)
-      luaL_error(L, "config.chain: expected a string of 1..%d bytes",
-                 LP2P_CHAIN_NAME_MAX);
-    memcpy(c->chain, s, len);
-    c->chain[len] = '\0';
-    c->chain_len = len;
-  }
-  lua_pop(L, 1);
-  opt_range(L, t, "p2p_versions", &c->p2p);
-  opt_range(L, t, "ddb_versions", &c->ddb);
-  c->advertised_port = (uint16_t)opt_int(L, t, "advertised_port", 0, 0, 65535);
-  c->private_mode = opt_bool(L, t, "private_mode");
-  c->disable_mempool = opt_bool(L, t, "disable_mempool");
-  c->disable_peer_discovery = opt_bool(L, t, "disable_peer_discovery");
-  c->min_connections = (unsigned)opt_int(L, t, "min_connections",
-                                         c->min_connections, 0, 1 << 20);
-  c->max_connections = (unsigned)opt_int(L, t, "max_connections",
-                                         c->max_connections, 0, 1 << 20);
-  /* Set by config.lua from too_many_rule (not a user key). */
-  lua_getfield(L, t, "connections_threshold");
-  c->threshold_rule = !lua_isnil(L, -1);
-  lua_pop(L, 1);
-  c->connections_threshold = (unsigned)opt_int(
-      L, t, "connections_threshold", 0, 0, 1 << 20);
-  c->max_incoming_connections = (unsigned)opt_int(
-      L, t, "max_incoming_connections", c->max_incoming_connections, 0,
-      1 << 20);
-  c->outgoing_message_queue_size = (unsigned)opt_int(
-      L, t, "outgoing_message_queue_size", c->outgoing_message_queue_size, 1,
-      1 << 24);
-  c->outgoing_queue_bytes = (size_t)opt_int(
-      L, t, "outgoing_queue_bytes", (lua_Integer)c->outgoing_queue_bytes,
-      1024, (lua_Integer)1 << 40);
-  c->binary_chunks_size = (size_t)opt_int(
-      L, t, "binary_chunks_size", (lua_Integer)c->binary_chunks_size,
-      LP2P_CHUNK_SIZE_MIN, LP2P_CHUNK_SIZE_MAX);
-  c->max_message_size = (size_t)opt_int(L, t, "max_message_size",
-                                        (lua_Integer)c->max_message_size, 2,
-                                        LP2P_MSG_MAX - 4);
-  c->max_conn_msg_len = (size_t)opt_int(L, t, "max_connection_message",
-                                        (lua_Integer)c->max_conn_msg_len, 90,
-                                        65535);
-  c->connection_timeout_ms = (uint64_t)(
-      opt_num(L, t, "connection_timeout", c->connection_timeout_ms / 1e3) *
-      1e3);
-  c->authentication_timeout_ms = (uint64_t)(
-      opt_num(L, t, "authentication_timeout",
-              c->authentication_timeout_ms / 1e3) *
-      1e3);
-  c->ban_table_size = (unsigned)opt_int(L, t, "ban_table_size",
-                                        c->ban_table_size, 1, 1 << 24);
-  c->backlog = (int)opt_int(L, t, "backlog", c->backlog, 1, 65535);
-  lp2p_admission_config *a = &c->admission;
-  a->rate = opt_num(L, t, "admission_rate", a->rate);
-  a->burst = opt_num(L, t, "admission_burst", a->burst);
-  a->prefix_rate = opt_num(L, t, "admission_prefix_rate", a->prefix_rate);
-  a->prefix_burst = opt_num(L, t, "admission_prefix_burst", a->prefix_burst);
-  a->max_per_ip = (unsigned)opt_int(L, t, "max_connections_per_ip",
-                                    a->max_per_ip, 0, 1 << 20);
-  a->max_per_prefix = (unsigned)opt_int(L, t, "max_connections_per_prefix",
-                                        a->max_per_prefix, 0, 1 << 20);
-  a->table_size = (unsigned)opt_int(L, t, "admission_table_size",
-                                    a->table_size, 2, 1 << 24);
-  a->load_threshold = (unsigned)opt_int(L, t, "load_threshold",
-                                        a->load_threshold, 0, 1 << 20);
-  lua_getfield(L, t, "admission_exempt_loopback");
-  if (!lua_isnil(L, -1))
-    a->exempt_loopback = lua_toboolean(L, -1);
-  lua_pop(L, 1);
 }
 
 
@@ -664,7 +522,11 @@ static int core_node(lua_State *L) {
   lp2p_identity *id = lp2p__check_identity(L, 2);
   luaL_checktype(L, 3, LUA_TFUNCTION);
   lp2p_node_config cfg;
-  read_config(L, 1, &cfg);
+  lp2p__config_read(L, 1, "core.node", &cfg, NULL);
+  /* p2p.new sets it only for too_many_rule = "threshold". */
+  cfg.threshold_rule =
+      lua_getfield(L, 1, "connections_threshold") != LUA_TNIL;
+  lua_pop(L, 1);
   cfg.identity = *id;
   node_box *b = lua_newuserdatauv(L, sizeof *b, 0);
   b->node = NULL;

@@ -1,46 +1,95 @@
--- luap2p.config: the keys of p2p.new(config), their types and defaults,
--- and the checks that run before a node is built.
+-- luap2p.config: the one schema of p2p.new(config), and its checks.
+--
+-- Every key is one row of SCHEMA: name, type, range, default, who reads
+-- it ("core": the C core, through core/lua/lua_config.c; "lua": the Lua
+-- layer or a default policy) and a one-line doc. p2p.new checks a config
+-- against it and passes the complete table (defaults filled) to core.node;
+-- core.handshake reads the core keys it shares with the same names and
+-- meaning; the `luap2p node` flags that set a key take their range,
+-- default and help from here; the README's config table is generated
+-- from it (`make readme-config`). Adding a key: a row here, and for a
+-- "core" key the field and its line in core/lua/lua_config.c (a spec
+-- checks that the core's fallback defaults and ranges equal these).
 local policy = require "luap2p.policy"
 
-local error, math, pairs, string, tonumber, tostring, type =
-      error, math, pairs, string, tonumber, tostring, type
+local error, io, ipairs, math, pairs, string, table, tonumber, tostring, type =
+      error, io, ipairs, math, pairs, string, table, tonumber, tostring, type
 
 local _M = {}
 
--- Config keys: type, and for the Lua-only ones a default.
-_M.KEYS = {
-  identity = "userdata", listen = "string", peers = "table",
-  trusted = "table", policies = "table", default_policies = "boolean",
-  watch = "boolean", hook_budget = "number", log = "string",
-  log_level = "string", log_file = "userdata", expected_connections = "number",
-  incoming_app_message_queue_size = "number", greylist_timeout = "number",
-  greylist_size = "number", ban_file = "string", known_points_max = "number",
-  maintenance_interval = "number", swap_linger = "number",
-  too_many_rule = "string",
-  -- read by the C core (lua_node.c)
-  chain = "string", pow_bits = "number", p2p_versions = "table",
-  ddb_versions = "table", advertised_port = "number", private_mode = "boolean",
-  disable_mempool = "boolean", disable_peer_discovery = "boolean",
-  min_connections = "number", max_connections = "number",
-  max_incoming_connections = "number",
-  outgoing_message_queue_size = "number", outgoing_queue_bytes = "number",
-  binary_chunks_size = "number", max_message_size = "number",
-  connection_timeout = "number", authentication_timeout = "number",
-  ban_table_size = "number", backlog = "number",
-  admission_rate = "number", admission_burst = "number",
-  admission_prefix_rate = "number", admission_prefix_burst = "number",
-  max_connections_per_ip = "number", max_connections_per_prefix = "number",
-  admission_table_size = "number", admission_exempt_loopback = "boolean",
-  load_threshold = "number", max_connection_message = "number",
-}
+local BIG = 1 << 20
+local INF = math.huge
 
-_M.DEFAULTS = {
-  hook_budget = policy.DEFAULT_BUDGET, expected_connections = nil,
-  incoming_app_message_queue_size = 1000, greylist_timeout = 86400,
-  greylist_size = 4096, known_points_max = 400, maintenance_interval = 120,
-  swap_linger = 30, min_connections = 10, max_connections = 100,
-  default_policies = true, log_level = "info", too_many_rule = "random_extra",
+-- Types: integer, number (ranges are inclusive), boolean, string, list (a
+-- table used as an array), versions (a list of consecutive integers),
+-- enum (one of `values`), identity (an Identity or a file path), file (an
+-- open Lua file). `shown` replaces the default in the README table.
+-- luacheck: push no max line length
+_M.SCHEMA = {
+  -- the node and its peers
+  { "identity", "identity", nil, read = "lua", required = true, doc = "an Identity (`p2p.core.identity_generate()`, `p2p.core.identity_from_json(text)`) or a path to an `identity.json`" },
+  { "listen", "string", nil, read = "lua", doc = "`\"HOST:PORT\"` to listen on (`\"[::1]:0\"` for IPv6; port 0 = any)" },
+  { "peers", "list", nil, read = "lua", doc = "points to dial at start" },
+  { "trusted", "list", nil, read = "lua", doc = "points or peer ids to trust" },
+  { "chain", "string", "TEZOS_MAINNET", min = 1, max = 255, read = "core", cli = "--chain", doc = "chain name announced in the connection message and required of peers" },
+  { "pow_bits", "number", 26, min = 0, max = 256, read = "core", cli = "--pow", doc = "proof-of-work bits required of peers" },
+  { "p2p_versions", "versions", { 0, 1 }, read = "core", doc = "supported p2p versions, consecutive; the largest is announced" },
+  { "ddb_versions", "versions", { 0, 1, 2 }, read = "core", doc = "supported distributed-db versions, consecutive; the largest is announced" },
+  { "advertised_port", "integer", 0, min = 0, max = 65535, read = "core", doc = "port announced in the connection message (0: the first port listened on)" },
+  { "private_mode", "boolean", false, read = "core", cli = "--private", doc = "only trusted points and peers; the metadata asks peers not to advertise us" },
+  { "disable_mempool", "boolean", false, read = "core", doc = "metadata flag: we do not relay operations" },
+  { "disable_peer_discovery", "boolean", false, read = "core", doc = "no points in Nack and Advertise" },
+  -- connection counts and timeouts
+  { "min_connections", "integer", 10, min = 0, max = BIG, read = "core", cli = "--min-connections", doc = "maintenance dials below this" },
+  { "expected_connections", "integer", nil, min = 0, max = BIG, read = "lua", shown = "50 (within min..max)", doc = "maintenance target; with min and max it gives Octez's bounds (10/50/100 -> 23/36/68/84)" },
+  { "max_connections", "integer", 100, min = 0, max = BIG, read = "core", cli = "--max-connections", doc = "authenticated connections above this get a Nack (see `too_many_rule`)" },
+  { "too_many_rule", "enum", "random_extra", values = { "random_extra", "threshold" }, read = "lua", doc = "when a new peer gets Too_many_connections: `\"random_extra\"` (Octez up to v24.2: unless `max_connections` + random(0,1) > active) or `\"threshold\"` (Octez from v24.3: when active >= the maintenance `max_threshold`, 84 by default, or `max_connections` without maintenance)" },
+  { "connections_threshold", "integer", 0, min = 0, max = BIG, read = "core", derived = true, doc = "set by p2p.new from `too_many_rule` (0: the random_extra rule)" },
+  { "max_incoming_connections", "integer", 20, min = 0, max = BIG, read = "core", cli = "--max-incoming", doc = "cap on not-yet-authenticated incoming connections" },
+  { "connection_timeout", "number", 10, min = 0, max = 1e9, read = "core", doc = "seconds for an outgoing connect and handshake" },
+  { "authentication_timeout", "number", 5, min = 0, max = 1e9, read = "core", doc = "seconds for an incoming handshake" },
+  { "backlog", "integer", 20, min = 1, max = 65535, read = "core", doc = "listen(2) backlog" },
+  -- sizes and queues
+  { "binary_chunks_size", "integer", 65535, min = 19, max = 65535, read = "core", doc = "size of the chunks we send" },
+  { "max_message_size", "integer", 104857596, min = 2, max = 104857596, read = "core", shown = "100 MiB - 4", doc = "cap on one P2P message" },
+  { "max_connection_message", "integer", 1024, min = 90, max = 65535, read = "core", doc = "cap on a connection message's length prefix (a real one is < 350 B)" },
+  { "outgoing_message_queue_size", "integer", 1000, min = 1, max = 1 << 24, read = "core", doc = "messages queued for sending per connection (`send` returns `EQUEUEFULL`)" },
+  { "outgoing_queue_bytes", "integer", 8 << 20, min = 1024, max = 1 << 40, read = "core", shown = "8 MiB", doc = "bytes queued for sending per connection" },
+  { "incoming_app_message_queue_size", "integer", 1000, min = 1, max = 1 << 24, read = "lua", doc = "inbox bound in pull mode; reading pauses when full" },
+  -- admission, before any cryptography
+  { "ban_table_size", "integer", 65536, min = 1, max = 1 << 24, read = "core", doc = "C ban table capacity (the oldest entry is evicted)" },
+  { "admission_rate", "number", 20, min = 0, max = 1e9, read = "core", doc = "accepts per second per IP (token bucket)" },
+  { "admission_burst", "number", 5, min = 0, max = 1e9, read = "core", doc = "burst of that bucket" },
+  { "admission_prefix_rate", "number", 80, min = 0, max = 1e9, read = "core", doc = "accepts per second per /24 (IPv4) or /64 (IPv6)" },
+  { "admission_prefix_burst", "number", 20, min = 0, max = 1e9, read = "core", doc = "burst of that bucket" },
+  { "max_connections_per_ip", "integer", 8, min = 0, max = BIG, read = "core", doc = "concurrent connections per IP (0 = no cap)" },
+  { "max_connections_per_prefix", "integer", 32, min = 0, max = BIG, read = "core", doc = "concurrent connections per prefix (0 = no cap)" },
+  { "admission_table_size", "integer", 4096, min = 2, max = 1 << 24, read = "core", doc = "admission table entries (LRU)" },
+  { "admission_exempt_loopback", "boolean", true, read = "core", doc = "loopback addresses skip the rates and caps" },
+  { "load_threshold", "integer", 10, min = 0, max = BIG, read = "core", doc = "pending handshakes that switch to \"under load\" (rates halved; 0 = off)" },
+  -- policies
+  { "policies", "list", {}, read = "lua", doc = "policy files, module names or tables, stacked before the defaults" },
+  { "default_policies", "boolean", true, read = "lua", doc = "stack the default Octez policies" },
+  { "hook_budget", "integer", policy.DEFAULT_BUDGET, min = 1, max = INF, read = "lua", doc = "VM instructions per hook call" },
+  { "watch", "boolean", false, read = "lua", doc = "reload policy files when they change" },
+  { "log", "enum", nil, values = { "human", "json" }, read = "lua", cli = "--log", doc = "event log format (none: no log)" },
+  { "log_level", "enum", "info", values = { "debug", "info", "warn", "error" }, read = "lua", doc = "lowest level logged" },
+  { "log_file", "file", nil, read = "lua", shown = "stdout", doc = "an open file the log is written to" },
+  { "greylist_timeout", "number", 86400, min = 0, max = INF, read = "lua", doc = "seconds an IP stays greylisted (acl)" },
+  { "greylist_size", "integer", 4096, min = 1, max = INF, read = "lua", doc = "greylisted IPs at most, oldest evicted (acl)" },
+  { "ban_file", "string", nil, read = "lua", doc = "JSON file where admin bans are saved and re-applied at start (acl)" },
+  { "known_points_max", "integer", 400, min = 1, max = INF, read = "lua", doc = "known points kept (answerer)" },
+  { "maintenance_interval", "number", 120, min = 0, max = INF, read = "lua", doc = "seconds between maintenance runs (0 = off)" },
+  { "swap_linger", "number", 30, min = 0, max = INF, read = "lua", doc = "seconds between swaps (0 = no swaps)" },
 }
+-- luacheck: pop
+
+-- By name.
+_M.KEYS = {}
+for _, k in ipairs(_M.SCHEMA) do
+  k.name, k.type, k.default = k[1], k[2], k[3]
+  _M.KEYS[k.name] = k
+end
 
 -- Octez's expected_connections default (src/lib_p2p_services/p2p_limits.ml).
 _M.EXPECTED_CONNECTIONS = 50
@@ -66,26 +115,154 @@ function _M.split_point(s)
   return host, tonumber(port)
 end
 
--- Check cfg against the keys; returns a copy with the defaults filled.
+-- Levenshtein distance.
+local function distance(a, b)
+  local row = {}
+  for j = 0, #b do row[j] = j end
+  for i = 1, #a do
+    local diag = row[0]
+    row[0] = i
+    for j = 1, #b do
+      local up = row[j]
+      local best = diag + (a:byte(i) == b:byte(j) and 0 or 1)
+      if up + 1 < best then best = up + 1 end
+      if row[j - 1] + 1 < best then best = row[j - 1] + 1 end
+      row[j] = best
+      diag = up
+    end
+  end
+  return row[#b]
+end
+
+-- The known key nearest to k (within two edits), or nil.
+function _M.nearest(k)
+  local best, name = 3, nil
+  for _, key in ipairs(_M.SCHEMA) do
+    local d = distance(k, key.name)
+    if d < best then best, name = d, key.name end
+  end
+  if name then return name end
+  -- A whole word of a key: "port" of "advertised_port".
+  for _, key in ipairs(_M.SCHEMA) do
+    local n = key.name
+    if #k < #n and (("_" .. n .. "_"):find("_" .. k .. "_", 1, true)) then
+      return n
+    end
+  end
+  return nil
+end
+
+local function range_text(k, what)
+  if k.max == INF then
+    return string.format("%s >= %s", what, tostring(k.min))
+  end
+  return string.format("%s in [%s, %s]", what, tostring(k.min),
+    tostring(k.max))
+end
+
+-- What a key expects, as in "config.<key>: expected <this>".
+function _M.expects(k)
+  local t = k.type
+  if t == "integer" then return range_text(k, "an integer") end
+  if t == "number" then return range_text(k, "a number") end
+  if t == "string" and k.max then
+    return string.format("a string of %d..%d bytes", k.min, k.max)
+  end
+  if t == "versions" then
+    return "a non-empty list of consecutive versions in [0, 65535], " ..
+      "e.g. {0, 1}"
+  end
+  if t == "enum" then
+    return "one of '" .. table.concat(k.values, "', '") .. "'"
+  end
+  if t == "identity" then return "an Identity or a file path" end
+  if t == "file" then return "an open file" end
+  if t == "list" then return "a list" end
+  return "a " .. t
+end
+
+-- Whether v fits k.
+local function fits(k, v)
+  local t = k.type
+  if t == "integer" then
+    v = math.tointeger(v)
+    return v ~= nil and v >= k.min and v <= k.max
+  elseif t == "number" then
+    return type(v) == "number" and v >= k.min and v <= k.max
+  elseif t == "string" then
+    return type(v) == "string" and (not k.max or (#v >= k.min and
+      #v <= k.max))
+  elseif t == "versions" then
+    if type(v) ~= "table" or #v == 0 then return false end
+    for i, x in ipairs(v) do
+      x = math.tointeger(x)
+      if not x or x < 0 or x > 65535 or x ~= math.tointeger(v[1]) + i - 1
+      then
+        return false
+      end
+    end
+    return true
+  elseif t == "enum" then
+    for _, x in ipairs(k.values) do if v == x then return true end end
+    return false
+  elseif t == "identity" then
+    return type(v) == "userdata" or type(v) == "string"
+  elseif t == "file" then
+    return io.type(v) == "file"
+  elseif t == "list" then
+    return type(v) == "table"
+  end
+  return type(v) == t
+end
+
+local function show(v)
+  if type(v) == "string" then return string.format("%q", v) end
+  return tostring(v)
+end
+
+-- Check one value; raises "<who>: config.<key>: expected ..., got ..."
+-- at `level`.
+function _M.check_value(who, name, v, level)
+  local k = _M.KEYS[name]
+  if not fits(k, v) then
+    error(string.format("%s: config.%s: expected %s, got %s", who, name,
+      _M.expects(k), type(v) == "table" and "a table" or show(v)),
+      level + 1)
+  end
+end
+
+local function copy(v)
+  if type(v) ~= "table" then return v end
+  local t = {}
+  for i, x in pairs(v) do t[i] = x end
+  return t
+end
+
+-- Check cfg against the schema; returns a copy with every default filled.
 -- Misuse raises at the caller of p2p.new.
 function _M.check(cfg)
   if type(cfg) ~= "table" then
     error("p2p.new: expected a config table, got " .. type(cfg), 3)
   end
-  for k, v in pairs(cfg) do
-    local want = _M.KEYS[k]
-    if not want then
-      error(string.format("p2p.new: unknown config key '%s'", tostring(k)),
+  for name, v in pairs(cfg) do
+    if type(name) ~= "string" or not _M.KEYS[name] or
+       _M.KEYS[name].derived then
+      local near = type(name) == "string" and _M.nearest(name)
+      error(string.format("p2p.new: unknown config key '%s'%s",
+        tostring(name), near and " (did you mean '" .. near .. "'?)" or ""),
         3)
     end
-    if k ~= "identity" and type(v) ~= want then
-      error(string.format("p2p.new: config.%s: expected a %s, got %s", k,
-        want, type(v)), 3)
-    end
+    _M.check_value("p2p.new", name, v, 3)
   end
   local c = {}
-  for k, v in pairs(_M.DEFAULTS) do c[k] = v end
-  for k, v in pairs(cfg) do c[k] = v end
+  for _, k in ipairs(_M.SCHEMA) do
+    if k.required and cfg[k.name] == nil then
+      error("p2p.new: config." .. k.name .. " is required", 3)
+    end
+    local v = cfg[k.name]
+    if v == nil then v = copy(k.default) end
+    c[k.name] = v
+  end
   if c.min_connections > c.max_connections then
     error(string.format(
       "p2p.new: config.min_connections (%d) > max_connections (%d)",
@@ -100,21 +277,58 @@ function _M.check(cfg)
     error("p2p.new: config.expected_connections must lie between " ..
       "min_connections and max_connections", 3)
   end
-  -- Too_many_connections: "random_extra" (Octez up to v24.2: refuse
-  -- unless max_connections + random(0 or 1) > active) or "threshold"
-  -- (Octez from v24.3: refuse when active >= the maintenance
-  -- max_threshold, or max_connections when no maintenance runs).
+  -- "threshold" (Octez from v24.3): refuse when active >= the
+  -- maintenance max_threshold, or max_connections when no maintenance
+  -- runs; the core applies it when connections_threshold is set.
   if c.too_many_rule == "threshold" then
-    local maintained = c.default_policies and
-      (c.maintenance_interval or 0) > 0
+    local maintained = c.default_policies and c.maintenance_interval > 0
     c.connections_threshold = maintained and
       _M.bounds(c.min_connections, c.expected_connections,
         c.max_connections).max_threshold or c.max_connections
-  elseif c.too_many_rule ~= "random_extra" then
-    error("p2p.new: config.too_many_rule: expected \"random_extra\" or " ..
-      "\"threshold\", got \"" .. tostring(c.too_many_rule) .. "\"", 3)
+  else
+    c.connections_threshold = nil
   end
   return c
+end
+
+-- A README value.
+local function cell(v)
+  if v == nil then return "none" end
+  if type(v) == "table" then
+    local parts = {}
+    for i, x in ipairs(v) do parts[i] = tostring(x) end
+    return "`{" .. table.concat(parts, ", ") .. "}`"
+  end
+  if type(v) == "string" then return "`\"" .. v .. "\"`" end
+  if math.type(v) == "float" and v == math.floor(v) and v < 2^53 then
+    v = math.tointeger(v)
+  end
+  if math.type(v) == "integer" and v >= 10000 then
+    local s = tostring(v):reverse():gsub("(%d%d%d)", "%1 "):reverse()
+    return (s:gsub("^ ", ""))
+  end
+  return tostring(v)
+end
+
+-- The README's config table (Markdown), generated from the schema.
+function _M.markdown()
+  local out = { "| key | default | range | read by | meaning |",
+                "|---|---|---|---|---|" }
+  for _, k in ipairs(_M.SCHEMA) do
+    if k.derived then goto next end
+    local default = k.required and "required" or k.shown or cell(k.default)
+    local range = ""
+    if k.type == "integer" or k.type == "number" then
+      range = k.max == INF and string.format(">= %s", cell(k.min)) or
+        string.format("%s..%s", cell(k.min), cell(k.max))
+    elseif k.type == "enum" then
+      range = "`" .. table.concat(k.values, "`, `") .. "`"
+    end
+    out[#out + 1] = string.format("| `%s` | %s | %s | %s | %s |", k.name,
+      default, range, k.read, k.doc)
+    ::next::
+  end
+  return table.concat(out, "\n") .. "\n"
 end
 
 return _M

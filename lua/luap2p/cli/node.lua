@@ -1,19 +1,55 @@
--- luap2p node: a full node from the command line (DESIGN.md, command line
--- contract): listen, dial --peer points, run the default policies after
--- any --policy files, reload them on SIGHUP, stop cleanly on SIGINT or
--- SIGTERM (every peer gets a Disconnect), log events, serve metrics.
+-- luap2p node: a full node from the command line: listen, dial --peer
+-- points, run the default policies after any --policy files, reload them
+-- on SIGHUP, stop cleanly on SIGINT or SIGTERM (every peer gets a
+-- Disconnect), log events, serve metrics.
 local p2p = require "luap2p"
+local config = require "luap2p.config"
 local identity = require "luap2p.identity"
 local metrics = require "luap2p.cli.metrics"
 local util = require "luap2p.cli.util"
 
 local core = p2p.core
-local io, ipairs, os, pcall, string, tostring =
-      io, ipairs, os, pcall, string, tostring
+local io, ipairs, os, pairs, pcall, string, tostring =
+      io, ipairs, os, pairs, pcall, string, tostring
 
 local _M = {}
 
 local SHUTDOWN_GRACE = 3 -- s: Disconnects get this long to be written
+
+-- The flag of each config key it sets: help, range and default come from
+-- the schema (lua/luap2p/config.lua), so they cannot disagree with p2p.new.
+local FLAGS = {
+  chain = "--chain", pow_bits = "--pow", min_connections = "--min-connections",
+  max_connections = "--max-connections",
+  max_incoming_connections = "--max-incoming", private_mode = "--private",
+  log = "--log",
+}
+_M.FLAGS = FLAGS
+
+-- with_default: argparse fills it in (the command needs the value);
+-- otherwise the help shows it and p2p.new applies it.
+local function key_option(cmd, name, argname, with_default)
+  local k = config.KEYS[name]
+  local flag = FLAGS[name]
+  local help = k.doc:gsub("^%l", string.upper):gsub("`", "'") ..
+    " (config." .. name .. ")"
+  if k.type == "boolean" then return cmd:flag(flag, help .. ".") end
+  if k.default ~= nil and not with_default then
+    help = help .. "; default " .. tostring(k.default)
+  end
+  local opt = cmd:option(flag, help .. "."):argname(argname)
+  if k.default ~= nil and with_default then
+    opt:default(tostring(k.default))
+  end
+  if k.type == "integer" then
+    opt:convert(util.integer(k.min, k.max, flag))
+  elseif k.type == "number" then
+    opt:convert(util.number(k.min, k.max, flag))
+  elseif k.type == "enum" then
+    opt:choices(k.values)
+  end
+  return opt
+end
 
 function _M.define(parser)
   local cmd = parser:command("node",
@@ -30,27 +66,21 @@ function _M.define(parser)
     :argname("FILE"):count(1)
   cmd:option("--listen", "Address to accept connections on.")
     :argname("HOST:PORT"):count(1):convert(util.listen_point)
-  cmd:option("--chain", "Chain name in the connection message.")
-    :argname("NAME"):default("TEZOS_MAINNET")
-  cmd:option("--pow", "Proof-of-work bits required of peers.")
-    :argname("BITS"):default("26"):convert(util.number(0, 256, "--pow"))
+  key_option(cmd, "chain", "NAME", true)
+  key_option(cmd, "pow_bits", "BITS", true)
   cmd:option("--peer", "Point to connect to at start (repeatable).")
     :argname("HOST:PORT"):count("*"):convert(util.peer_point)
   cmd:option("--policy", "Policy module file, stacked before the " ..
     "defaults (repeatable).")
     :argname("FILE"):count("*")
-  cmd:option("--min-connections", "Maintenance looks for peers below this.")
-    :argname("N"):convert(util.integer(0, 100000, "--min-connections"))
-  cmd:option("--max-connections", "Refuse (Nack) above this.")
-    :argname("N"):convert(util.integer(1, 100000, "--max-connections"))
-  cmd:option("--max-incoming", "Pending incoming connections at most.")
-    :argname("N"):convert(util.integer(1, 100000, "--max-incoming"))
-  cmd:flag("--private", "Private mode: only --trusted points and peers.")
+  key_option(cmd, "min_connections", "N")
+  key_option(cmd, "max_connections", "N")
+  key_option(cmd, "max_incoming_connections", "N")
+  key_option(cmd, "private_mode")
   cmd:option("--trusted", "Trusted point (repeatable).")
     :argname("HOST:PORT"):count("*"):convert(util.peer_point)
-  cmd:option("--log", "Event log on stdout: human lines or one JSON " ..
-    "object per line.")
-    :argname("human|json"):default("human"):choices({ "human", "json" })
+  -- The command line logs by default; a library node does not.
+  key_option(cmd, "log", "human|json", true):default("human")
   cmd:option("--metrics", "Serve Prometheus metrics at " ..
     "http://HOST:PORT/metrics.")
     :argname("HOST:PORT"):convert(util.listen_point)
@@ -58,18 +88,17 @@ end
 
 local plain = util.plain
 
-local function config(args)
+local function node_config(args)
   local cfg = {
-    listen = args.listen.text, chain = args.chain,
-    pow_bits = args.pow, peers = util.texts(args.peer),
+    listen = args.listen.text, peers = util.texts(args.peer),
     trusted = util.texts(args.trusted), policies = {},
-    private_mode = args.private or nil, log = args.log,
-    min_connections = args.min_connections,
-    max_connections = args.max_connections,
-    max_incoming_connections = args.max_incoming,
   }
-  local min = cfg.min_connections or 10
-  local max = cfg.max_connections or 100
+  for name, flag in pairs(FLAGS) do
+    cfg[name] = args[flag:sub(3):gsub("%-", "_")]
+  end
+  cfg.private_mode = cfg.private_mode or nil
+  local min = cfg.min_connections or config.KEYS.min_connections.default
+  local max = cfg.max_connections or config.KEYS.max_connections.default
   if cfg.min_connections and not cfg.max_connections and min > max then
     cfg.max_connections = min
   elseif cfg.max_connections and not cfg.min_connections and min > max then
@@ -86,7 +115,7 @@ end
 
 function _M.run(args)
   util.line_buffered()
-  local cfg = config(args) -- usage errors first: exit 2 before any I/O
+  local cfg = node_config(args) -- usage errors first: exit 2 before any I/O
   local id = util.load_identity(args.identity)
   cfg.identity = id
   local have = identity.pow_bits(id)
