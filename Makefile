@@ -113,7 +113,7 @@ clean:
 # Variables
 #   FUZZ_CC        clang with libFuzzer (default clang)
 #   FUZZ_SECONDS   seconds per target for `make fuzz` (default 60)
-#   FUZZ_TARGETS   subset to build/run (default: all seven)
+#   FUZZ_TARGETS   subset to build/run (default: all eight)
 #   FUZZ_ARGS      extra libFuzzer flags (e.g. -jobs=2 -workers=2)
 #   ASAN_CC        compiler of the sanitized core (default $(CC)); its own
 #                  libasan is LD_PRELOADed, since lua5.4 is not instrumented
@@ -123,7 +123,7 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_ARGS ?=
 FUZZ_TARGETS ?= conn_msg handshake chunk message point identity_json \
-                admission
+                admission shell
 FUZZ_CORE = $(WIRE_SRCS)
 FUZZ_LIB = build/fuzz/libwire.a
 FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra \

@@ -185,6 +185,40 @@ def main():
         (1, 9, 0, 11), (1, 9, 0, 11), (1, 9, 0, 11), (0, 9, 10, 4),
         (3, 9, 5, 12), (2, 9, 0, 0), (1, 200, 0, 30)))
 
+    # shell: [u16 tag][body]. Real messages: one per tag of the recorded
+    # TezEdge <-> Octez session and TezEdge's small resource messages (see
+    # spec/vectors/); then broken ones.
+    spec = os.path.join(os.path.dirname(ROOT), "..", "spec", "vectors")
+    seen = set()
+    with open(os.path.join(spec, "tezedge-carthagenet-session.txt")) as f:
+        for line in f:
+            if line.startswith("#"):
+                continue
+            index, _, hexa = line.split()
+            msg = H(hexa)
+            if msg[:2] not in seen and msg[0:2] >= b"\x00\x10":
+                seen.add(msg[:2])
+                write("shell", "session_%s" % index, msg)
+    for name, tag in (("block-header", 0x21), ("current-branch.big", 0x11),
+                      ("get-block-headers", 0x20),
+                      ("get-current-head", 0x13),
+                      ("get-operations-for-blocks", 0x60)):
+        with open(os.path.join(spec, "tezedge", name + ".msg"), "rb") as f:
+            write("shell", "tezedge_" + name, struct.pack(">H", tag) + f.read())
+    chain = H("7a06a770")
+    empty_mempool = H("000000000000000400000000")
+    write("shell", "current_head_empty_mempool", b"\x00\x14" + chain +
+          struct.pack(">I", 0) + empty_mempool)  # header too short
+    write("shell", "trailing_byte", b"\x00\x13" + chain + b"\x00")
+    write("shell", "unknown_tag_0x50", b"\x00\x50" + chain)
+    write("shell", "eleven_hashes", b"\x00\x20" + struct.pack(">I", 11 * 32) +
+          bytes(range(32)) * 11)
+    write("shell", "path_four_deep", b"\x00\x61" + bytes(32) + b"\x00" +
+          b"\x0f" + bytes(32) + b"\xf0\xf0\x0f" + bytes(32) + b"\x00" +
+          bytes(64))
+    write("shell", "protocol_bad_option", b"\x00\x41\x00\x01" +
+          struct.pack(">II", 10, 1) + b"a\x01" + struct.pack(">I", 0))
+
 
 if __name__ == "__main__":
     main()

@@ -142,5 +142,6 @@ LP2P_EXPORT int luaopen_luap2p_core(lua_State *L) {
   lp2p__open_fs(L);
   lp2p__open_http(L);
   lp2p__open_config(L);
+  lp2p__open_shell(L);
   return 1;
 }

@@ -62,5 +62,6 @@ void lp2p__open_admission(lua_State *L);
 void lp2p__open_fs(lua_State *L);
 void lp2p__open_http(lua_State *L);
 void lp2p__open_config(lua_State *L);
+void lp2p__open_shell(lua_State *L);
 
 #endif /* LUA_LP2P_H */
