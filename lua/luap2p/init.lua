@@ -31,6 +31,7 @@ local _M = {
   APP_TAG = dispatch.APP_TAG, -- default tag of application messages
   core = core,
   policy = policy,
+  shell = require "luap2p.shell",
   MOTIVES = { no_motive = 0, too_many_connections = 1,
               unknown_chain_name = 2, deprecated_p2p_version = 3,
               deprecated_distributed_db_version = 4, already_connected = 5 },
