@@ -88,6 +88,7 @@ build = {
     ["luap2p.luv"] = "lua/luap2p/luv.lua",
     ["luap2p.policies.acl"] = "lua/luap2p/policies/acl.lua",
     ["luap2p.policies.answerer"] = "lua/luap2p/policies/answerer.lua",
+    ["luap2p.policies.common"] = "lua/luap2p/policies/common.lua",
     ["luap2p.policies.log"] = "lua/luap2p/policies/log.lua",
     ["luap2p.policies.maintenance"] = "lua/luap2p/policies/maintenance.lua",
     ["luap2p.policies.private_mode"] = "lua/luap2p/policies/private_mode.lua",

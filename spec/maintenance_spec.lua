@@ -7,6 +7,7 @@ local p2p = require "luap2p"
 local h = require "helper"
 
 local M = require "luap2p.policies.maintenance"
+local common = require "luap2p.policies.common"
 
 local node = h.quiet
 
@@ -102,7 +103,7 @@ describe("reconnection back-off", function()
     local rec = { delay = 0 }
     local waits = {}
     for i = 1, 5 do
-      M._failed(rec, 1000)
+      common.failed(rec, 1000)
       waits[i] = rec.reconnect_at - 1000
     end
     local expect = { 1, 1.2, 1.44, 1.728, 2.0736 }
@@ -111,7 +112,7 @@ describe("reconnection back-off", function()
 
   it("is capped at 2 days", function()
     local rec = {}
-    for _ = 1, 200 do M._failed(rec, 0) end
+    for _ = 1, 200 do common.failed(rec, 0) end
     assert.equal(172800, rec.delay)
     assert.equal(172800, rec.reconnect_at)
   end)
@@ -119,9 +120,9 @@ describe("reconnection back-off", function()
   it("waits 60 s after a normal disconnection and resets the delay",
     function()
     local rec = { delay = 50 }
-    M._disconnected(rec, 10)
+    common.disconnected(rec, 10)
     assert.equal(70, rec.reconnect_at)
-    M._failed(rec, 100)
+    common.failed(rec, 100)
     assert.equal(101, rec.reconnect_at)
   end)
 

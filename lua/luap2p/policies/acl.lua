@@ -19,6 +19,7 @@
 -- Trusted points and peers are never greylisted.
 local cjson = require "cjson"
 local p2p = require "luap2p"
+local common = require "luap2p.policies.common"
 
 local error, io, math, os, pairs, pcall, tonumber, tostring, type =
       error, io, math, os, pairs, pcall, tonumber, tostring, type
@@ -87,14 +88,12 @@ end
 
 ---------------------------------------------------------------- state
 
+-- node.state.acl (luap2p.policies.common: per-node state).
 local function state(node)
-  local s = node.state.acl
-  if not s then
-    s = { ips = lru_new(), peers = lru_new(), admin = {}, dirty = false,
-          loaded = false }
-    node.state.acl = s
-  end
-  return s
+  return common.state(node, "acl", function()
+    return { ips = lru_new(), peers = lru_new(), admin = {}, dirty = false,
+             loaded = false }
+  end)
 end
 
 -- The IP of a point "a.b.c.d:port" / "[v6]:port", or the string itself

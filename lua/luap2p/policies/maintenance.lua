@@ -23,7 +23,10 @@
 -- rejection waits `delay` (1 s, then x1.2 each time, capped at 2 days);
 -- after a normal disconnection wait 60 s and reset the delay.
 -- config.maintenance_interval = 0 turns the policy off.
+-- State and shared rules: luap2p.policies.common (node.state.maintenance,
+-- node.state.swap, the back-off).
 local p2p = require "luap2p"
+local common = require "luap2p.policies.common"
 local config = require "luap2p.config"
 local core = p2p.core
 
@@ -31,21 +34,24 @@ local ipairs, math, pairs, table, type = ipairs, math, pairs, table, type
 
 local now = p2p.now
 
-local RECONNECT = {
-  initial = 1, factor = 1.2, cap = 172800, disconnection = 60,
-}
 local LOOK_DELAY = 5 -- Octez time_between_looking_for_peers
 
 local _M = {
   name = "maintenance",
   description = "Octez maintenance: connection bounds, dials, back-off",
-  _RECONNECT = RECONNECT,
 }
 
--- This instance's scheduling state. A reload starts a fresh instance;
--- the old one's timers are stopped, and `alive` guards any that escaped.
-local inst = { alive = false, scheduled = false, retry = false, dials = {},
-               ndials = 0, looking = false }
+-- The node's maintenance state (node.state.maintenance): dials in flight
+-- and the last Bootstrap outlive a reload; `run` is the running
+-- instance's: start() makes a new one, stop() marks it dead, and a timer
+-- of a replaced instance that escaped finds its own run dead.
+local function state(node)
+  return common.state(node, "maintenance", function()
+    return { dials = {}, ndials = 0, looking = false,
+             bootstrap = -math.huge,
+             run = { alive = false, scheduled = false, retry = false } }
+  end)
+end
 
 _M._bounds = config.bounds
 
@@ -66,21 +72,6 @@ local function shuffle(t)
     t[i], t[j] = t[j], t[i]
   end
   return t
-end
-
----------------------------------------------------------------- back-off
-
--- A dial failed or was rejected: wait the current delay, grow it.
-function _M._failed(rec, t)
-  local d = (rec.delay and rec.delay > 0) and rec.delay or RECONNECT.initial
-  rec.reconnect_at = t + d
-  rec.delay = math.min(d * RECONNECT.factor, RECONNECT.cap)
-end
-
--- A running connection ended: wait 60 s, reset the delay.
-function _M._disconnected(rec, t)
-  rec.reconnect_at = t + RECONNECT.disconnection
-  rec.delay = 0
 end
 
 ---------------------------------------------------------------- dialing
@@ -123,21 +114,23 @@ end
 local maintain
 
 local function schedule(node)
-  if inst.scheduled or not inst.alive then return end
-  inst.scheduled = true
+  local run = state(node).run
+  if run.scheduled or not run.alive then return end
+  run.scheduled = true
   node:after(0, function()
-    inst.scheduled = false
-    maintain(node)
+    run.scheduled = false
+    if run.alive then maintain(node) end
   end)
 end
 
 local function retry_later(node)
-  if inst.retry or not inst.alive then return end
-  inst.retry = true
+  local run = state(node).run
+  if run.retry or not run.alive then return end
+  run.retry = true
   node:after(math.min(LOOK_DELAY, node.config.maintenance_interval),
     function()
-      inst.retry = false
-      maintain(node)
+      run.retry = false
+      if run.alive then maintain(node) end
     end)
 end
 
@@ -150,6 +143,7 @@ local function send_bootstrap(node)
 end
 
 local function too_few(node, b, n)
+  local inst = state(node)
   local min_to = b.min_target - n - inst.ndials
   local max_to = b.max_target - n - inst.ndials
   if min_to <= 0 then return end -- the dials in flight may do
@@ -162,7 +156,7 @@ local function too_few(node, b, n)
       dialed = dialed + 1
     else
       local rec = node.points[p]
-      if rec then _M._failed(rec, now()) end
+      if rec then common.failed(rec, now()) end
     end
   end
   if dialed >= min_to then return end
@@ -171,10 +165,9 @@ local function too_few(node, b, n)
   -- The last Bootstrap time lives in the node: a reload must not make
   -- every reload a broadcast to all peers.
   local t = now()
-  local last = node.state.maintenance_bootstrap or -math.huge
-  if not node.config.private_mode and
-     t - last >= math.min(LOOK_DELAY, node.config.maintenance_interval) then
-    node.state.maintenance_bootstrap = t
+  if not node.config.private_mode and t - inst.bootstrap >=
+     math.min(LOOK_DELAY, node.config.maintenance_interval) then
+    inst.bootstrap = t
     send_bootstrap(node)
   end
   retry_later(node)
@@ -194,43 +187,23 @@ local function too_many(node, b, n)
 end
 
 local function send_swap_request(node)
-  local l = node.config.swap_linger
-  if node.config.private_mode or type(l) ~= "number" or l <= 0 then return end
-  local pub = {}
-  for _, c in pairs(node.conns) do
-    if not c.closed and not (c.metadata and c.metadata.private_node) then
-      pub[#pub + 1] = c
-    end
-  end
+  if not common.swap_enabled(node) then return end
+  local pub = common.public_conns(node)
   if #pub < 2 then return end
   -- Two distinct random picks, O(1): no shuffle of every connection.
-  local i = math.random(#pub)
-  local recipient = table.remove(pub, i)
-  local proposed
-  for _ = 1, #pub do
-    local j = math.random(#pub)
-    if pub[j].point and pub[j].peer_id then
-      proposed = pub[j]
-      break
-    end
-  end
-  if not proposed then return end
+  local recipient = table.remove(pub, math.random(#pub))
+  local proposed = pub[math.random(#pub)]
   local raw = core.peer_id_decode(proposed.peer_id)
   if not raw then return end
   if recipient:send_msg({ type = "swap_request", point = proposed.point,
                           peer_id = raw }) then
-    local s = node.state.swap
-    if not s then
-      s = { sent = {}, latest_accepted = -math.huge,
-            latest_successful = -math.huge, pending = {} }
-      node.state.swap = s
-    end
-    s.sent[recipient.id] = { time = now(), peer_id = proposed.peer_id }
+    common.swap_sent(node, recipient, proposed)
   end
 end
 
 function maintain(node)
-  if not inst.alive or node._closed or not enabled(node) then return end
+  local inst = state(node)
+  if not inst.run.alive or node._closed or not enabled(node) then return end
   local c = node.config
   local b = _M._bounds(c.min_connections, c.expected_connections,
     c.max_connections)
@@ -257,27 +230,29 @@ function _M.check(node)
 end
 
 function _M.start(node)
-  inst.alive = true
+  local inst = state(node)
+  inst.run = { alive = true, scheduled = false, retry = false }
   if not enabled(node) then return end
   node:every(node.config.maintenance_interval, maintain)
   schedule(node)
 end
 
 function _M.stop(node)
-  inst.alive = false
+  state(node).run.alive = false
 end
 
 function _M.event(node, ev)
   if not enabled(node) then return end
+  local inst = state(node)
   local t = ev.type
   if t == "disconnected" then
     -- Back-off applies whether or not this policy dialed.
     local rec = ev.point and node.points[ev.point]
     if rec then
       if ev.connection then
-        _M._disconnected(rec, now())
+        common.disconnected(rec, now())
       else
-        _M._failed(rec, now())
+        common.failed(rec, now())
       end
     end
     if inst.dials[ev.conn] then
