@@ -90,8 +90,10 @@ static unsigned opt_unsigned(lua_State *L, const char *k, unsigned def) {
 static int core_admission_new(lua_State *L) {
   lp2p_admission_config cfg;
   lp2p_admission_config_defaults(&cfg);
-  if (lua_isnoneornil(L, 1))
-    lua_newtable(L), lua_replace(L, 1);
+  if (lua_isnoneornil(L, 1)) {
+    lua_settop(L, 0);
+    lua_newtable(L);
+  }
   luaL_checktype(L, 1, LUA_TTABLE);
   cfg.rate = opt_number(L, "rate", cfg.rate);
   cfg.burst = opt_number(L, "burst", cfg.burst);

@@ -13,6 +13,10 @@
 #include "../net/lp2p_node.h"
 
 static const char LOOP_KEY = 'L';   /* registry key: the loop box */
+#define LOOP_MT "luap2p.Loop"
+#define TIMER_MT "luap2p.Timer"
+#define SIGNAL_MT "luap2p.Signal"
+#define WATCH_MT "luap2p.Watch"
 static const char ERRFN_KEY = 'E';  /* registry key: error reporter */
 
 typedef struct loop_box {
@@ -32,15 +36,20 @@ static void close_walk(uv_handle_t *h, void *arg) {
 
 
 static int loop_gc(lua_State *L) {
-  loop_box *b = lua_touserdata(L, 1);
+  loop_box *b = luaL_checkudata(L, 1, LOOP_MT);
   if (b->loop == NULL)
     return 0;
   /* Nodes first, with their own close callbacks so their memory goes;
    * then anything left. */
   lp2p_loop_close_nodes(b->loop);
   uv_walk(b->loop, close_walk, NULL);
-  uv_run(b->loop, UV_RUN_DEFAULT);
-  uv_loop_close(b->loop);
+  /* A pending core.stop() makes the first uv_run return at once (it only
+   * clears the flag): run again while handles are still closing. */
+  for (int i = 0; i < 4; i++) {
+    uv_run(b->loop, UV_RUN_DEFAULT);
+    if (uv_loop_close(b->loop) != UV_EBUSY)
+      break;
+  }
   free(b->loop);
   b->loop = NULL;
   return 0;
@@ -49,7 +58,7 @@ static int loop_gc(lua_State *L) {
 
 static loop_box *get_box(lua_State *L) {
   lua_rawgetp(L, LUA_REGISTRYINDEX, &LOOP_KEY);
-  loop_box *b = lua_touserdata(L, -1);
+  loop_box *b = luaL_testudata(L, -1, LOOP_MT);
   lua_pop(L, 1);
   return b;
 }
@@ -62,9 +71,10 @@ uv_loop_t *lp2p__loop(lua_State *L) {
   b = lua_newuserdatauv(L, sizeof *b, 0);
   b->loop = NULL;
   b->depth = 0;
-  lua_newtable(L);
-  lua_pushcfunction(L, loop_gc);
-  lua_setfield(L, -2, "__gc");
+  if (luaL_newmetatable(L, LOOP_MT)) {
+    lua_pushcfunction(L, loop_gc);
+    lua_setfield(L, -2, "__gc");
+  }
   lua_setmetatable(L, -2);
   /* calloc: uv_loop_init keeps loop->data, our list of nodes. */
   uv_loop_t *loop = calloc(1, sizeof *loop);
@@ -227,30 +237,53 @@ static void lhandle_closed(uv_handle_t *uh) {
 }
 
 
-/* Close: unref callback and self, close the libuv handle. Idempotent. */
-static int lhandle_close(lua_State *L) {
-  lhandle_box *b = lua_touserdata(L, 1);
+/* Close the box at idx (its type already checked): unref callback and
+ * self, close the libuv handle. Idempotent. */
+static void close_box(lua_State *L, int idx) {
+  lhandle_box *b = lua_touserdata(L, idx);
   lhandle *h = b->h;
   if (h == NULL)
-    return 0;
+    return;
   b->h = NULL;
   luaL_unref(L, LUA_REGISTRYINDEX, h->cb_ref);
   luaL_unref(L, LUA_REGISTRYINDEX, h->self_ref);
   h->cb_ref = h->self_ref = LUA_NOREF;
   if (!uv_is_closing(&h->u.handle))
     uv_close(&h->u.handle, lhandle_closed);
+}
+
+
+/* close, __gc and __close of each type: a box of another type (a Timer
+ * given to Signal.close) is misuse and raises. */
+static int timer_close(lua_State *L) {
+  luaL_checkudata(L, 1, TIMER_MT);
+  close_box(L, 1);
   return 0;
 }
 
 
+static int signal_close(lua_State *L) {
+  luaL_checkudata(L, 1, SIGNAL_MT);
+  close_box(L, 1);
+  return 0;
+}
+
+
+static int watch_close(lua_State *L) {
+  luaL_checkudata(L, 1, WATCH_MT);
+  close_box(L, 1);
+  return 0;
+}
+
+
+/* __tostring; upvalue 1: the type name, so that it checks its own type. */
 static int lhandle_tostring(lua_State *L) {
-  lhandle_box *b = lua_touserdata(L, 1);
-  lua_getmetatable(L, 1);
-  lua_getfield(L, -1, "__name");
+  const char *tname = lua_tostring(L, lua_upvalueindex(1));
+  lhandle_box *b = luaL_checkudata(L, 1, tname);
   if (b->h == NULL)
-    lua_pushfstring(L, "%s (closed)", lua_tostring(L, -1));
+    lua_pushfstring(L, "%s (closed)", tname);
   else
-    lua_pushfstring(L, "%s (%p)", lua_tostring(L, -1), (void *)b->h);
+    lua_pushfstring(L, "%s (%p)", tname, (void *)b->h);
   return 1;
 }
 
@@ -311,7 +344,7 @@ static int core_timer(lua_State *L) {
   lua_Number every = luaL_optnumber(L, 2, 0);
   luaL_argcheck(L, after >= 0, 1, "must be >= 0");
   luaL_argcheck(L, every >= 0, 2, "must be >= 0");
-  lhandle *h = lhandle_new(L, "luap2p.Timer", 3);
+  lhandle *h = lhandle_new(L, TIMER_MT, 3);
   uv_loop_t *loop = lp2p__loop(L);
   /* The loop's cached time is stale when Lua ran long outside it. */
   uv_update_time(loop);
@@ -331,13 +364,14 @@ static lhandle *check_open(lua_State *L, const char *tname, const char *what) {
 
 
 static int timer_stop(lua_State *L) {
-  check_open(L, "luap2p.Timer", "timer");
-  return lhandle_close(L);
+  check_open(L, TIMER_MT, "timer");
+  close_box(L, 1);
+  return 0;
 }
 
 
 static int timer_unref(lua_State *L) {
-  lhandle *h = check_open(L, "luap2p.Timer", "timer");
+  lhandle *h = check_open(L, TIMER_MT, "timer");
   uv_unref(&h->u.handle);
   lua_settop(L, 1);
   return 1;
@@ -358,12 +392,14 @@ static int core_signal(lua_State *L) {
                                       "SIGUSR1", "SIGUSR2", NULL};
   static const int nums[] = {SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2};
   int which = luaL_checkoption(L, 1, NULL, names);
-  lhandle *h = lhandle_new(L, "luap2p.Signal", 2);
+  lhandle *h = lhandle_new(L, SIGNAL_MT, 2);
   uv_signal_init(lp2p__loop(L), &h->u.signal);
   int rc = uv_signal_start(&h->u.signal, on_signal, nums[which]);
   uv_unref(&h->u.handle);
-  if (rc < 0)
+  if (rc < 0) {
+    close_box(L, lua_gettop(L));
     return lp2p__push_error(L, rc);
+  }
   return 1;
 }
 
@@ -380,12 +416,12 @@ static void on_fs_event(uv_fs_event_t *e, const char *name, int events,
 /* core.watch(path, fn(name, status)) -> Watch */
 static int core_watch(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
-  lhandle *h = lhandle_new(L, "luap2p.Watch", 2);
+  lhandle *h = lhandle_new(L, WATCH_MT, 2);
   uv_fs_event_init(lp2p__loop(L), &h->u.fs_event);
   int rc = uv_fs_event_start(&h->u.fs_event, on_fs_event, path, 0);
   uv_unref(&h->u.handle);
   if (rc < 0) {
-    lhandle_close(L);
+    close_box(L, lua_gettop(L)); /* the new box, not argument 1 */
     return lp2p__push_error_msg(L, rc, path);
   }
   return 1;
@@ -393,19 +429,23 @@ static int core_watch(lua_State *L) {
 
 
 static void new_handle_type(lua_State *L, const char *tname,
-                            const luaL_Reg *methods) {
-  static const luaL_Reg meta[] = {{"__gc", lhandle_close},
-                                  {"__close", lhandle_close},
-                                  {"__tostring", lhandle_tostring},
-                                  {NULL, NULL}};
+                            lua_CFunction close, const luaL_Reg *methods) {
+  const luaL_Reg meta[] = {{"__gc", close}, {"__close", close}, {NULL, NULL}};
   lp2p__new_class(L, tname, meta, methods);
+  luaL_getmetatable(L, tname);
+  lua_pushstring(L, tname);
+  lua_pushcclosure(L, lhandle_tostring, 1);
+  lua_setfield(L, -2, "__tostring");
+  lua_pop(L, 1);
 }
 
 
 void lp2p__open_loop(lua_State *L) {
   static const luaL_Reg timer_methods[] = {
       {"stop", timer_stop}, {"unref", timer_unref}, {NULL, NULL}};
-  static const luaL_Reg close_methods[] = {{"close", lhandle_close},
+  static const luaL_Reg signal_methods[] = {{"close", signal_close},
+                                            {NULL, NULL}};
+  static const luaL_Reg watch_methods[] = {{"close", watch_close},
                                            {NULL, NULL}};
   static const luaL_Reg funcs[] = {
       {"run", core_run},
@@ -419,8 +459,8 @@ void lp2p__open_loop(lua_State *L) {
       {"watch", core_watch},
       {"on_error", core_on_error},
       {NULL, NULL}};
-  new_handle_type(L, "luap2p.Timer", timer_methods);
-  new_handle_type(L, "luap2p.Signal", close_methods);
-  new_handle_type(L, "luap2p.Watch", close_methods);
+  new_handle_type(L, TIMER_MT, timer_close, timer_methods);
+  new_handle_type(L, SIGNAL_MT, signal_close, signal_methods);
+  new_handle_type(L, WATCH_MT, watch_close, watch_methods);
   luaL_setfuncs(L, funcs, 0);
 }
