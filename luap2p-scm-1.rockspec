@@ -47,6 +47,7 @@ build = {
         "core/lua/lua_fs.c",
         "core/lua/lua_handshake.c",
         "core/lua/lua_http.c",
+        "core/lua/lua_guard.c",
         "core/lua/lua_identity.c",
         "core/lua/lua_loop.c",
         "core/lua/lua_node.c",
@@ -93,6 +94,7 @@ build = {
     ["luap2p.policies.maintenance"] = "lua/luap2p/policies/maintenance.lua",
     ["luap2p.policies.private_mode"] = "lua/luap2p/policies/private_mode.lua",
     ["luap2p.policy"] = "lua/luap2p/policy.lua",
+    ["luap2p.report"] = "lua/luap2p/report.lua",
     ["luap2p.shell"] = "lua/luap2p/shell.lua",
   },
   install = {

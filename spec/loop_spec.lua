@@ -44,12 +44,16 @@ describe("loop", function()
 
   it("reports an error in a callback and keeps running", function()
     local reported
-    core.on_error(function(where, msg) reported = where .. ": " .. msg end)
+    local prev = core.on_error(function(where, msg)
+      reported = where .. ": " .. msg
+    end)
     local after = false
     core.timer(0, nil, function() error("boom") end)
     core.timer(0.01, nil, function() after = true end)
     assert(p2p.wait(function() return after end, 2))
-    core.on_error(nil)
+    -- on_error hands back the reporter it replaced (luap2p's own)
+    assert.equal(require("luap2p.report").process_error, prev)
+    core.on_error(prev)
     assert.matches("^timer: .*boom", reported)
   end)
 end)

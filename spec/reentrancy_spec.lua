@@ -73,8 +73,10 @@ describe("re-entrancy", function()
     function()
     local a, _, _, cb = pair(keep)
     local reported = {}
-    core.on_error(function(where, msg) reported[#reported + 1] = msg end)
-    finally(function() core.on_error(nil) end)
+    local prev = core.on_error(function(where, msg)
+      reported[#reported + 1] = msg
+    end)
+    finally(function() core.on_error(prev) end)
     local got = 0
     a:on("message", function()
       got = got + 1

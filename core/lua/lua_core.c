@@ -143,5 +143,6 @@ LP2P_EXPORT int luaopen_luap2p_core(lua_State *L) {
   lp2p__open_http(L);
   lp2p__open_config(L);
   lp2p__open_shell(L);
+  lp2p__open_guard(L);
   return 1;
 }

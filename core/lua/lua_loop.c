@@ -146,12 +146,15 @@ lua_State *lp2p__main_thread(lua_State *L) {
 }
 
 
+/* core.on_error(fn | nil) -> the previous reporter (nil: stderr). */
 static int core_on_error(lua_State *L) {
   if (!lua_isnoneornil(L, 1))
     luaL_checktype(L, 1, LUA_TFUNCTION);
   lua_settop(L, 1);
+  lua_rawgetp(L, LUA_REGISTRYINDEX, &ERRFN_KEY);
+  lua_pushvalue(L, 1);
   lua_rawsetp(L, LUA_REGISTRYINDEX, &ERRFN_KEY);
-  return 0;
+  return 1;
 }
 
 

@@ -63,5 +63,7 @@ void lp2p__open_fs(lua_State *L);
 void lp2p__open_http(lua_State *L);
 void lp2p__open_config(lua_State *L);
 void lp2p__open_shell(lua_State *L);
+/* lua_guard.c: core.guard and the accounting allocator it relies on. */
+void lp2p__open_guard(lua_State *L);
 
 #endif /* LUA_LP2P_H */

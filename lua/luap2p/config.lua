@@ -70,7 +70,9 @@ _M.SCHEMA = {
   -- policies
   { "policies", "list", {}, read = "lua", doc = "policy files, module names or tables, stacked before the defaults" },
   { "default_policies", "boolean", true, read = "lua", doc = "stack the default Octez policies" },
-  { "hook_budget", "integer", policy.DEFAULT_BUDGET, min = 1, max = INF, read = "lua", doc = "VM instructions per hook call" },
+  { "hook_budget", "integer", policy.DEFAULT_BUDGET, min = 0, max = INF, read = "lua", doc = "VM instructions per hook call, the coroutines it creates included (0 = no limit)" },
+  { "hook_memory", "integer", policy.DEFAULT_MEMORY, min = 0, max = INF, read = "lua", shown = "64 MiB", doc = "bytes of Lua heap growth per hook call, refused before allocating (0 = no limit)" },
+  { "hook_time", "number", policy.DEFAULT_TIME, min = 0, max = INF, read = "lua", doc = "wall-clock seconds per hook call, checked between VM instructions and at return (0 = no limit)" },
   { "watch", "boolean", false, read = "lua", doc = "reload policy files when they change" },
   { "log", "enum", nil, values = { "human", "json" }, read = "lua", cli = "--log", doc = "event log format (none: no log)" },
   { "log_level", "enum", "info", values = { "debug", "info", "warn", "error" }, read = "lua", doc = "lowest level logged" },

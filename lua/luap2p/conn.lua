@@ -2,8 +2,8 @@
 -- metadata, sending, receiving (listeners or the inbox) and closing.
 local core = require "luap2p.core"
 
-local string, table, tostring, type, ipairs, pcall, io, error =
-      string, table, tostring, type, ipairs, pcall, io, error
+local string, table, tostring, type, ipairs, pcall, error =
+      string, table, tostring, type, ipairs, pcall, error
 
 local Conn = {}
 Conn.__index = Conn
@@ -24,10 +24,7 @@ end
 function Conn:_emit(kind, ...)
   for _, fn in ipairs(self._on[kind] or {}) do
     local ok, err = pcall(fn, self, ...)
-    if not ok then
-      io.stderr:write("luap2p: conn ", kind, " handler error: ",
-        tostring(err), "\n")
-    end
+    if not ok then self.node:_error("conn " .. kind .. " handler", err) end
   end
 end
 

@@ -31,18 +31,13 @@ local VALID = {
   end,
 }
 
--- Emit a policy_error, reported to event hooks (never recursively).
-function Node:_policy_error(entry, hook, msg)
-  self:_event({ type = "policy_error", policy = entry and entry.name,
-                path = entry and entry.path, hook = hook, message = msg })
-end
-
 -- Call hook of one policy entry, guarded. Returns ok, results...
 function Node:_call(entry, hook, ...)
   local fn = entry.module[hook]
   local prev = self._current
   self._current = entry
-  local res = table.pack(policy.guard(self.config.hook_budget, fn, self, ...))
+  local res = table.pack(policy.guard(
+    policy.entry_limits(entry, self.config), fn, self, ...))
   self._current = prev
   if not res[1] and not self._closed then
     self:_policy_error(entry, hook, res[2])
@@ -87,10 +82,7 @@ function Node:_listeners(kind, ...)
   if not list then return end
   for _, fn in ipairs(list) do
     local ok, err = pcall(fn, ...)
-    if not ok then
-      io.stderr:write("luap2p: ", kind, " listener error: ", tostring(err),
-        "\n")
-    end
+    if not ok then self:_error(kind .. " listener", err) end
   end
 end
 
@@ -162,7 +154,6 @@ function Node:_event(ev)
       return
     end
     self._in_policy_error = true
-    self._counters.policy_errors = self._counters.policy_errors + 1
     self:_all("event", ev)
     self._in_policy_error = false
   else

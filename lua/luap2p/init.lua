@@ -25,6 +25,7 @@ local config = require "luap2p.config"
 local dispatch = require "luap2p.dispatch"
 local Node = require "luap2p.node"
 local stack = require "luap2p.stack"
+local report = require "luap2p.report"
 
 local _M = {
   VERSION = "0.1.0",
@@ -38,6 +39,9 @@ local _M = {
   DEFAULT_POLICIES = stack.DEFAULT_POLICIES,
   split_point = config.split_point,
   new = Node.new,
+  -- p2p.on("error", fn(ev)) / p2p.off: errors of callbacks of no node.
+  on = report.on,
+  off = report.off,
 }
 
 ---------------------------------------------------------------- loop

@@ -5,6 +5,7 @@ local core = require "luap2p.core"
 local config = require "luap2p.config"
 local dispatch = require "luap2p.dispatch"
 local points = require "luap2p.points"
+local report = require "luap2p.report"
 local stack = require "luap2p.stack"
 
 local error, ipairs, pairs, pcall, setmetatable, table, tostring, type =
@@ -14,7 +15,8 @@ local split_point = config.split_point
 
 local Node = {}
 Node.__index = Node
-for _, methods in ipairs({ dispatch.methods, points, stack.methods }) do
+for _, methods in ipairs({ dispatch.methods, points, stack.methods,
+                          report.methods }) do
   for name, fn in pairs(methods) do Node[name] = fn end
 end
 
@@ -51,7 +53,7 @@ function Node.new(cfg)
     config = c, identity = id, peer_id = id:peer_id(),
     conns = {}, points = {}, peers = {}, state = {}, _npoints = 0,
     _on = {}, _timers = setmetatable({}, { __mode = "k" }), _debounce = {},
-    _counters = { policy_errors = 0, reloads = 0 },
+    _counters = { policy_errors = 0, errors = 0, reloads = 0 },
   }, Node)
   local stack, serr = node:_load_stack()
   if not stack then return nil, "EPOLICY: " .. serr, "EPOLICY" end
@@ -162,6 +164,7 @@ function Node:stat()
   s.connections = count(self.conns)
   s.known_points = self._npoints
   s.policy_errors = self._counters.policy_errors
+  s.errors = self._counters.errors
   s.reloads = self._counters.reloads
   return s
 end
@@ -201,6 +204,7 @@ function Node:close()
   for t in pairs(self._timers) do pcall(t.stop, t) end
   for _, w in ipairs(self._watches or {}) do w:close() end
   for _, t in pairs(self._debounce) do pcall(t.stop, t) end
+  self:_close_reports()
   self._c:close()
 end
 Node.__close = Node.close

@@ -1,13 +1,17 @@
 -- luap2p.policy: loading, validating, calling and swapping policy modules.
 --
 -- A policy is a Lua module returning a table of optional hook functions.
--- Every hook call goes through guard(): pcall plus an instruction budget,
--- so a hook that errors or runs away yields the safe default and a
--- policy_error event, never a dead node.
-local debug, error, loadfile, pairs, setmetatable, string, tostring, type,
-      xpcall =
-      debug, error, loadfile, pairs, setmetatable, string, tostring, type,
-      xpcall
+-- Every hook call goes through guard(): a protected call with limits on
+-- VM instructions, wall-clock time and heap growth (core.guard, in
+-- core/lua/lua_guard.c), so a hook that errors, runs away or hoards
+-- memory yields the safe default and a policy_error event, never a dead
+-- node.
+local core = require "luap2p.core"
+
+local error, loadfile, math, pairs, setmetatable, string, tostring, type =
+      error, loadfile, math, pairs, setmetatable, string, tostring, type
+
+local cguard = core.guard
 
 local _M = {}
 
@@ -22,50 +26,83 @@ _M.HOOKS = {
 }
 -- Other keys a policy table may carry.
 local EXTRAS = { name = "string", check = "function", migrate = "function",
-                 description = "string", options = "table" }
+                 description = "string", options = "table",
+                 limits = "table" }
 
-_M.DEFAULT_BUDGET = 1000000 -- VM instructions per hook call
+-- Limits of one hook call (config keys hook_budget, hook_memory and
+-- hook_time; a policy's own `limits = {budget =, memory =, time =}` wins
+-- for its hooks). 0 turns a limit off.
+_M.DEFAULT_BUDGET = 1000000        -- VM instructions
+_M.DEFAULT_MEMORY = 64 * 1024 * 1024 -- bytes of heap growth
+_M.DEFAULT_TIME = 1                -- seconds of wall clock
 
-local BUDGET_MSG = "instruction budget exceeded"
-local guard
+local DEFAULT_LIMITS = { budget = _M.DEFAULT_BUDGET,
+                         memory = _M.DEFAULT_MEMORY,
+                         time = _M.DEFAULT_TIME }
+_M.DEFAULT_LIMITS = DEFAULT_LIMITS
 
-local function budget_hook()
-  -- Back in guard itself (the call has returned): let it restore hooks.
-  if debug.getinfo(2, "f").func == guard then return end
-  -- Fire on every instruction from now on, so a pcall loop inside the
-  -- hook cannot swallow the error forever.
-  debug.sethook(budget_hook, "", 1)
-  error(BUDGET_MSG, 2)
+local LIMIT_KEYS = { budget = true, memory = true, time = true }
+
+-- Check a limits table; nil or a message.
+function _M.check_limits(t)
+  for k, v in pairs(t) do
+    if not LIMIT_KEYS[k] then
+      return string.format("limits: unknown key '%s' (budget, memory, time)",
+        tostring(k))
+    end
+    if type(v) ~= "number" or v < 0 or v ~= v or
+       (k ~= "time" and math.type(v) ~= "integer" and v ~= math.huge) then
+      return string.format("limits.%s: expected a number >= 0%s", k,
+        k ~= "time" and " (an integer)" or "")
+    end
+  end
 end
 
-local depth = 0
-
--- Call fn(...) protected, at most `budget` VM instructions. Returns
--- true, results... or false, message. A guard inside a guarded call only
--- protects: the outer budget keeps counting, so a hook cannot escape its
--- budget by calling into the node in a loop.
-function guard(budget, fn, ...)
-  local res
-  if depth > 0 then
-    depth = depth + 1
-    res = table.pack(xpcall(fn, debug.traceback, ...))
-    depth = depth - 1
-  else
-    local old_fn, old_mask, old_count = debug.gethook()
-    depth = 1
-    debug.sethook(budget_hook, "", budget)
-    res = table.pack(xpcall(fn, debug.traceback, ...))
-    debug.sethook(old_fn, old_mask, old_count)
-    depth = 0
+-- The limits of a node config, with a policy's own on top.
+function _M.limits(config, mod)
+  local l = {
+    budget = config and config.hook_budget or DEFAULT_LIMITS.budget,
+    memory = config and config.hook_memory or DEFAULT_LIMITS.memory,
+    time = config and config.hook_time or DEFAULT_LIMITS.time,
+  }
+  local own = mod and mod.limits
+  if own then
+    for k, v in pairs(own) do l[k] = v end
   end
-  if not res[1] then
-    local msg = tostring(res[2])
-    if msg:find(BUDGET_MSG, 1, true) then
-      msg = BUDGET_MSG .. " (" .. budget .. " instructions)"
+  for k, v in pairs(l) do
+    if v == math.huge then
+      l[k] = 0
+    elseif k ~= "time" then
+      l[k] = math.floor(v)
     end
-    return false, msg
   end
-  return table.unpack(res, 1, res.n)
+  return l
+end
+
+-- The limits of a stack entry, computed once (and again after a reload,
+-- which makes a new entry).
+function _M.entry_limits(entry, config)
+  if not entry then return _M.limits(config) end
+  local l = entry.limits
+  if not l then
+    l = _M.limits(config, entry.module)
+    entry.limits = l
+  end
+  return l
+end
+
+-- Call fn(...) protected and limited. `limits` is a table {budget,
+-- memory, time} or a number (an instruction budget, the other limits at
+-- their defaults). Returns true, results... or false, message. A guard
+-- inside a guarded call only protects: the outer limits keep counting,
+-- so a hook cannot escape its budget by calling into the node in a loop.
+local function guard(limits, fn, ...)
+  if type(limits) == "table" then
+    return cguard(limits.budget or 0, limits.memory or 0, limits.time or 0,
+      fn, ...)
+  end
+  return cguard(limits or DEFAULT_LIMITS.budget, DEFAULT_LIMITS.memory,
+    DEFAULT_LIMITS.time, fn, ...)
 end
 _M.guard = guard
 
@@ -84,6 +121,10 @@ function _M.validate(mod)
       if type(v) ~= EXTRAS[k] then
         return string.format("field '%s' must be a %s, got %s", k,
           EXTRAS[k], type(v))
+      end
+      if k == "limits" then
+        local bad = _M.check_limits(v)
+        if bad then return bad end
       end
     elseif type(k) == "string" and k:sub(1, 1) ~= "_" then
       return string.format("unknown hook '%s' (known: %s)", k,
@@ -105,7 +146,7 @@ function _M.load_file(path, budget)
   local env = setmetatable({}, { __index = _G })
   local chunk, err = loadfile(path, "t", env)
   if not chunk then return nil, err end
-  local ok, mod = _M.guard(budget or _M.DEFAULT_BUDGET, chunk)
+  local ok, mod = _M.guard(budget or DEFAULT_LIMITS, chunk)
   if not ok then return nil, path .. ": " .. mod end
   local bad = _M.validate(mod)
   if bad then return nil, path .. ": " .. bad end

@@ -28,9 +28,10 @@ function Node:_load_stack()
   end
   local stack = {}
   for _, spec in ipairs(specs) do
-    local entry, err = policy.resolve(spec, self.config.hook_budget)
+    local entry, err = policy.resolve(spec, policy.limits(self.config))
     if not entry then return nil, err end
-    local bad = policy.run_check(entry, self, self.config.hook_budget)
+    local bad = policy.run_check(entry, self,
+      policy.entry_limits(entry, self.config))
     if bad then
       return nil, string.format("%s: check failed: %s", entry.name, bad)
     end
@@ -57,9 +58,10 @@ function Node:reload(path)
   local failed
   for i, old in ipairs(self._stack) do
     if old.path and (path == nil or old.path == path) then
-      local entry, err = policy.resolve(old.path, self.config.hook_budget)
+      local entry, err = policy.resolve(old.path, policy.limits(self.config))
       if entry then
-        err = policy.run_check(entry, self, self.config.hook_budget)
+        err = policy.run_check(entry, self,
+          policy.entry_limits(entry, self.config))
         if err then err = entry.name .. ": check failed: " .. err end
       end
       if not entry or err then
@@ -127,9 +129,16 @@ function Node:_timer(after, every, fn)
     -- Timers made inside this one belong to the same policy.
     local prev = node._current
     node._current = owner
-    local ok, err = policy.guard(node.config.hook_budget, fn, node)
+    local ok, err = policy.guard(policy.entry_limits(owner, node.config),
+      fn, node)
     node._current = prev
-    if not ok then node:_policy_error(owner, "timer", err) end
+    if not ok then
+      if owner then
+        node:_policy_error(owner, "timer", err)
+      else
+        node:_error("timer", err)
+      end
+    end
   end)
   self._timers[t] = true
   if owner then owner.timers[t] = true end
