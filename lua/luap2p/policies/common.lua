@@ -30,8 +30,11 @@
 --                          common.public_conns, common.swap_sent,
 --                          common.swap_acked, common.swap_dial,
 --                          common.swap_event, common.swap_forget
---     back-off             common.failed(rec, t), common.disconnected(rec, t)
---                          on point records, with common.RECONNECT
+--     back-off             common.failed(rec, t[, r]),
+--                          common.disconnected(rec, t[, r]) on point
+--                          records, with the delays r (default
+--                          common.RECONNECT; maintenance passes its own
+--                          copy, which tests may compress)
 local core = require "luap2p.core"
 
 local math, pairs, pcall, table, type = math, pairs, pcall, table, type
@@ -62,17 +65,18 @@ end
 -- Octez p2p_point_state.ml reconnection delays (s).
 _M.RECONNECT = { initial = 1, factor = 1.2, cap = 172800, disconnection = 60 }
 
--- A dial failed or was rejected: wait the current delay, grow it.
-function _M.failed(rec, t)
-  local r = _M.RECONNECT
+-- A dial failed or was rejected: wait the current delay, grow it. r: the
+-- delays (default RECONNECT).
+function _M.failed(rec, t, r)
+  r = r or _M.RECONNECT
   local d = (rec.delay and rec.delay > 0) and rec.delay or r.initial
   rec.reconnect_at = t + d
   rec.delay = math.min(d * r.factor, r.cap)
 end
 
 -- A running connection ended: wait 60 s, reset the delay.
-function _M.disconnected(rec, t)
-  rec.reconnect_at = t + _M.RECONNECT.disconnection
+function _M.disconnected(rec, t, r)
+  rec.reconnect_at = t + (r or _M.RECONNECT).disconnection
   rec.delay = 0
 end
 

@@ -39,7 +39,10 @@ local LOOK_DELAY = 5 -- Octez time_between_looking_for_peers
 local _M = {
   name = "maintenance",
   description = "Octez maintenance: connection bounds, dials, back-off",
+  -- This load's copy of the reconnection delays (tests compress them).
+  _RECONNECT = {},
 }
+for k, v in pairs(common.RECONNECT) do _M._RECONNECT[k] = v end
 
 -- The node's maintenance state (node.state.maintenance): dials in flight
 -- and the last Bootstrap outlive a reload; `run` is the running
@@ -156,7 +159,7 @@ local function too_few(node, b, n)
       dialed = dialed + 1
     else
       local rec = node.points[p]
-      if rec then common.failed(rec, now()) end
+      if rec then common.failed(rec, now(), _M._RECONNECT) end
     end
   end
   if dialed >= min_to then return end
@@ -250,9 +253,9 @@ function _M.event(node, ev)
     local rec = ev.point and node.points[ev.point]
     if rec then
       if ev.connection then
-        common.disconnected(rec, now())
+        common.disconnected(rec, now(), _M._RECONNECT)
       else
-        common.failed(rec, now())
+        common.failed(rec, now(), _M._RECONNECT)
       end
     end
     if inst.dials[ev.conn] then
