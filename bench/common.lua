@@ -55,7 +55,8 @@ function M.node(cfg)
               min_connections = 0, expected_connections = 0,
               max_connections = 1000000,
               max_incoming_connections = 4096, backlog = 4096,
-              maintenance_interval = 3600, default_policies = false }
+              maintenance_interval = 3600, default_policies = false,
+              app_messages = "raw" } -- payloads of any size and content
   for k, v in pairs(cfg or {}) do c[k] = v end
   return p2p.new(c)
 end

@@ -44,7 +44,8 @@ end
 local function new_node()
   return assert(p2p.new{ identity = core.identity_generate(), pow_bits = 0,
                          listen = "127.0.0.1:0", default_policies = false,
-                         min_connections = 0, maintenance_interval = 3600 })
+                         min_connections = 0, maintenance_interval = 3600,
+                         app_messages = "raw" })
 end
 
 -- c only makes the failing dials: a node remembers the expected peer id

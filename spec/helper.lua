@@ -13,8 +13,11 @@ end
 -- A node listening on 127.0.0.1:0 with test-friendly defaults; extra
 -- config keys override. Returns the node (asserting it started).
 function _M.node(cfg)
+  -- Specs send arbitrary payloads: raw application messages unless a
+  -- spec asks for the shell (the default on Tezos chains).
   local c = { identity = _M.identity(), pow_bits = 0, listen = "127.0.0.1:0",
-              min_connections = 0, maintenance_interval = 3600 }
+              min_connections = 0, maintenance_interval = 3600,
+              app_messages = "raw" }
   for k, v in pairs(cfg or {}) do c[k] = v end
   local node = assert(p2p.new(c))
   node.addr = "127.0.0.1:" .. node.port

@@ -146,7 +146,7 @@ end
 function _M.node(cfg)
   local c = { identity = core.identity_generate(), pow_bits = 0,
               listen = "127.0.0.1:0", min_connections = 0,
-              maintenance_interval = 3600 }
+              maintenance_interval = 3600, app_messages = "raw" }
   for k, v in pairs(cfg or {}) do c[k] = v end
   local node = assert(p2p.new(c))
   node.addr = "127.0.0.1:" .. node.port

@@ -24,6 +24,7 @@ local node = assert(p2p.new{
   peers = peer and { peer } or nil, min_connections = 1,
   expected_connections = 2, max_connections = 4, maintenance_interval = 1,
   connection_timeout = 3, authentication_timeout = 3,
+  app_messages = "raw", -- numbered test payloads, not shell messages
   -- Links here are real: never greylist the other side for a broken
   -- connection (EOF/ETIMEDOUT are not greylisted anyway).
 })

@@ -67,6 +67,8 @@ _M.SCHEMA = {
   { "admission_table_size", "integer", 4096, min = 2, max = 1 << 24, read = "core", doc = "admission table entries (LRU)" },
   { "admission_exempt_loopback", "boolean", true, read = "core", doc = "loopback addresses skip the rates and caps" },
   { "load_threshold", "integer", 10, min = 0, max = BIG, read = "core", doc = "pending handshakes that switch to \"under load\" (rates halved; 0 = off)" },
+  -- application messages
+  { "app_messages", "enum", nil, values = { "shell", "raw" }, read = "lua", shown = "`\"shell\"` on `TEZOS*` chains, else `\"raw\"`", doc = "application messages: `\"shell\"` = Octez's shell messages only (what does not encode is refused before sending, what does not decode is a decoding error, as Octez), `\"raw\"` = any payload (luap2p-only networks)" },
   -- policies
   { "policies", "list", {}, read = "lua", doc = "policy files, module names or tables, stacked before the defaults" },
   { "default_policies", "boolean", true, read = "lua", doc = "stack the default Octez policies" },
@@ -278,6 +280,10 @@ function _M.check(cfg)
      c.expected_connections > c.max_connections then
     error("p2p.new: config.expected_connections must lie between " ..
       "min_connections and max_connections", 3)
+  end
+  -- Application messages: the shell's on Tezos chains, raw elsewhere.
+  if c.app_messages == nil then
+    c.app_messages = c.chain:match("^TEZOS") and "shell" or "raw"
   end
   -- "threshold" (Octez from v24.3): refuse when active >= the
   -- maintenance max_threshold, or max_connections when no maintenance

@@ -1,9 +1,12 @@
 -- luap2p.conn: a running connection as Lua sees it: its identity and
 -- metadata, sending, receiving (listeners or the inbox) and closing.
 local core = require "luap2p.core"
+local shell = require "luap2p.shell"
 
 local string, table, tostring, type, ipairs, pcall, error =
       string, table, tostring, type, ipairs, pcall, error
+
+local APP_TAG = 0x10
 
 local Conn = {}
 Conn.__index = Conn
@@ -32,7 +35,7 @@ end
 -- Returns true to pause reading when the inbox is full.
 function Conn:_deliver(payload, tag)
   local node = self.node
-  if self._on.message or node._on.message then
+  if self._on.message or node._on.message or node._on.shell then
     self:_emit("message", payload, tag)
     node:_listeners("message", self, payload, tag)
     return
@@ -63,13 +66,38 @@ function Conn:recv()
 end
 
 -- conn:send(payload[, tag]) -> true | false, "ENAME: message", "ENAME"
+-- With app_messages = "shell", a payload that is not the shell message of
+-- its tag is refused (EPROTO, EMSGSIZE): Octez would greylist us for it.
 function Conn:send(payload, tag)
   if type(payload) ~= "string" then
     error("conn:send: expected a string payload, got " .. type(payload), 2)
   end
   if self.closed then return false, "ECLOSED: connection closed", "ECLOSED" end
+  if self.node._shell then
+    local m, err, code = shell.decode(payload, tag or APP_TAG)
+    if not m then
+      return false, code .. ": not a shell message (app_messages = " ..
+        "\"shell\"): " .. tostring(err):gsub("^%u+: ", ""), code
+    end
+  end
   local ok, err, code = self.node._c:send(self.id, payload, tag)
   if not ok then return false, err, code end
+  return true
+end
+
+-- conn:send_shell{type = "get_current_head", chain_id = ..., ...}: a shell
+-- message (luap2p.shell), in either app_messages mode. A table that does
+-- not encode returns false, "EMSGSIZE: ..." / "EPROTO: ..."; a malformed
+-- one raises.
+function Conn:send_shell(t)
+  if type(t) ~= "table" then
+    error("conn:send_shell: expected a table, got " .. type(t), 2)
+  end
+  local payload, tag, code = shell.encode(t)
+  if not payload then return false, tag, code end
+  if self.closed then return false, "ECLOSED: connection closed", "ECLOSED" end
+  local ok, err, ecode = self.node._c:send(self.id, payload, tag)
+  if not ok then return false, err, ecode end
   return true
 end
 

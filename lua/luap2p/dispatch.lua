@@ -4,6 +4,7 @@
 local core = require "luap2p.core"
 local policy = require "luap2p.policy"
 local Conn = require "luap2p.conn"
+local shell = require "luap2p.shell"
 
 local io, ipairs, math, os, pairs, pcall, setmetatable, string, table,
       tostring, type =
@@ -190,9 +191,33 @@ function Node:_message(id, tag, payload)
     end
     return
   end
+  if self._shell and self:_shell_message(conn, tag, payload) then return end
   -- A policy may take an application message (return true).
   if self:_verdict("message", conn, payload, tag) then return end
   return conn:_deliver(payload, tag)
+end
+
+-- app_messages = "shell": decode an application message as Octez's shell
+-- does. One that does not decode is a decoding error (the acl greylists
+-- the peer and its IP, as Octez's p2p_conn.ml) and closes the connection;
+-- one that does goes to the shell hook (true = consumed), then to the
+-- "shell" event (ev.msg, the decoded table; ev.tag). Returns true when the
+-- message goes no further.
+function Node:_shell_message(conn, tag, payload)
+  local msg, err, code = shell.decode(payload, tag)
+  if not msg then
+    self:_event({ type = "decoding_error", conn = conn.id,
+                  point = conn.point, peer_id = conn.peer_id, tag = tag,
+                  code = code, reason = err })
+    if not conn.closed then conn:close("decoding error") end
+    return true
+  end
+  if self:_verdict("shell", conn, msg) then return true end
+  if conn.closed then return true end
+  self:_event({ type = "shell", conn = conn.id, connection = conn,
+                point = conn.point, peer_id = conn.peer_id, msg = msg,
+                tag = tag })
+  return conn.closed
 end
 
 ---------------------------------------------------------------- dispatch

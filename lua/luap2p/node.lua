@@ -51,6 +51,7 @@ function Node.new(cfg)
   if not id then return nil, err, code or "EIDENTITY" end
   local node = setmetatable({
     config = c, identity = id, peer_id = id:peer_id(),
+    _shell = c.app_messages == "shell",
     conns = {}, points = {}, peers = {}, state = {}, _npoints = 0,
     _on = {}, _timers = setmetatable({}, { __mode = "k" }), _debounce = {},
     _counters = { policy_errors = 0, errors = 0, reloads = 0 },

@@ -21,7 +21,7 @@ local _M = {}
 _M.HOOKS = {
   accept = "verdict", connect = "verdict", authenticated = "verdict",
   bootstrap = "verdict", advertise = "verdict", swap_request = "verdict",
-  swap_ack = "verdict", message = "verdict", disconnect = "all",
+  swap_ack = "verdict", message = "verdict", shell = "verdict", disconnect = "all",
   event = "all", start = "all", stop = "all",
 }
 -- Other keys a policy table may carry.

@@ -22,7 +22,8 @@ local FLAGS = {
   chain = "--chain", pow_bits = "--pow", min_connections = "--min-connections",
   max_connections = "--max-connections",
   max_incoming_connections = "--max-incoming", private_mode = "--private",
-  log = "--log",
+  log = "--log", app_messages = "--app-messages",
+  too_many_rule = "--too-many-rule",
 }
 _M.FLAGS = FLAGS
 
@@ -77,6 +78,8 @@ function _M.define(parser)
   key_option(cmd, "max_connections", "N")
   key_option(cmd, "max_incoming_connections", "N")
   key_option(cmd, "private_mode")
+  key_option(cmd, "too_many_rule", "random_extra|threshold")
+  key_option(cmd, "app_messages", "shell|raw")
   cmd:option("--trusted", "Trusted point (repeatable).")
     :argname("HOST:PORT"):count("*"):convert(util.peer_point)
   -- The command line logs by default; a library node does not.
