@@ -1,26 +1,24 @@
 /*
  * lua_identity.c - Lua binding of identity.c: the luap2p.Identity userdata,
- * peer ids, proof-of-work targets and the threaded proof-of-work search.
+ * peer ids, proof-of-work targets and the glue of the threaded
+ * proof-of-work search (core/net/pow_workers.c).
  *
  * An identity is plain bytes, so it lives inside the userdata (no separate
  * allocation); close/__gc/__close wipe it. Binary values cross as Lua
  * strings of raw bytes.
  */
-#include <pthread.h>
-#include <signal.h>
-#include <stdatomic.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
 
 #include "lua_lp2p.h"
+#include "../net/lp2p_node.h"
 
 #define IDENTITY_MT "luap2p.Identity"
 
 /* Bounds for core.pow_search options. */
-#define POW_THREADS_MAX 256
+#define POW_THREADS_MAX LP2P_POW_THREADS_MAX
 #define POW_EVERY_DEFAULT (1u << 16)
 #define POW_EVERY_MAX (1u << 24)
 #define POW_PROGRESS_PERIOD 0.25 /* seconds between progress calls */
@@ -254,110 +252,30 @@ static int core_pow_check(lua_State *L) {
 }
 
 
-/* The threaded search. Workers only run lp2p_pow_search and touch this
- * shared state; Lua is called from the calling thread alone. */
-typedef struct pow_job pow_job;
-
-/* A cache line each (the job is aligned to one too): `seen` is written on
- * every try, and workers sharing a line slowed each other down by a third. */
-typedef struct pow_worker {
-  _Alignas(64) pow_job *job;
-  pthread_t thread;
-  uint64_t seen;      /* tries at the last progress callback */
-  uint64_t published; /* tries already added to job->tries */
-} pow_worker;
-
-struct pow_job {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  uint8_t pk[LP2P_PK_BYTES];
-  lp2p_pow_target target;
-  uint64_t every;
-  atomic_int stop;                /* found, canceled or error: all stop */
-  atomic_uint_least64_t tries;    /* published tries of every worker */
-  int running;                    /* under mu: workers not yet finished */
-  int found;                      /* under mu */
-  uint8_t stamp[LP2P_STAMP_BYTES]; /* under mu, when found */
-  int nworkers;
-  pow_worker workers[];
-};
+/* The progress callback of a search: calls the Lua function at
+ * ctx->fn with (tries, elapsed) in a protected call. A Lua error cancels
+ * the search and stays on the stack, re-raised once the workers are
+ * joined (a raise here would leave them running). */
+typedef struct pow_ctx {
+  lua_State *L;
+  int fn;     /* stack index of the progress function */
+  int failed; /* the error object is on top of the stack */
+} pow_ctx;
 
 
-/* lp2p_pow_search calls this after every try (every = 1, which costs
- * nothing next to a BLAKE2b compression) so that the count stays exact;
- * the shared counter and the stop flag are only touched every job->every
- * tries. */
-static int worker_progress(void *ud, uint64_t tries) {
-  pow_worker *w = ud;
-  w->seen = tries;
-  if (tries - w->published < w->job->every)
-    return 0;
-  atomic_fetch_add_explicit(&w->job->tries, tries - w->published,
-                            memory_order_relaxed);
-  w->published = tries;
-  return atomic_load_explicit(&w->job->stop, memory_order_relaxed);
-}
-
-
-static void *worker_main(void *arg) {
-  pow_worker *w = arg;
-  pow_job *job = w->job;
-  uint8_t stamp[LP2P_STAMP_BYTES];
-  int rc = lp2p_pow_search(stamp, job->pk, &job->target, 1, worker_progress,
-                           w);
-  /* On success the last try never reached the callback. */
-  uint64_t mine = rc == 0 ? w->seen + 1 : w->seen;
-  pthread_mutex_lock(&job->mu);
-  atomic_fetch_add_explicit(&job->tries, mine - w->published,
-                            memory_order_relaxed);
-  if (rc == 0 && !job->found) {
-    job->found = 1;
-    memcpy(job->stamp, stamp, sizeof stamp);
+static int pow_progress(void *ud, uint64_t tries, double elapsed) {
+  pow_ctx *ctx = ud;
+  lua_State *L = ctx->L;
+  lua_pushvalue(L, ctx->fn);
+  lua_pushinteger(L, (lua_Integer)tries);
+  lua_pushnumber(L, (lua_Number)elapsed);
+  if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
+    ctx->failed = 1;
+    return 1;
   }
-  if (rc == 0)
-    atomic_store(&job->stop, 1);
-  job->running--;
-  pthread_cond_signal(&job->cv);
-  pthread_mutex_unlock(&job->mu);
-  return NULL;
-}
-
-
-static double mono_now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-
-static void mono_deadline(struct timespec *ts, double at) {
-  ts->tv_sec = (time_t)at;
-  ts->tv_nsec = (long)((at - (double)ts->tv_sec) * 1e9);
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
-}
-
-
-/* Start the workers with every signal blocked, so that signals (SIGINT,
- * libuv's handlers) keep going to the calling thread. Returns how many
- * started. */
-static int start_workers(pow_job *job) {
-  sigset_t all, old;
-  int started = 0;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  for (int i = 0; i < job->nworkers; i++) {
-    pow_worker *w = &job->workers[started];
-    w->job = job;
-    w->seen = w->published = 0;
-    if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
-      break;
-    started++;
-  }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  return started;
+  int cancel = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return cancel;
 }
 
 
@@ -366,9 +284,10 @@ static int start_workers(pow_job *job) {
  * opts.threads (default: online CPUs), opts.every (tries between each
  * worker's looks at the shared counter and stop flag, default 65536),
  * opts.progress(total_tries, elapsed_seconds) called about every 0.25 s from
- * this thread; a true result cancels. Between starting and joining the
- * threads nothing here may raise: Lua errors of progress are caught by
- * lua_pcall, the threads stopped and joined, then the error re-raised. */
+ * this thread; a true result cancels. The threads are core/net's
+ * (pow_workers.c); between starting and joining them nothing here may
+ * raise: Lua errors of progress are caught by lua_pcall, the threads
+ * stopped and joined, then the error re-raised. */
 static int core_pow_search(lua_State *L) {
   const uint8_t *pk = lp2p__check_bytes(L, 1, LP2P_PK_BYTES, "public key");
   lp2p_pow_target t;
@@ -404,80 +323,20 @@ static int core_pow_search(lua_State *L) {
   /* Room for the progress call, reserved now: nothing may raise later. */
   luaL_checkstack(L, 8, "pow_search");
 
-  /* Lua memory, so a raise anywhere before the threads start leaks
-   * nothing; no metatable: it dies with this call. */
-  size_t size = sizeof(pow_job) + (size_t)threads * sizeof(pow_worker);
-  /* Userdata is only 16-byte aligned: over-allocate and align the job to
-   * a cache line, so each worker has a line of its own. */
-  uintptr_t raw = (uintptr_t)lua_newuserdatauv(L, size + 63, 0);
-  pow_job *job = (pow_job *)((raw + 63) & ~(uintptr_t)63);
-  memset(job, 0, size);
-  memcpy(job->pk, pk, sizeof job->pk);
-  job->target = t;
-  job->every = (uint64_t)every;
-  job->nworkers = (int)threads;
-  atomic_init(&job->stop, 0);
-  atomic_init(&job->tries, 0);
-
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  if (pthread_cond_init(&job->cv, &ca) != 0) {
-    pthread_condattr_destroy(&ca);
-    return lp2p__push_error_msg(L, LP2P_ENOMEM, "cannot create a condition");
-  }
-  pthread_condattr_destroy(&ca);
-  pthread_mutex_init(&job->mu, NULL);
-
-  double start = mono_now();
-  pthread_mutex_lock(&job->mu);
-  int started = start_workers(job);
-  job->running = started;
-  int canceled = 0, lua_failed = 0;
-  double next = start + POW_PROGRESS_PERIOD;
-  while (started > 0 && !job->found && job->running > 0) {
-    struct timespec ts;
-    mono_deadline(&ts, next);
-    pthread_cond_timedwait(&job->cv, &job->mu, &ts);
-    if (job->found || job->running == 0)
-      break;
-    double now = mono_now();
-    if (now < next)
-      continue;
-    next = now + POW_PROGRESS_PERIOD;
-    if (progress == 0)
-      continue;
-    pthread_mutex_unlock(&job->mu);
-    lua_pushvalue(L, progress);
-    lua_pushinteger(L, (lua_Integer)atomic_load(&job->tries));
-    lua_pushnumber(L, (lua_Number)(now - start));
-    if (lua_pcall(L, 2, 1, 0) != LUA_OK) {
-      lua_failed = 1; /* the error object stays on top */
-    } else {
-      canceled = lua_toboolean(L, -1);
-      lua_pop(L, 1);
-    }
-    pthread_mutex_lock(&job->mu);
-    if (lua_failed || canceled)
-      break;
-  }
-  atomic_store(&job->stop, 1);
-  int found = job->found;
-  pthread_mutex_unlock(&job->mu);
-  for (int i = 0; i < started; i++)
-    pthread_join(job->workers[i].thread, NULL);
-  pthread_mutex_destroy(&job->mu);
-  pthread_cond_destroy(&job->cv);
-
-  if (lua_failed)
+  pow_ctx ctx = {L, progress, 0};
+  uint8_t stamp[LP2P_STAMP_BYTES];
+  uint64_t tries = 0;
+  int rc = lp2p_pow_search_workers(stamp, &tries, pk, &t, (int)threads,
+                                   (uint64_t)every, POW_PROGRESS_PERIOD,
+                                   progress ? pow_progress : NULL, &ctx);
+  if (ctx.failed)
     return lua_error(L);
-  if (started == 0)
-    return lp2p__push_error_msg(L, LP2P_ENOMEM, "cannot start a thread");
-  if (canceled || !found)
-    return lp2p__push_error_msg(L, LP2P_ECANCELED,
-                                "proof-of-work search canceled");
-  lua_pushlstring(L, (const char *)job->stamp, sizeof job->stamp);
-  lua_pushinteger(L, (lua_Integer)atomic_load(&job->tries));
+  if (rc == LP2P_ENOMEM)
+    return lp2p__push_error_msg(L, rc, "cannot start a thread");
+  if (rc < 0)
+    return lp2p__push_error_msg(L, rc, "proof-of-work search canceled");
+  lua_pushlstring(L, (const char *)stamp, sizeof stamp);
+  lua_pushinteger(L, (lua_Integer)tries);
   return 2;
 }
 

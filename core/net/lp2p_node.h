@@ -154,4 +154,31 @@ void lp2p_conn_pause(lp2p_conn *c, int paused);
 void lp2p_conn_get_info(lp2p_conn *c, lp2p_conn_info *info);
 
 
+/* pow_workers.c: the proof-of-work search of lp2p_pow_search on
+ * `threads` threads (1..LP2P_POW_THREADS_MAX). Blocks the calling thread;
+ * progress (may be NULL) is called from it about every `period` seconds
+ * with the tries so far, and a non-zero result cancels. Each worker looks
+ * at the shared stop flag every `every` tries. Returns 0 with the stamp,
+ * LP2P_ECANCELED, or LP2P_ENOMEM (no thread could start); *tries (may be
+ * NULL) gets the tries of every worker. Signals stay with the caller. */
+#define LP2P_POW_THREADS_MAX 256
+typedef int (*lp2p_pow_workers_cb)(void *ud, uint64_t tries,
+                                    double elapsed);
+int lp2p_pow_search_workers(uint8_t stamp[LP2P_STAMP_BYTES], uint64_t *tries,
+                            const uint8_t pk[LP2P_PK_BYTES],
+                            const lp2p_pow_target *target, int threads,
+                            uint64_t every, double period,
+                            lp2p_pow_workers_cb progress, void *ud);
+
+/* fs.c: private files (identity.json, ban files). Errors are negative
+ * UV_E* codes. Write data to a new file of mode 0600: without overwrite
+ * an existing path (even a dangling link) fails with UV_EEXIST; with it
+ * the file is replaced atomically (a 0600 temporary file renamed over
+ * it). Nothing truncated is left behind on failure. */
+#define LP2P_FILE_PATH_MAX 4096
+int lp2p_file_write_private(const char *path, const void *data, size_t len,
+                            int overwrite);
+/* The permission bits of path (e.g. 0600) in *mode, or a UV_E* code. */
+int lp2p_file_mode(const char *path, unsigned *mode);
+
 #endif /* LP2P_NODE_H */

@@ -1,0 +1,103 @@
+/*
+ * fs.c - writing private files: mode 0600, never clobbering unless asked,
+ * and atomically when replacing (identity.json, ban files).
+ *
+ * Errors are libuv's negative UV_E* codes, translated from errno, so the
+ * Lua side sees "EEXIST", "EACCES", ... like everywhere else.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lp2p_node.h"
+
+#define FS_PATH_MAX LP2P_FILE_PATH_MAX
+#define FS_TMP_SUFFIX ".tmp-XXXXXX"
+
+
+/* Write all of data to fd, retrying short writes and EINTR. Returns 0 or a
+ * negative UV_E* code. */
+static int write_all(int fd, const char *data, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, data, len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return uv_translate_sys_error(errno);
+    }
+    data += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+
+/* Write, flush to disk and close fd. Returns 0 or a negative UV_E* code;
+ * fd is closed either way. */
+static int finish_file(int fd, const char *data, size_t len) {
+  int rc = write_all(fd, data, len);
+  if (rc == 0 && fsync(fd) != 0)
+    rc = uv_translate_sys_error(errno);
+  if (close(fd) != 0 && rc == 0)
+    rc = uv_translate_sys_error(errno);
+  return rc;
+}
+
+
+/* Create path with mode 0600; fails with UV_EEXIST when anything (even a
+ * dangling symlink) is already there, since O_EXCL does not follow links. */
+static int write_new(const char *path, const char *data, size_t len) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return uv_translate_sys_error(errno);
+  int rc = finish_file(fd, data, len);
+  if (rc != 0)
+    unlink(path); /* never leave a truncated identity behind */
+  return rc;
+}
+
+
+/* Replace path atomically: a 0600 temporary file in the same directory
+ * (mkstemp creates it 0600), then rename over the target. Opening the old
+ * file with O_TRUNC instead would keep its old, maybe wider, mode. */
+static int write_replace(const char *path, const char *data, size_t len) {
+  char tmp[FS_PATH_MAX + sizeof FS_TMP_SUFFIX];
+  snprintf(tmp, sizeof tmp, "%s" FS_TMP_SUFFIX, path);
+  int fd = mkstemp(tmp);
+  if (fd < 0)
+    return uv_translate_sys_error(errno);
+  int rc = 0;
+  if (fchmod(fd, 0600) != 0)
+    rc = uv_translate_sys_error(errno);
+  if (rc != 0)
+    close(fd);
+  else
+    rc = finish_file(fd, data, len);
+  if (rc == 0 && rename(tmp, path) != 0)
+    rc = uv_translate_sys_error(errno);
+  if (rc != 0)
+    unlink(tmp);
+  return rc;
+}
+
+
+int lp2p_file_write_private(const char *path, const void *data, size_t len,
+                            int overwrite) {
+  if (path == NULL || path[0] == '\0' || strlen(path) > FS_PATH_MAX)
+    return UV_EINVAL;
+  return overwrite ? write_replace(path, data, len)
+                   : write_new(path, data, len);
+}
+
+
+int lp2p_file_mode(const char *path, unsigned *mode) {
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return uv_translate_sys_error(errno);
+  *mode = (unsigned)(st.st_mode & 07777);
+  return 0;
+}
