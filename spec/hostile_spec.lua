@@ -231,20 +231,13 @@ describe("hostile", function()
 
   ----------------------------------------------------- admission control
 
-  -- Runs once handler.c consults admission.c at accept and the node takes
-  -- the admission_* config keys (see SECURITY.md, "Status"); until then
-  -- p2p.new refuses the key and the test says so.
+  -- Admission control at accept (handler.c consults admission.c; the
+  -- node takes the admission_* keys): p2p.new failing here is a failure.
   it("limits one source's accept rate, its prefix's, and tightens under " ..
      "load (admission control at accept)", function()
-    local ok, v = pcall(X.node, { admission_exempt_loopback = false,
+    local v = victim{ admission_exempt_loopback = false,
       max_incoming_connections = 1000, authentication_timeout = 2,
-      backlog = 1024, load_threshold = 10 })
-    if not ok then
-      pending("admission control is not wired into the node yet (" ..
-        tostring(v):match("[^\n]*") .. ")")
-      return
-    end
-    nodes[#nodes + 1] = v
+      backlog = 1024, load_threshold = 10 }
     local tally = X.tally(v)
     local reasons = {}
     v:on("refused", function(ev)

@@ -217,6 +217,17 @@ static int core_now(lua_State *L) {
 }
 
 
+/* core.walltime() -> seconds since the epoch, with microseconds (for
+ * times written to files: os.time() has whole seconds only). */
+static int core_walltime(lua_State *L) {
+  uv_timeval64_t tv;
+  if (uv_gettimeofday(&tv) != 0)
+    return luaL_error(L, "luap2p: gettimeofday failed");
+  lua_pushnumber(L, (lua_Number)tv.tv_sec + (lua_Number)tv.tv_usec / 1e6);
+  return 1;
+}
+
+
 /* -------------------------------------------------------------- handles */
 
 typedef struct lhandle {
@@ -456,6 +467,7 @@ void lp2p__open_loop(lua_State *L) {
       {"backend_fd", core_backend_fd},
       {"backend_timeout", core_backend_timeout},
       {"now", core_now},
+      {"walltime", core_walltime},
       {"in_callback", core_in_callback},
       {"timer", core_timer},
       {"signal", core_signal},

@@ -21,10 +21,11 @@ local cjson = require "cjson"
 local p2p = require "luap2p"
 local common = require "luap2p.policies.common"
 
-local error, io, math, os, pairs, pcall, tonumber, tostring, type =
-      error, io, math, os, pairs, pcall, tonumber, tostring, type
+local error, io, os, pairs, pcall, tonumber, tostring, type =
+      error, io, os, pairs, pcall, tonumber, tostring, type
 
 local now = p2p.now
+local walltime = p2p.core.walltime
 
 -- Octez greylists on these (bad proof of work, authentication or MAC,
 -- oversize, encoding and chunking errors). Timeouts and EOF are not
@@ -198,7 +199,7 @@ local function flush(node, s)
   s.dirty = false
   if not path then return end
   local bans = {}
-  local wall = os.time()
+  local wall = walltime()
   for target, b in pairs(s.admin) do
     if not b.until_wall or b.until_wall > wall then
       bans[target] = { ["until"] = b.until_wall, reason = b.reason }
@@ -234,7 +235,7 @@ local function load_bans(node, s)
     error("ban_file " .. path .. ": not a luap2p ban file (" ..
       tostring(ok and "no 'bans' object" or doc) .. ")", 0)
   end
-  local wall = os.time()
+  local wall = walltime()
   for target, b in pairs(doc.bans) do
     local u = type(b) == "table" and tonumber(b["until"]) or nil
     local reason = type(b) == "table" and type(b.reason) == "string" and
@@ -303,8 +304,10 @@ function _M.event(node, ev)
     lru_remove(s.ips, ev.target)
     lru_remove(s.peers, ev.target)
     s.admin[ev.target] = {
+      -- Sub-second: a 0.2 s ban saved now has expired 0.2 s later, not
+      -- at the next whole second.
       until_wall = ev.seconds and ev.seconds > 0 and
-        os.time() + math.ceil(ev.seconds) or nil,
+        walltime() + ev.seconds or nil,
       reason = ev.reason,
     }
     mark_dirty(node, s)
