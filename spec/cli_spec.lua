@@ -285,7 +285,19 @@ describe("cli", function()
         '"secret_key": "' .. b:to_json():match(
           '"secret_key"%s*:%s*"([^"]*)"') .. '"')
       h.write_file(mismatch, text)
+      -- identity files are private (0600), or refused before their content
+      os.execute("chmod 600 " .. q(bad) .. " " .. q(mismatch))
+      local open = dir .. "/open.json"
+      h.write_file(open, core.identity_generate():to_json())
+      os.execute("chmod 644 " .. q(open))
+      local huge = dir .. "/huge.json"
+      h.write_file(huge, string.rep(" ", 65537))
+      os.execute("chmod 600 " .. q(huge))
       local cases = {
+        { open, "identity file .*open.json is accessible by others %(mode " ..
+          "0644%): run chmod 600 .*open.json %(EPERM%)$" },
+        { "/dev/zero", "accessible by others %(mode 0666%).*%(EPERM%)$" },
+        { huge, "larger than 64 KiB %(EFBIG%)$" },
         { dir .. "/missing.json", "cannot read identity file.*No such " ..
           "file.*ENOENT.*luap2p identity generate" },
         { dir, "cannot read identity file" },

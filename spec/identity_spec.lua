@@ -587,3 +587,75 @@ describe("identity", function()
     end)
   end)
 end)
+
+describe("identity file loading", function()
+  local identity = require "luap2p.identity"
+  local p2p = require "luap2p"
+  local dir
+
+  before_each(function()
+    local f = io.popen("mktemp -d")
+    dir = f:read("l")
+    f:close()
+  end)
+  after_each(function() os.execute("rm -rf '" .. dir .. "'") end)
+
+  local function write(name, text, mode)
+    local path = dir .. "/" .. name
+    assert(core.write_private(path, text))
+    os.execute(string.format("chmod %s '%s'", mode, path))
+    return path
+  end
+
+  it("refuses an identity file group or others may access, with the " ..
+     "chmod to run; check_mode = false loads it", function()
+    local id = core.identity_generate()
+    for _, mode in ipairs{ "644", "640", "604", "620", "660" } do
+      local path = write("id" .. mode .. ".json", id:to_json(), mode)
+      local got, err, code = identity.load(path)
+      assert.is_nil(got)
+      assert.equal("EPERM", code)
+      assert.equal(string.format("EPERM: identity file %s is accessible by " ..
+        "others (mode 0%s): run chmod 600 %s", path, mode, path), err)
+      local ok = assert(identity.load(path, { check_mode = false }))
+      assert.equal(id:peer_id(), ok:peer_id())
+    end
+    for _, mode in ipairs{ "600", "400" } do
+      local path = write("id" .. mode .. ".json", id:to_json(), mode)
+      assert.equal(id:peer_id(), assert(identity.load(path)):peer_id())
+    end
+  end)
+
+  it("refuses it in p2p.new too, unless identity_check_mode = false",
+    function()
+    local path = write("open.json", core.identity_generate():to_json(), "644")
+    local node, err, code = p2p.new{ identity = path, pow_bits = 0 }
+    assert.is_nil(node)
+    assert.equal("EPERM", code)
+    assert.matches("run chmod 600", err, 1, true)
+    node = assert(p2p.new{ identity = path, pow_bits = 0,
+                           identity_check_mode = false })
+    node:close()
+  end)
+
+  it("stops reading past 64 KiB: a huge file and /dev/zero are EFBIG",
+    function()
+    local path = write("huge.json", string.rep(" ", 64 * 1024 + 1), "600")
+    local got, err, code = identity.load(path)
+    assert.is_nil(got)
+    assert.equal("EFBIG", code)
+    assert.equal("EFBIG: identity file " .. path .. " is larger than 64 KiB",
+      err)
+    got, err, code = identity.load("/dev/zero", { check_mode = false })
+    assert.is_nil(got)
+    assert.equal("EFBIG", code)
+    -- /dev/zero is 0666: refused before a byte is read
+    got, err, code = identity.load("/dev/zero")
+    assert.equal("EPERM", code)
+    -- 64 KiB of valid JSON padding is still read
+    local id = core.identity_generate()
+    local padded = write("padded.json",
+      id:to_json() .. string.rep(" ", 64 * 1024 - #id:to_json()), "600")
+    assert.equal(id:peer_id(), assert(identity.load(padded)):peer_id())
+  end)
+end)

@@ -28,6 +28,7 @@ local INF = math.huge
 _M.SCHEMA = {
   -- the node and its peers
   { "identity", "identity", nil, read = "lua", required = true, doc = "an Identity (`p2p.core.identity_generate()`, `p2p.core.identity_from_json(text)`) or a path to an `identity.json`" },
+  { "identity_check_mode", "boolean", true, read = "lua", doc = "refuse an identity file that group or others may access (`EPERM`, as ssh does); false loads it anyway" },
   { "listen", "string", nil, read = "lua", doc = "`\"HOST:PORT\"` to listen on (`\"[::1]:0\"` for IPv6; port 0 = any)" },
   { "peers", "list", nil, read = "lua", doc = "points to dial at start" },
   { "trusted", "list", nil, read = "lua", doc = "points or peer ids to trust" },

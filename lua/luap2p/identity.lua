@@ -16,12 +16,22 @@ local _M = {}
 local ERRNO = { [2] = "ENOENT", [13] = "EACCES", [21] = "EISDIR",
                 [20] = "ENOTDIR", [40] = "ELOOP", [36] = "ENAMETOOLONG" }
 
+-- An identity file is a few hundred bytes: reading stops past this, so
+-- `--identity /dev/zero` is an error, not a process that eats memory.
+_M.MAX_FILE_BYTES = 64 * 1024
+
 -- Load an identity.json: Identity, or nil, "ENAME: message", "ENAME".
--- ENAME is ENOENT/EACCES/... when the file cannot be read, EIDENTITY when
--- its content is not a valid identity (wrong JSON, keys that do not match).
-function _M.load(path)
+-- ENAME is ENOENT/EACCES/... when the file cannot be read, EPERM when group
+-- or others may access it (its secret key is readable: like ssh with a
+-- private key, refuse; opts.check_mode = false loads it anyway), EFBIG over
+-- MAX_FILE_BYTES, EIDENTITY when its content is not a valid identity
+-- (wrong JSON, keys that do not match).
+function _M.load(path, opts)
   if type(path) ~= "string" then
     error("identity.load: expected a file path, got " .. type(path), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error("identity.load: expected an options table, got " .. type(opts), 2)
   end
   local f, err, errno = io.open(path, "rb")
   if not f then
@@ -29,11 +39,24 @@ function _M.load(path)
     return nil, name .. ": cannot read identity file: " .. tostring(err),
       name
   end
-  local text, rerr = f:read("a")
+  if not (opts and opts.check_mode == false) then
+    local mode = core.file_mode(path)
+    if mode and mode & 63 ~= 0 then -- 0077: any bit for group or others
+      f:close()
+      return nil, string.format("EPERM: identity file %s is accessible " ..
+        "by others (mode %04o): run chmod 600 %s", path, mode, path), "EPERM"
+    end
+  end
+  local text, rerr = f:read(_M.MAX_FILE_BYTES + 1)
   f:close()
+  if text == nil and rerr == nil then text = "" end -- an empty file
   if not text then
     return nil, "EIO: cannot read identity file " .. path .. ": " ..
       tostring(rerr), "EIO"
+  end
+  if #text > _M.MAX_FILE_BYTES then
+    return nil, string.format("EFBIG: identity file %s is larger than " ..
+      "%d KiB", path, _M.MAX_FILE_BYTES // 1024), "EFBIG"
   end
   local id, jerr, code = core.identity_from_json(text)
   if not id then return nil, jerr .. " (in " .. path .. ")", code end

@@ -27,12 +27,12 @@ end
 local live = {} -- luacheck: ignore (held for its strong references)
 
 -- Identity from a userdata, a JSON string or a file path.
-local function resolve_identity(v)
+local function resolve_identity(v, check_mode)
   if type(v) == "userdata" then return v end
   if type(v) ~= "string" then
     return nil, "config.identity: expected an Identity or a file path"
   end
-  return require("luap2p.identity").load(v)
+  return require("luap2p.identity").load(v, { check_mode = check_mode })
 end
 
 local function count(t)
@@ -47,7 +47,7 @@ function Node.new(cfg)
   if c.identity == nil then
     error("p2p.new: config.identity is required", 2)
   end
-  local id, err, code = resolve_identity(c.identity)
+  local id, err, code = resolve_identity(c.identity, c.identity_check_mode)
   if not id then return nil, err, code or "EIDENTITY" end
   local node = setmetatable({
     config = c, identity = id, peer_id = id:peer_id(),
