@@ -135,6 +135,7 @@ LP2P_EXPORT int luaopen_luap2p_core(lua_State *L) {
   lua_setfield(L, -2, "errors");
   lp2p__open_identity(L);
   lp2p__open_frame(L);
+  lp2p__open_message(L);
   lp2p__open_handshake(L);
   lp2p__open_node(L);
   lp2p__open_loop(L);

@@ -55,6 +55,7 @@ int lp2p__in_callback(lua_State *L);
  * the stack (stack unchanged). */
 void lp2p__open_identity(lua_State *L);
 void lp2p__open_frame(lua_State *L);
+void lp2p__open_message(lua_State *L);
 void lp2p__open_handshake(lua_State *L);
 void lp2p__open_node(lua_State *L);
 void lp2p__open_loop(lua_State *L);

@@ -1,7 +1,7 @@
 /*
  * handshake.c - the Octez connection handshake as a pure state machine
- * (no I/O): connection messages, version choice, channel key and nonces,
- * metadata, Ack / Nack.
+ * (no I/O): metadata, Ack / Nack, on top of conn_msg.c (connection
+ * messages, version choice, channel key and nonces).
  *
  * Per side, as Octez P2p_socket.authenticate and accept do it:
  *   1. send our connection message (queued by lp2p_hs_new);
@@ -24,12 +24,8 @@
 #include <sodium.h>
 
 #include "lp2p.h"
+#include "wire_internal.h"
 
-/* Fixed part of a connection message body: port, public key, stamp,
- * message nonce, chain name length, ddb version, p2p version. */
-#define CONN_FIXED (2 + LP2P_PK_BYTES + LP2P_STAMP_BYTES + LP2P_NONCE_BYTES)
-#define CONN_BODY_MIN (CONN_FIXED + 4 + 2 + 2) /* 90: empty chain name */
-#define CONN_LEN_MAX 65535
 #define META_BYTES 2
 /* A point on the wire: u32 length + at most 47 characters (Octez
  * P2p_point.Id.encoding is check_size 51). */
@@ -85,141 +81,6 @@ struct lp2p_hs {
   int have_remote;
   lp2p_hs_remote remote;
 };
-
-
-static uint16_t get_u16(const uint8_t *p) {
-  return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-
-static uint32_t get_u32(const uint8_t *p) {
-  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-         ((uint32_t)p[2] << 8) | (uint32_t)p[3];
-}
-
-
-static void put_u16(uint8_t *p, uint16_t v) {
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
-
-
-static void put_u32(uint8_t *p, uint32_t v) {
-  p[0] = (uint8_t)(v >> 24);
-  p[1] = (uint8_t)(v >> 16);
-  p[2] = (uint8_t)(v >> 8);
-  p[3] = (uint8_t)v;
-}
-
-
-/* ------------------------------------------------- connection messages */
-
-/*
- * Data_encoding order: port u16, public key, stamp, nonce, chain name
- * (u32 length + bytes), ddb u16, p2p u16. Octez reads exactly the N bytes
- * of the prefix: running short is Not_enough_data (LP2P_ETRUNC), bytes
- * left over are Extra_bytes (LP2P_EEXTRA). A chain name longer than what
- * m->chain holds keeps its real length in chain_len.
- */
-int lp2p_conn_msg_decode(lp2p_conn_msg *m, const uint8_t *body, size_t len) {
-  memset(m, 0, sizeof *m);
-  if (len < CONN_FIXED + 4)
-    return LP2P_ETRUNC;
-  const uint8_t *p = body;
-  m->port = get_u16(p);
-  p += 2;
-  memcpy(m->pk, p, LP2P_PK_BYTES);
-  p += LP2P_PK_BYTES;
-  memcpy(m->stamp, p, LP2P_STAMP_BYTES);
-  p += LP2P_STAMP_BYTES;
-  memcpy(m->nonce, p, LP2P_NONCE_BYTES);
-  p += LP2P_NONCE_BYTES;
-  uint32_t clen = get_u32(p);
-  p += 4;
-  size_t left = len - CONN_FIXED - 4;
-  if (clen > left)
-    return LP2P_ETRUNC;
-  m->chain_len = clen;
-  size_t keep = clen < LP2P_CHAIN_NAME_MAX ? clen : LP2P_CHAIN_NAME_MAX;
-  memcpy(m->chain, p, keep);
-  m->chain[keep] = '\0';
-  p += clen;
-  left -= clen;
-  if (left < 4)
-    return LP2P_ETRUNC;
-  m->ddb_version = get_u16(p);
-  m->p2p_version = get_u16(p + 2);
-  if (left > 4)
-    return LP2P_EEXTRA;
-  return 0;
-}
-
-
-long lp2p_conn_msg_encode(uint8_t *out, size_t cap, const lp2p_conn_msg *m) {
-  if (m->chain_len > LP2P_CHAIN_NAME_MAX)
-    return LP2P_EINVAL; /* we do not hold the whole name */
-  size_t body = CONN_BODY_MIN + m->chain_len;
-  size_t total = 2 + body;
-  if (out == NULL || cap < total)
-    return LP2P_EINVAL;
-  uint8_t *p = out;
-  put_u16(p, (uint16_t)body);
-  p += 2;
-  put_u16(p, m->port);
-  p += 2;
-  memcpy(p, m->pk, LP2P_PK_BYTES);
-  p += LP2P_PK_BYTES;
-  memcpy(p, m->stamp, LP2P_STAMP_BYTES);
-  p += LP2P_STAMP_BYTES;
-  memcpy(p, m->nonce, LP2P_NONCE_BYTES);
-  p += LP2P_NONCE_BYTES;
-  put_u32(p, (uint32_t)m->chain_len);
-  p += 4;
-  memcpy(p, m->chain, m->chain_len);
-  p += m->chain_len;
-  put_u16(p, m->ddb_version);
-  put_u16(p + 2, m->p2p_version);
-  return (long)total;
-}
-
-
-/*
- * Network_version.may_select_version: the local maximum when the remote's
- * version is at least that, else the remote's when we support it, else
- * the rejection given by the caller.
- */
-int lp2p_version_select(uint16_t *chosen, lp2p_version_range local,
-                        uint16_t remote, int fail) {
-  if (local.max <= remote) {
-    *chosen = local.max;
-    return 0;
-  }
-  if (local.min <= remote) {
-    *chosen = remote;
-    return 0;
-  }
-  return fail;
-}
-
-
-void lp2p_nonces_derive(uint8_t ir[LP2P_NONCE_BYTES],
-                        uint8_t ri[LP2P_NONCE_BYTES], const uint8_t *init_msg,
-                        size_t init_len, const uint8_t *resp_msg,
-                        size_t resp_len) {
-  static const char *labels[2] = {"Init -> Resp", "Resp -> Init"};
-  uint8_t *outs[2] = {ir, ri};
-  for (int i = 0; i < 2; i++) {
-    crypto_generichash_blake2b_state st;
-    uint8_t h[32];
-    crypto_generichash_blake2b_init(&st, NULL, 0, sizeof h);
-    crypto_generichash_blake2b_update(&st, init_msg, init_len);
-    crypto_generichash_blake2b_update(&st, resp_msg, resp_len);
-    crypto_generichash_blake2b_update(&st, (const uint8_t *)labels[i],
-                                      strlen(labels[i]));
-    crypto_generichash_blake2b_final(&st, h, sizeof h);
-    memcpy(outs[i], h, LP2P_NONCE_BYTES);
-  }
-}
 
 
 /* ------------------------------------------------------ state machine */
