@@ -182,11 +182,15 @@ void lp2p_msg_reader_init(lp2p_msg_reader *r, size_t max_len) {
  * Whole messages are delivered straight from `data` when none of their
  * bytes had to be buffered. The state is rewound before the callback runs,
  * so a callback that longjmps (a Lua error) leaves the reader at a message
- * boundary. When the callback stops the feed, the rest of `data` is
- * dropped: stopping is meant for fatal conditions.
+ * boundary. When the callback stops the feed, *used tells how much of
+ * `data` was consumed (up to the end of the message just delivered), so a
+ * caller that stops to yield can feed the rest later.
  */
-int lp2p_msg_reader_feed(lp2p_msg_reader *r, const uint8_t *data, size_t len,
-                         lp2p_msg_cb cb, void *ud) {
+int lp2p_msg_reader_feed_some(lp2p_msg_reader *r, const uint8_t *data,
+                              size_t len, lp2p_msg_cb cb, void *ud,
+                              size_t *used) {
+  const uint8_t *start = data;
+  *used = 0;
   if (r->hdr_have == 4 && r->want == 0)
     return reader_check(r); /* dead since an earlier bad prefix */
   while (len > 0) {
@@ -198,6 +202,7 @@ int lp2p_msg_reader_feed(lp2p_msg_reader *r, const uint8_t *data, size_t len,
       r->hdr_have += n;
       data += n;
       len -= n;
+      *used = (size_t)(data - start);
       if (r->hdr_have < 4)
         break;
       /* Checked before any allocation: a bad length costs nothing. */
@@ -221,13 +226,14 @@ int lp2p_msg_reader_feed(lp2p_msg_reader *r, const uint8_t *data, size_t len,
       memcpy(r->buf + r->have, data, n);
       r->have += n;
       if (r->have < r->want) {
-        len = 0; /* all consumed; the message is still incomplete */
+        *used += n; /* all consumed; the message is still incomplete */
         break;
       }
       msg = r->buf;
     }
     data += n;
     len -= n;
+    *used = (size_t)(data - start);
     size_t mlen = r->want;
     reader_rewind(r);
     int stop = cb(ud, msg, mlen);
@@ -240,6 +246,13 @@ int lp2p_msg_reader_feed(lp2p_msg_reader *r, const uint8_t *data, size_t len,
       return stop;
   }
   return 0;
+}
+
+
+int lp2p_msg_reader_feed(lp2p_msg_reader *r, const uint8_t *data, size_t len,
+                         lp2p_msg_cb cb, void *ud) {
+  size_t used;
+  return lp2p_msg_reader_feed_some(r, data, len, cb, ud, &used);
 }
 
 

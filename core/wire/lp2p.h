@@ -63,7 +63,8 @@
   XX(EPRIVATE, "private mode: point or peer not trusted")                    \
   XX(EREFUSED, "refused by policy")                                          \
   XX(ECLOSED, "connection closed")                                           \
-  XX(ETIMEDOUT, "timed out")
+  XX(ETIMEDOUT, "timed out")                                                 \
+  XX(ENOBUFS, "incoming buffer budget exceeded")
 
 enum {
 #define XX(name, msg) LP2P__ERRIDX_##name,
@@ -233,6 +234,12 @@ void lp2p_msg_reader_init(lp2p_msg_reader *r, size_t max_len);
  * < 2: no room for a tag). After an error the reader must be reset. */
 int lp2p_msg_reader_feed(lp2p_msg_reader *r, const uint8_t *data, size_t len,
                          lp2p_msg_cb cb, void *ud);
+/* The same, and *used = the bytes of data consumed: all of them, or, when
+ * the callback stopped the feed, up to the end of that message (the rest
+ * may be fed later, the reader being at a message boundary). */
+int lp2p_msg_reader_feed_some(lp2p_msg_reader *r, const uint8_t *data,
+                              size_t len, lp2p_msg_cb cb, void *ud,
+                              size_t *used);
 /* Bytes held for a message not yet complete. */
 size_t lp2p_msg_reader_pending(const lp2p_msg_reader *r);
 void lp2p_msg_reader_free(lp2p_msg_reader *r);
