@@ -275,7 +275,8 @@ function _M.raw(port, src, opts)
     self.state = "connected"
     if opts.handshake then
       self.hs = core.handshake{ identity = opts.identity or
-        core.identity_generate(), incoming = false, pow_bits = 0 }
+        core.identity_generate(), incoming = false, pow_bits = 0,
+        port = opts.port }
       self:write(self.hs:output())
     end
     if opts.on_connect then opts.on_connect(self) end
@@ -332,6 +333,73 @@ function Raw:close(why)
   if self.hs then self.hs:close() end
   if self.ch then self.ch:close() end
   if not self.tcp:is_closing() then self.tcp:close() end
+end
+
+--[[ Flood: write `sealed` (bytes already sealed with raw's channel, so
+in nonce order) as fast as the socket takes it, keeping at most `window`
+bytes queued in luv. Returns a handle; flood.sent counts bytes written,
+flood:stop() stops it. ]]
+function _M.flood(raw, sealed, window)
+  local F = { sent = 0, pos = 1 }
+  window = window or 256 * 1024
+  F.timer = uv.new_timer()
+  local function push()
+    if raw.closed or F.pos > #sealed then return end
+    while raw.tcp:get_write_queue_size() < window and F.pos <= #sealed do
+      local piece = sealed:sub(F.pos, F.pos + 65535)
+      F.pos = F.pos + #piece
+      F.sent = F.sent + #piece
+      raw:write(piece)
+      if raw.closed then return end
+    end
+  end
+  F.timer:start(0, 1, push)
+  function F.stop()
+    if not F.timer:is_closing() then F.timer:close() end
+  end
+  return F
+end
+
+--[[ Ping round trips: peer (a luap2p node connected to victim, which
+echoes "rtt:<i>") sends one ping every `period` s; rtts[i] in seconds.
+stop() stops sending; lost() counts pings not answered. ]]
+function _M.pinger(victim, peer, period)
+  local P = { sent = {}, rtts = {}, n = 0 }
+  victim:on("message", function(conn, payload)
+    if payload:sub(1, 4) == "rtt:" then conn:send(payload) end
+  end)
+  peer:on("message", function(_, payload)
+    local i = tonumber(payload:match("^rtt:(%d+)$"))
+    if i and P.sent[i] then
+      P.rtts[#P.rtts + 1] = now() - P.sent[i]
+      P.sent[i] = nil
+    end
+  end)
+  P.timer = p2p.every(period or 0.01, function()
+    local conn = peer:connections()[1]
+    if not conn then return end
+    P.n = P.n + 1
+    P.sent[P.n] = now()
+    conn:send("rtt:" .. P.n)
+  end)
+  function P.stop() P.timer:stop() end
+  function P.reset() P.rtts = {} end
+  function P.lost()
+    local k = 0
+    for _ in pairs(P.sent) do k = k + 1 end
+    return k
+  end
+  -- median and p99 of the round trips so far, in ms
+  function P.stats()
+    local s = {}
+    for i, v in ipairs(P.rtts) do s[i] = v end
+    table.sort(s)
+    if #s == 0 then return 0, 0, 0 end
+    local med = s[(#s + 1) // 2]
+    local p99 = s[math.max(1, math.ceil(#s * 0.99))]
+    return med * 1e3, p99 * 1e3, #s
+  end
+  return P
 end
 
 -- Source address number i in 127.<a>.<b>.<c> (never 127.0.0.1).

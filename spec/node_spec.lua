@@ -337,6 +337,7 @@ describe("node", function()
     local b = mk{ outgoing_message_queue_size = 64,
                   outgoing_queue_bytes = 256 * 1024 }
     local ca, cb = connect_pair(a, b)
+    ca:pull(true) -- the application reads with recv(): backpressure
     local payload = string.rep("z", 16 * 1024)
     local sent, full, err = 0, false, nil
     for _ = 1, 2000 do

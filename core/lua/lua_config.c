@@ -76,6 +76,16 @@ static const key_desc keys[] = {
     {"admission_table_size", K_UINT, F(admission.table_size), 2, 1 << 24},
     {"admission_exempt_loopback", K_BOOL, F(admission.exempt_loopback), 0, 1},
     {"load_threshold", K_UINT, F(admission.load_threshold), 0, BIG},
+    {"incoming_buffer_bytes", K_UINT, F(incoming_buffer_bytes), 64 * 1024,
+     17592186044416.0},
+    {"partial_message_min_rate", K_NUM, F(partial_min_rate), 0, 1e12},
+    {"partial_message_timeout", K_MS, F(partial_stall_ms), 0, 1e9},
+    {"read_pass_bytes", K_UINT, F(read_pass_bytes), 1, 1 << 30},
+    {"read_pass_messages", K_UINT, F(read_pass_msgs), 1, 1 << 24},
+    {"p2p_message_rate", K_NUM, F(p2p_rate), 0, 1e9},
+    {"p2p_message_burst", K_NUM, F(p2p_burst), 1, 1e9},
+    {"app_message_rate", K_NUM, F(app_rate), 0, 1e9},
+    {"app_message_burst", K_NUM, F(app_burst), 1, 1e9},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])

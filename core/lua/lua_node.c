@@ -6,7 +6,9 @@
  *   dispatch("accept", point)                 -> true | false, reason
  *   dispatch("authenticated", info)           -> "ack" | "nack", motive,
  *                                                points | "close", reason
- *   dispatch("message", conn_id, tag, payload) -> true to pause reading
+ *   dispatch("message", conn_id, tag, payload) -> pause, held (true to
+ *                                                pause reading; bytes the
+ *                                                inbox now holds)
  *   dispatch("event", ev)
  *
  * A dispatcher that errors or returns garbage gets the safe default:
@@ -140,9 +142,19 @@ static int hook_message(void *ud, uint64_t conn, const uint8_t *msg,
   lua_pushinteger(L, msg[0] << 8 | msg[1]);
   lua_pushlstring(L, (const char *)msg + 2, len - 2);
   int pause = 0;
-  if (lp2p__pcall(L, 4, 1, "message hook") == 0)
-    pause = lua_toboolean(L, -1);
+  lua_Integer held = 0;
+  if (lp2p__pcall(L, 4, 2, "message hook") == 0) {
+    pause = lua_toboolean(L, -2);
+    held = lua_tointeger(L, -1);
+  }
   lua_settop(L, top);
+  /* The inbox's bytes count in the node's budget. The connection is
+   * looked up again: the call may have closed it. */
+  if (held > 0 && b->node != NULL) {
+    lp2p_conn *c = lp2p_node_find(b->node, conn);
+    if (c != NULL)
+      lp2p_conn_hold(c, held);
+  }
   return pause;
 }
 
@@ -175,6 +187,11 @@ static void hook_event(void *ud, const lp2p_event *ev) {
   }
   if (strncmp(ev->type, "too_", 4) == 0)
     lp2p__set_int(L, "active", ev->value);
+  else if (strcmp(ev->type, "rate_exceeded") == 0) {
+    lp2p__set_int(L, "count", ev->value);
+    lp2p__set_str(L, "kind", ev->reason && ev->reason[0] == 'a' ? "app"
+                                                                 : "p2p");
+  }
   lp2p__pcall(L, 2, 0, "event hook");
   lua_settop(L, top);
 }
@@ -323,6 +340,18 @@ static int node_disconnect(lua_State *L) {
 }
 
 
+/* node:release(id, bytes): the inbox gave back bytes of id's messages. */
+static int node_release(lua_State *L) {
+  node_box *b = check_box(L);
+  lp2p_conn *c = check_conn(L, b, 2);
+  lua_Integer n = luaL_checkinteger(L, 3);
+  luaL_argcheck(L, n >= 0, 3, "must be >= 0");
+  if (c != NULL)
+    lp2p_conn_hold(c, -(long long)n);
+  return 0;
+}
+
+
 static int node_pause(lua_State *L) {
   node_box *b = check_box(L);
   lp2p_conn *c = check_conn(L, b, 2);
@@ -404,6 +433,17 @@ static int node_stat(lua_State *L) {
   lp2p__set_int(L, "pending_incoming", counts[1]);
   lp2p__set_int(L, "pending_outgoing", counts[2]);
   lp2p__set_int(L, "bans", counts[3]);
+  lp2p_budget bu;
+  lp2p_node_budget(b->node, &bu);
+  lp2p__set_int(L, "buffered", (lua_Integer)bu.buffered);
+  lp2p__set_int(L, "buffered_max", (lua_Integer)bu.buffered_max);
+  lp2p__set_int(L, "buffered_partial", (lua_Integer)bu.partial);
+  lp2p__set_int(L, "buffered_inbox", (lua_Integer)bu.held);
+  lp2p__set_int(L, "buffered_stashed", (lua_Integer)bu.stashed);
+  lp2p__set_int(L, "cut_budget", (lua_Integer)bu.cut_budget);
+  lp2p__set_int(L, "cut_stalled", (lua_Integer)bu.cut_stalled);
+  lp2p__set_int(L, "throttled", (lua_Integer)bu.throttled);
+  lp2p__set_int(L, "yields", (lua_Integer)bu.yields);
   return 1;
 }
 
@@ -552,6 +592,7 @@ void lp2p__open_node(lua_State *L) {
       {"listen", node_listen},   {"connect", node_connect},
       {"send", node_send},       {"send_raw", node_send_raw},
       {"disconnect", node_disconnect}, {"pause", node_pause},
+      {"release", node_release},
       {"info", node_info},       {"ids", node_ids},
       {"stat", node_stat},       {"ban", node_ban},
       {"unban", node_unban},     {"banned", node_banned},

@@ -14,6 +14,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <sodium.h>
 
 #include "node_internal.h"
@@ -22,6 +26,8 @@
 
 static void conn_fail(lp2p_conn *c, int code, const char *reason);
 static void flush_queue(lp2p_conn *c);
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static int has_stash(const lp2p_conn *c);
 
 
 void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, const char *type) {
@@ -179,6 +185,13 @@ void lp2p__conn_trim(lp2p_conn *c) {
     c->inbuf = NULL;
     c->in_cap = 0;
   }
+  if (!has_stash(c)) {
+    free(c->plain);
+    free(c->cstash);
+    c->plain = c->cstash = NULL;
+    c->plain_cap = c->cstash_cap = 0;
+    c->plain_off = c->plain_len = c->cstash_len = 0;
+  }
 }
 
 
@@ -259,6 +272,8 @@ static void on_handle_closed(uv_handle_t *h) {
     lp2p__node_conn_freed(n, c);
     lp2p_hs_free(c->hs);
     free(c->inbuf);
+    free(c->plain);
+    free(c->cstash);
     free(c->outq);
     free(c->sealbuf);
     lp2p_msg_reader_free(&c->reader);
@@ -297,6 +312,13 @@ void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
     if (c->id != 0)
       emit(c, "disconnected", code, c->close_reason);
     lp2p__node_conn_released(c->node, c);
+    c->node->buffered -= c->counted;
+    c->counted = 0;
+    if (c->yielded) {
+      c->yielded = 0;
+      if (--c->node->nyielded == 0)
+        uv_idle_stop(&c->node->pass_idle);
+    }
     lp2p_hs_free(c->hs);
     c->hs = NULL;
     if (graceful && c->writes_in_flight > 0) {
@@ -337,10 +359,18 @@ static void conn_fail(lp2p_conn *c, int code, const char *reason) {
 }
 
 
+static void after_input(lp2p_conn *c, int rc);
+
+
 static void on_timeout(uv_timer_t *t) {
   lp2p_conn *c = t->data;
   if (c->state == LP2P_CONN_CLOSING) { /* a graceful close lingered */
     lp2p__conn_force_close(c);
+    return;
+  }
+  if (c->state == LP2P_CONN_RUNNING) { /* a token is back */
+    c->throttled = 0;
+    after_input(c, 0);
     return;
   }
   conn_fail(c, LP2P_ETIMEDOUT,
@@ -351,8 +381,30 @@ static void on_timeout(uv_timer_t *t) {
 
 /* ------------------------------------------------------------- reading */
 
+/*
+ * Reading is fair and bounded. Per loop pass a connection reads at most
+ * read_pass_bytes (checked after each read) and dispatches at most
+ * read_pass_msgs messages; P2P and application messages each draw from a
+ * token bucket. When either stops dispatching in the middle of a chunk,
+ * the rest of that chunk's plaintext and the ciphertext after it are
+ * stashed in the connection, reading stops, and the stash is fed first
+ * when the connection resumes: at the next pass (the node's prepare
+ * handle), or when a token is back (the connection's timer). Nothing is
+ * dropped and the peer meets TCP backpressure.
+ *
+ * Every call into the embedder (the message hook) may close this
+ * connection, another one or the node, or ban: after it, only c->state
+ * and n->closing are trusted, and a closed connection is never touched
+ * past them (its memory lives until its handles' close callbacks, which
+ * need the loop, and the loop cannot run inside a callback). The shared
+ * buffers (readbuf, scratch) are never read after a yield: what is left
+ * of them is copied into the stash first.
+ */
+
+enum { DELIVER_GO = 0, DELIVER_STOP = 1, DELIVER_YIELD = 2 };
+
 /* Every connection reads into the node's one buffer: a read is consumed
- * before the loop runs another callback. */
+ * (or stashed) before the loop runs another callback. */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   lp2p_conn *c = h->data;
   (void)hint;
@@ -360,13 +412,50 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
 }
 
 
+static void refill(lp2p_conn *c, uint64_t now) {
+  const lp2p_node_config *cfg = &c->node->cfg;
+  double secs = (double)(now - c->tokens_at) / 1e3;
+  c->tokens_at = now;
+  c->p2p_tokens += secs * cfg->p2p_rate;
+  if (c->p2p_tokens > cfg->p2p_burst)
+    c->p2p_tokens = cfg->p2p_burst;
+  c->app_tokens += secs * cfg->app_rate;
+  if (c->app_tokens > cfg->app_burst)
+    c->app_tokens = cfg->app_burst;
+}
+
+
+/* Out of tokens: stop reading until one is back; tell the embedder at
+ * most once a second (with the count since the last report). */
+static void throttle(lp2p_conn *c, int app, double rate, double tokens) {
+  lp2p_node *n = c->node;
+  uint64_t now = uv_now(n->loop);
+  uint64_t wait = (uint64_t)((1.0 - tokens) / rate * 1e3) + 1;
+  c->throttled = 1;
+  c->rate_hits++;
+  n->stats.throttled++;
+  lp2p__conn_arm_timeout(c, wait);
+  if (c->rate_event_at == 0 || now - c->rate_event_at >= 1000) {
+    c->rate_event_at = now;
+    lp2p_event ev;
+    lp2p__conn_event(c, &ev, "rate_exceeded");
+    ev.reason = app ? "application messages" : "p2p messages";
+    ev.value = (long)c->rate_hits;
+    c->rate_hits = 0;
+    lp2p__node_emit(n, &ev);
+  }
+}
+
+
 static int deliver(void *ud, const uint8_t *msg, size_t len) {
   lp2p_conn *c = ud;
   lp2p_node *n = c->node;
+  const lp2p_node_config *cfg = &n->cfg;
   uint16_t tag = (uint16_t)(msg[0] << 8 | msg[1]);
   c->stat.msgs_in++;
   n->total.msgs_in++;
-  if (tag < LP2P_MSG_APP_MIN) {
+  int app = tag >= LP2P_MSG_APP_MIN;
+  if (!app) {
     lp2p_msg m; /* ~2 KB, on the stack: control messages allocate nothing */
     int rc = lp2p_msg_decode(&m, msg, len);
     if (rc < 0) {
@@ -378,13 +467,67 @@ static int deliver(void *ud, const uint8_t *msg, size_t len) {
     }
     if (tag == LP2P_MSG_DISCONNECT) {
       lp2p_conn_close(c, 0, "disconnected by peer", 0);
-      return 1;
+      return DELIVER_STOP;
     }
   }
   if (n->hooks.message(n->hooks.ud, c->id, msg, len))
     c->paused = 1;
-  /* The hook may have closed us or the node. */
-  return c->state == LP2P_CONN_RUNNING && !n->closing ? 0 : 1;
+  /* The hook may have closed us or the node: nothing else is trusted. */
+  if (c->state != LP2P_CONN_RUNNING || n->closing)
+    return DELIVER_STOP;
+  c->pass_msgs++;
+  double rate = app ? cfg->app_rate : cfg->p2p_rate;
+  if (rate > 0) {
+    refill(c, uv_now(n->loop));
+    double *tokens = app ? &c->app_tokens : &c->p2p_tokens;
+    *tokens -= 1;
+    if (*tokens < 1) {
+      throttle(c, app, rate, *tokens);
+      if (c->state != LP2P_CONN_RUNNING || n->closing)
+        return DELIVER_STOP;
+      return DELIVER_YIELD;
+    }
+  }
+  if (c->paused || c->pass_msgs >= cfg->read_pass_msgs)
+    return DELIVER_YIELD;
+  return DELIVER_GO;
+}
+
+
+static int buf_reserve(uint8_t **buf, size_t *cap, size_t need) {
+  if (*cap >= need)
+    return 0;
+  uint8_t *p = realloc(*buf, need);
+  if (p == NULL)
+    return LP2P_ENOMEM;
+  *buf = p;
+  *cap = need;
+  return 0;
+}
+
+
+/* Feed plaintext to the reader; on a yield keep the rest in c->plain
+ * (data may be the shared scratch buffer or c->plain itself). */
+static int feed_plain(lp2p_conn *c, const uint8_t *data, size_t len) {
+  size_t used = 0;
+  int rc = lp2p_msg_reader_feed_some(&c->reader, data, len, deliver, c,
+                                     &used);
+  if (rc == DELIVER_YIELD && c->state == LP2P_CONN_RUNNING && used < len) {
+    size_t rest = len - used;
+    if (data == c->plain + c->plain_off) {
+      c->plain_off += used;
+    } else {
+      int e = buf_reserve(&c->plain, &c->plain_cap, rest);
+      if (e < 0)
+        return e;
+      memmove(c->plain, data + used, rest);
+      c->plain_off = 0;
+      c->plain_len = rest;
+    }
+  } else if (data == c->plain + c->plain_off) {
+    c->plain_off = c->plain_len = 0;
+  }
+  return rc;
 }
 
 
@@ -392,20 +535,7 @@ static int open_chunk(lp2p_conn *c, const uint8_t *chunk, size_t blen) {
   int rc = lp2p_chunk_open(c->node->scratch, chunk, blen, &c->crypto);
   if (rc < 0)
     return rc;
-  return lp2p_msg_reader_feed(&c->reader, c->node->scratch,
-                              blen - LP2P_TAG_BYTES, deliver, c);
-}
-
-
-static int inbuf_reserve(lp2p_conn *c, size_t need) {
-  if (c->in_cap >= need)
-    return 0;
-  uint8_t *p = realloc(c->inbuf, need);
-  if (p == NULL)
-    return LP2P_ENOMEM;
-  c->inbuf = p;
-  c->in_cap = need;
-  return 0;
+  return feed_plain(c, c->node->scratch, blen - LP2P_TAG_BYTES);
 }
 
 
@@ -421,11 +551,32 @@ static size_t inbuf_take(lp2p_conn *c, const uint8_t **data, size_t *len,
 }
 
 
+/* After a chunk: on a yield, keep the unread ciphertext (data may be the
+ * shared read buffer or c->cstash itself). */
+static int after_chunk(lp2p_conn *c, int rc, const uint8_t *data,
+                       size_t len) {
+  if (rc < 0)
+    return rc;
+  if (rc != DELIVER_YIELD || c->state != LP2P_CONN_RUNNING)
+    return 0;
+  if (len > 0) {
+    if (data != c->cstash) {
+      int e = buf_reserve(&c->cstash, &c->cstash_cap, len);
+      if (e < 0)
+        return e;
+    }
+    memmove(c->cstash, data, len);
+  }
+  c->cstash_len = len;
+  return DELIVER_YIELD;
+}
+
+
 /*
  * Framed input: whole chunks are opened in place; a chunk cut by the read
  * boundary is copied into inbuf, sized to that chunk and kept while the
- * connection is busy (the rate tick frees it once idle). Returns 0 or an
- * error.
+ * connection is busy (the rate tick frees it once idle). Returns 0,
+ * DELIVER_YIELD (the rest stashed) or an error.
  */
 static int framed_input(lp2p_conn *c, const uint8_t *data, size_t len) {
   while (len > 0 && c->state == LP2P_CONN_RUNNING) {
@@ -434,32 +585,104 @@ static int framed_input(lp2p_conn *c, const uint8_t *data, size_t len) {
       size_t blen = (size_t)data[0] << 8 | data[1];
       if (len >= 2 + blen) {
         rc = open_chunk(c, data + 2, blen);
-        if (rc != 0)
-          return rc < 0 ? rc : 0;
         data += 2 + blen;
         len -= 2 + blen;
+        if (rc != 0)
+          return after_chunk(c, rc, data, len);
         continue;
       }
     }
     if (c->in_len < 2) {
-      if ((rc = inbuf_reserve(c, 2)) < 0)
+      if ((rc = buf_reserve(&c->inbuf, &c->in_cap, 2)) < 0)
         return rc;
       inbuf_take(c, &data, &len, 2);
       if (c->in_len < 2)
         return 0;
     }
     size_t need = 2 + ((size_t)c->inbuf[0] << 8 | c->inbuf[1]);
-    if ((rc = inbuf_reserve(c, need)) < 0)
+    if ((rc = buf_reserve(&c->inbuf, &c->in_cap, need)) < 0)
       return rc;
     inbuf_take(c, &data, &len, need);
     if (c->in_len < need)
       return 0;
-    rc = open_chunk(c, c->inbuf + 2, need - 2);
     c->in_len = 0; /* the buffer stays for the next cut chunk */
+    rc = open_chunk(c, c->inbuf + 2, need - 2);
     if (rc != 0)
-      return rc < 0 ? rc : 0;
+      return after_chunk(c, rc, data, len);
   }
   return 0;
+}
+
+
+/* Feed what an earlier pass held back: plaintext first, then the
+ * ciphertext after it. 0 when all of it went, DELIVER_YIELD, or an
+ * error. */
+static int drain_stash(lp2p_conn *c) {
+  if (c->plain_len > c->plain_off) {
+    int rc = feed_plain(c, c->plain + c->plain_off,
+                        c->plain_len - c->plain_off);
+    if (rc != 0) {
+      if (rc == DELIVER_YIELD && c->state == LP2P_CONN_RUNNING)
+        return DELIVER_YIELD; /* the ciphertext stays stashed */
+      return rc < 0 ? rc : 0;
+    }
+  }
+  if (c->cstash_len > 0 && c->state == LP2P_CONN_RUNNING) {
+    size_t len = c->cstash_len;
+    c->cstash_len = 0;
+    return framed_input(c, c->cstash, len);
+  }
+  return 0;
+}
+
+
+size_t lp2p__conn_usage(const lp2p_conn *c) {
+  return lp2p_msg_reader_pending(&c->reader) + c->in_len + c->cstash_len +
+         (c->plain_len - c->plain_off) + c->held;
+}
+
+
+void lp2p__conn_recount(lp2p_conn *c) {
+  lp2p_node *n = c->node;
+  size_t now = c->state == LP2P_CONN_RUNNING ? lp2p__conn_usage(c) : 0;
+  n->buffered = n->buffered - c->counted + now;
+  c->counted = now;
+}
+
+
+static int has_stash(const lp2p_conn *c) {
+  return c->cstash_len > 0 || c->plain_len > c->plain_off;
+}
+
+
+static void set_reading(lp2p_conn *c, int on) {
+  if (on && !c->reading) {
+    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+      c->reading = 1;
+  } else if (!on && c->reading) {
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->reading = 0;
+  }
+}
+
+
+/* Active only while a connection is yielded: the loop must not block in
+ * poll, since nothing will wake it for input that is already here. */
+static void on_pass_idle(uv_idle_t *h) { (void)h; }
+
+
+static void set_yielded(lp2p_conn *c, int on) {
+  lp2p_node *n = c->node;
+  if (on == c->yielded)
+    return;
+  c->yielded = on;
+  if (on) {
+    n->stats.yields++;
+    if (n->nyielded++ == 0)
+      uv_idle_start(&n->pass_idle, on_pass_idle);
+  } else if (--n->nyielded == 0) {
+    uv_idle_stop(&n->pass_idle);
+  }
 }
 
 
@@ -519,6 +742,40 @@ static int handshake_input(lp2p_conn *c, const uint8_t **data, size_t *len) {
 }
 
 
+/*
+ * After input was fed (rc: 0, DELIVER_YIELD or an error): fail on an
+ * error; otherwise read on, or stop reading while paused, throttled or
+ * out of this pass's budget (yielded: resumed at the next pass). Then
+ * recount the bytes held and enforce the node's budget.
+ */
+static void after_input(lp2p_conn *c, int rc) {
+  lp2p_node *n = c->node;
+  if (rc < 0) {
+    conn_fail(c, rc, lp2p_strerror(rc));
+    return;
+  }
+  if (c->state != LP2P_CONN_RUNNING)
+    return;
+  int held_back = (c->paused && !c->draining) || c->throttled;
+  int spent = rc == DELIVER_YIELD || c->pass_bytes >= n->cfg.read_pass_bytes ||
+              c->pass_msgs >= n->cfg.read_pass_msgs;
+  set_reading(c, !held_back && !spent && !has_stash(c));
+  set_yielded(c, !held_back && (spent || has_stash(c)));
+  lp2p__conn_recount(c);
+  if (n->buffered > n->cfg.incoming_buffer_bytes)
+    lp2p__node_enforce_budget(n);
+}
+
+
+static void new_pass(lp2p_conn *c) {
+  if (c->pass != c->node->pass) {
+    c->pass = c->node->pass;
+    c->pass_bytes = 0;
+    c->pass_msgs = 0;
+  }
+}
+
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   lp2p_conn *c = s->data;
   if (nread == 0 || c->state == LP2P_CONN_CLOSING)
@@ -536,30 +793,105 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   int rc = 0;
   if (c->state == LP2P_CONN_HANDSHAKE)
     rc = handshake_input(c, &data, &len);
-  if (rc == 0 && c->state == LP2P_CONN_RUNNING && len > 0)
-    rc = framed_input(c, data, len);
-  if (rc < 0) {
-    conn_fail(c, rc, lp2p_strerror(rc));
-    return;
+  if (rc == 0 && c->state == LP2P_CONN_RUNNING) {
+    new_pass(c);
+    c->pass_bytes += (size_t)nread;
+    if (has_stash(c)) {
+      /* Input arrived while held back (a read already under way):
+       * behind what is stashed, in order. */
+      int e = buf_reserve(&c->cstash, &c->cstash_cap, c->cstash_len + len);
+      if (e == 0) {
+        memcpy(c->cstash + c->cstash_len, data, len);
+        c->cstash_len += len;
+      }
+      rc = e < 0 ? e : DELIVER_YIELD;
+    } else if (len > 0) {
+      rc = framed_input(c, data, len);
+    }
   }
-  if (c->paused && c->state == LP2P_CONN_RUNNING && c->reading) {
-    uv_read_stop(s);
-    c->reading = 0;
+  if (rc < 0 || c->state == LP2P_CONN_RUNNING)
+    after_input(c, rc);
+  else if (rc < 0)
+    conn_fail(c, rc, lp2p_strerror(rc));
+}
+
+
+/* The node's pass tick: every yielded connection gets its next pass. */
+void lp2p__node_resume(lp2p_node *n) {
+  n->pass++;
+  if (n->nyielded == 0)
+    return;
+  for (uint32_t i = 0; i < n->nslots && n->nyielded > 0 && !n->closing;
+       i++) {
+    lp2p_conn *c = n->slots[i];
+    if (c == NULL || !c->yielded)
+      continue;
+    set_yielded(c, 0);
+    if (c->state != LP2P_CONN_RUNNING)
+      continue;
+    new_pass(c);
+    after_input(c, drain_stash(c));
   }
 }
 
 
 void lp2p_conn_pause(lp2p_conn *c, int paused) {
   c->paused = paused;
-  if (c->state == LP2P_CONN_CLOSING)
+  if (c->state != LP2P_CONN_RUNNING) {
+    if (c->state != LP2P_CONN_CLOSING && !paused && !c->reading)
+      set_reading(c, 1);
     return;
-  if (paused && c->reading) {
-    uv_read_stop((uv_stream_t *)&c->tcp);
-    c->reading = 0;
-  } else if (!paused && !c->reading) {
-    if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
-      c->reading = 1;
   }
+  after_input(c, 0);
+}
+
+
+void lp2p_conn_hold(lp2p_conn *c, long long delta) {
+  if (delta < 0 && (size_t)-delta > c->held)
+    c->held = 0;
+  else
+    c->held = (size_t)((long long)c->held + delta);
+  if (c->state == LP2P_CONN_RUNNING)
+    lp2p__conn_recount(c);
+}
+
+
+/* The rate tick (tick_ms): a partial message that does not progress at
+ * the minimum rate for too long closes the connection; a paused
+ * connection whose peer hung up reads on to its EOF (what it sent past
+ * the inbox is bounded by the socket buffer: the peer can send no
+ * more). */
+void lp2p__conn_tick(lp2p_conn *c, uint64_t tick_ms) {
+  lp2p_node *n = c->node;
+  if (c->state != LP2P_CONN_RUNNING)
+    return;
+  size_t partial = lp2p_msg_reader_pending(&c->reader) + c->in_len;
+  uint64_t got = c->stat.bytes_in - c->rate_bytes_in;
+  if (partial > 0 && !c->paused && !c->throttled && !has_stash(c) &&
+      n->cfg.partial_stall_ms > 0 &&
+      (double)got * 1e3 / (double)tick_ms < n->cfg.partial_min_rate) {
+    c->stall_ms += tick_ms;
+    if (c->stall_ms >= n->cfg.partial_stall_ms) {
+      n->stats.cut_stalled++;
+      lp2p_conn_close(c, LP2P_ETIMEDOUT, "partial message stalled", 0);
+      return;
+    }
+  } else {
+    c->stall_ms = 0;
+  }
+#if defined(TCP_INFO) && defined(__linux__)
+  if (c->paused && !c->draining) {
+    uv_os_fd_t fd;
+    struct tcp_info ti;
+    socklen_t tl = sizeof ti;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+        getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) == 0 &&
+        ti.tcpi_state == TCP_CLOSE_WAIT) {
+      c->draining = 1;
+      after_input(c, 0);
+    }
+  }
+#endif
 }
 
 

@@ -38,6 +38,15 @@ void lp2p_node_config_defaults(lp2p_node_config *cfg) {
   cfg->ban_table_size = 65536;
   cfg->backlog = 20;
   lp2p_admission_config_defaults(&cfg->admission);
+  cfg->incoming_buffer_bytes = (size_t)256 << 20;
+  cfg->partial_min_rate = 1024;
+  cfg->partial_stall_ms = 10000;
+  cfg->read_pass_bytes = 256 * 1024;
+  cfg->read_pass_msgs = 64;
+  cfg->p2p_rate = 10;
+  cfg->p2p_burst = 100;
+  cfg->app_rate = 10000;
+  cfg->app_burst = 20000;
 }
 
 
@@ -208,7 +217,8 @@ void lp2p__node_handle_closed(lp2p_node *n) {
 
 static void on_node_handle_closed(uv_handle_t *h) {
   lp2p_node *n = h->data;
-  if ((void *)h != (void *)&n->rate_timer)
+  if ((void *)h != (void *)&n->rate_timer &&
+      (void *)h != (void *)&n->pass_tick && (void *)h != (void *)&n->pass_idle)
     free(h);
   lp2p__node_handle_closed(n);
 }
@@ -225,10 +235,56 @@ static void on_rate_tick(uv_timer_t *t) {
     double out = (double)(c->stat.bytes_out - c->rate_bytes_out) / secs;
     c->stat.rate_in += RATE_ALPHA * (in - c->stat.rate_in);
     c->stat.rate_out += RATE_ALPHA * (out - c->stat.rate_out);
+    lp2p__conn_tick(c, RATE_TICK_MS);
     c->rate_bytes_in = c->stat.bytes_in;
     c->rate_bytes_out = c->stat.bytes_out;
     if (c->state == LP2P_CONN_RUNNING && in == 0 && out == 0)
       lp2p__conn_trim(c);
+  }
+}
+
+
+static void on_pass_tick(uv_prepare_t *h) {
+  lp2p__node_resume(h->data);
+}
+
+
+/*
+ * Over the incoming budget: close the connections holding the most bytes
+ * on the read side (partial messages, held-back input, inboxes) until
+ * under it. A closed connection's bytes stop counting at once; its
+ * buffers go with its handles.
+ */
+void lp2p__node_enforce_budget(lp2p_node *n) {
+  while (n->buffered > n->cfg.incoming_buffer_bytes && !n->closing) {
+    lp2p_conn *big = NULL;
+    for (uint32_t i = 0; i < n->nslots; i++) {
+      lp2p_conn *c = n->slots[i];
+      if (c != NULL && c->state == LP2P_CONN_RUNNING &&
+          (big == NULL || c->counted > big->counted))
+        big = c;
+    }
+    if (big == NULL || big->counted == 0)
+      return;
+    n->stats.cut_budget++;
+    lp2p_conn_close(big, LP2P_ENOBUFS,
+                    "incoming buffer budget exceeded: largest holder", 0);
+  }
+}
+
+
+void lp2p_node_budget(lp2p_node *n, lp2p_budget *b) {
+  *b = n->stats;
+  b->buffered = n->buffered;
+  b->buffered_max = n->cfg.incoming_buffer_bytes;
+  b->partial = b->held = b->stashed = 0;
+  for (uint32_t i = 0; i < n->nslots; i++) {
+    lp2p_conn *c = n->slots[i];
+    if (c == NULL || c->state != LP2P_CONN_RUNNING)
+      continue;
+    b->partial += lp2p_msg_reader_pending(&c->reader) + c->in_len;
+    b->held += c->held;
+    b->stashed += c->cstash_len + (c->plain_len - c->plain_off);
   }
 }
 
@@ -260,7 +316,13 @@ lp2p_node *lp2p_node_new(uv_loop_t *loop, const lp2p_node_config *cfg,
   loop->data = n;
   uv_timer_init(loop, &n->rate_timer);
   n->rate_timer.data = n;
-  n->handles = 1;
+  uv_prepare_init(loop, &n->pass_tick);
+  n->pass_tick.data = n;
+  uv_idle_init(loop, &n->pass_idle);
+  n->pass_idle.data = n;
+  n->handles = 3;
+  uv_prepare_start(&n->pass_tick, on_pass_tick);
+  uv_unref((uv_handle_t *)&n->pass_tick);
   uv_timer_start(&n->rate_timer, on_rate_tick, RATE_TICK_MS, RATE_TICK_MS);
   uv_unref((uv_handle_t *)&n->rate_timer); /* never keeps the loop alive */
   return n;
@@ -280,6 +342,10 @@ void lp2p_node_close(lp2p_node *n) {
       lp2p_conn_close(n->slots[i], LP2P_ECLOSED, "node closed", 0);
   if (!uv_is_closing((uv_handle_t *)&n->rate_timer))
     uv_close((uv_handle_t *)&n->rate_timer, on_node_handle_closed);
+  if (!uv_is_closing((uv_handle_t *)&n->pass_tick))
+    uv_close((uv_handle_t *)&n->pass_tick, on_node_handle_closed);
+  if (!uv_is_closing((uv_handle_t *)&n->pass_idle))
+    uv_close((uv_handle_t *)&n->pass_idle, on_node_handle_closed);
 }
 
 
@@ -686,6 +752,10 @@ void lp2p__node_established(lp2p_node *n, lp2p_conn *c) {
   uv_timer_stop(&c->timer);
   handshake_over(n, c);
   c->state = LP2P_CONN_RUNNING;
+  c->p2p_tokens = n->cfg.p2p_burst;
+  c->app_tokens = n->cfg.app_burst;
+  c->tokens_at = uv_now(n->loop);
+  c->pass = n->pass;
   c->counted_active = 1;
   n->active++;
   lp2p_event ev;

@@ -47,6 +47,24 @@ typedef struct lp2p_node_config {
   unsigned ban_table_size;
   int backlog;
   lp2p_admission_config admission;
+  /* Incoming memory: one node-wide budget for every byte buffered on the
+   * read side (partial chunks and messages, input held back by the
+   * fairness caps, the embedder's inboxes reported with lp2p_conn_hold);
+   * over it, the largest holders are closed with LP2P_ENOBUFS first. */
+  size_t incoming_buffer_bytes;
+  /* A connection holding a partial message that receives less than
+   * min_rate bytes/s for stall_ms is closed (LP2P_ETIMEDOUT). */
+  double partial_min_rate;
+  uint64_t partial_stall_ms;
+  /* Fairness: per connection and loop pass, stop after read_pass_bytes
+   * read or read_pass_msgs messages dispatched; resume next pass. */
+  size_t read_pass_bytes;
+  unsigned read_pass_msgs;
+  /* Per-connection token buckets (messages/s, burst; rate 0 = no limit):
+   * P2P messages (Bootstrap, Advertise, Swap) and application messages.
+   * Past the burst, reading pauses until a token is back and a
+   * "rate_exceeded" event (at most one a second) lets policies decide. */
+  double p2p_rate, p2p_burst, app_rate, app_burst;
 } lp2p_node_config;
 
 void lp2p_node_config_defaults(lp2p_node_config *cfg);
@@ -123,6 +141,18 @@ typedef struct lp2p_conn_info {
   lp2p_stat stat;
 } lp2p_conn_info;
 
+/* The read-side budgets and what they stopped (lp2p_node_budget). */
+typedef struct lp2p_budget {
+  size_t buffered, buffered_max; /* bytes held now / the node budget */
+  size_t partial;                /* of which partial chunks and messages */
+  size_t held;                   /* of which the embedder's inboxes */
+  size_t stashed;                /* of which input held back by fairness */
+  uint64_t cut_budget;           /* connections closed over the budget */
+  uint64_t cut_stalled;          /* closed for a stalled partial message */
+  uint64_t throttled;            /* times a connection hit a rate limit */
+  uint64_t yields;               /* times a connection yielded its pass */
+} lp2p_budget;
+
 /* handler.c */
 lp2p_node *lp2p_node_new(uv_loop_t *loop, const lp2p_node_config *cfg,
                          const lp2p_node_hooks *hooks, int *err);
@@ -142,6 +172,7 @@ int lp2p_node_connect(lp2p_node *n, const lp2p_point *p,
 lp2p_conn *lp2p_node_find(lp2p_node *n, uint64_t id);
 size_t lp2p_node_conn_ids(lp2p_node *n, uint64_t *ids, size_t cap);
 void lp2p_node_stat(lp2p_node *n, lp2p_stat *s, unsigned counts[4]);
+void lp2p_node_budget(lp2p_node *n, lp2p_budget *b);
 /* The node's ban table (owned by the node; valid until it is freed). */
 lp2p_bans *lp2p_node_bans(lp2p_node *n);
 
@@ -151,6 +182,9 @@ int lp2p_conn_send(lp2p_conn *c, const uint8_t *msg, size_t len,
 void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
                      int graceful);
 void lp2p_conn_pause(lp2p_conn *c, int paused);
+/* The embedder holds delta more bytes (negative: fewer) of c's messages
+ * (its inbox): they count in the node's incoming budget. */
+void lp2p_conn_hold(lp2p_conn *c, long long delta);
 void lp2p_conn_get_info(lp2p_conn *c, lp2p_conn_info *info);
 
 

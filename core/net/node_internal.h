@@ -46,6 +46,24 @@ struct lp2p_conn {
   size_t in_len, in_cap;
   lp2p_msg_reader reader;
   int paused, reading;
+  /* Input held back when the pass budget or a rate limit stopped
+   * dispatching: the rest of an opened chunk (plain, from plain_off) and
+   * the ciphertext after it (cstash). Fed before any new read. */
+  uint8_t *plain, *cstash;
+  size_t plain_off, plain_len, plain_cap, cstash_len, cstash_cap;
+  int yielded;   /* on the node's resume list (next loop pass) */
+  int throttled; /* a rate limit: the timer resumes it */
+  int draining;  /* paused, but the peer hung up: read to the EOF */
+  uint64_t pass; /* the node pass the counters below belong to */
+  size_t pass_bytes;
+  unsigned pass_msgs;
+  double p2p_tokens, app_tokens;
+  uint64_t tokens_at; /* loop ms of the last refill */
+  uint64_t rate_event_at;
+  unsigned long rate_hits;  /* throttles since the last rate_exceeded */
+  size_t held;    /* bytes of ours in the embedder's inbox */
+  size_t counted; /* what this connection adds to node->buffered */
+  uint64_t stall_ms; /* time spent holding a partial message, too slow */
   /* write side: plaintext envelopes waiting (sealed up to outq_off), one
    * sealed batch in flight from sealbuf */
   uint8_t *outq;
@@ -78,6 +96,12 @@ struct lp2p_node {
   unsigned handles; /* open libuv handles; freed at 0 after close */
   int closing;
   lp2p_stat total;
+  uv_prepare_t pass_tick; /* a new loop pass; resumes yielded conns */
+  uv_idle_t pass_idle;    /* active while some are yielded: no blocking */
+  uint64_t pass;
+  unsigned nyielded;
+  size_t buffered; /* sum of the connections' counted bytes */
+  lp2p_budget stats;
   uint8_t *scratch; /* shared plaintext buffer, one chunk */
   uint8_t *readbuf; /* shared read buffer, LP2P_READ_BUF_SIZE */
   lp2p_node *next_in_loop; /* the loop's nodes: loop->data is the head */
@@ -93,6 +117,15 @@ void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c);
 void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, const char *type);
 /* conn.c: free the buffers of an idle connection. */
 void lp2p__conn_trim(lp2p_conn *c);
+/* conn.c: the bytes c holds on the read side; refresh node->buffered. */
+size_t lp2p__conn_usage(const lp2p_conn *c);
+void lp2p__conn_recount(lp2p_conn *c);
+/* conn.c: the rate tick's checks (stalled partial message, a paused
+ * connection whose peer hung up); resume the yielded (the pass tick). */
+void lp2p__conn_tick(lp2p_conn *c, uint64_t tick_ms);
+void lp2p__node_resume(lp2p_node *n);
+/* handler.c: close the largest holders until under the budget. */
+void lp2p__node_enforce_budget(lp2p_node *n);
 /* conn.c: close both handles now, even with writes pending. */
 void lp2p__conn_force_close(lp2p_conn *c);
 void lp2p__node_handle_closed(lp2p_node *n);

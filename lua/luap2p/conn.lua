@@ -3,13 +3,19 @@
 local core = require "luap2p.core"
 local shell = require "luap2p.shell"
 
-local string, table, tostring, type, ipairs, pcall, error =
-      string, table, tostring, type, ipairs, pcall, error
+local string, table, tostring, type, ipairs, pcall, error, setmetatable =
+      string, table, tostring, type, ipairs, pcall, error, setmetatable
 
 local APP_TAG = 0x10
 
 local Conn = {}
 Conn.__index = Conn
+
+-- A connection object for core connection id on node.
+function Conn._new(node, id)
+  return setmetatable({ node = node, id = id, _on = {}, inbox = {},
+                        _head = 1, _tail = 0, _bytes = 0 }, Conn)
+end
 
 function Conn:_refresh()
   local info = self.node._c:info(self.id)
@@ -31,8 +37,14 @@ function Conn:_emit(kind, ...)
   end
 end
 
--- Deliver an application message: handlers, else the inbox (pull mode).
--- Returns true to pause reading when the inbox is full.
+-- Deliver an application message: handlers, else the inbox. The inbox is
+-- a queue (slots _head.._tail) bounded by incoming_app_message_queue_size
+-- messages and incoming_app_message_queue_bytes bytes. In pull mode
+-- (conn:pull(true), or config.pull_mode) a full inbox pauses reading until
+-- recv() drains it; otherwise nobody asked for the messages, and those past
+-- the bounds are counted and dropped (a "dropped" event at most once a
+-- second per connection), so reading, Disconnect and EOF never stop.
+-- Returns pause (true: stop reading), held (bytes now in the inbox).
 function Conn:_deliver(payload, tag)
   local node = self.node
   if self._on.message or node._on.message or node._on.shell then
@@ -40,29 +52,93 @@ function Conn:_deliver(payload, tag)
     node:_listeners("message", self, payload, tag)
     return
   end
-  local n = #self.inbox
-  self.inbox[n + 1] = { payload, tag }
-  if n + 1 - self._head + 1 >= node.config.incoming_app_message_queue_size
+  local cfg = node.config
+  local n = self._tail - self._head + 1
+  local size = #payload
+  if n >= cfg.incoming_app_message_queue_size or
+     (n > 0 and self._bytes + size > cfg.incoming_app_message_queue_bytes)
   then
-    self._paused = true
-    return true
+    return self:_drop(size)
   end
+  self._tail = self._tail + 1
+  self.inbox[self._tail] = { payload, tag }
+  self._bytes = self._bytes + size
+  if self:_pulling() and
+     (n + 1 >= cfg.incoming_app_message_queue_size or
+      self._bytes >= cfg.incoming_app_message_queue_bytes) then
+    self._paused = true
+    return true, size
+  end
+  return false, size
+end
+
+function Conn:_pulling()
+  local p = self._pull
+  if p == nil then p = self.node.config.pull_mode end
+  return p
+end
+
+-- A message past the inbox bounds: counted, reported at most once a
+-- second (with the count since the last report).
+function Conn:_drop(size)
+  self.dropped = (self.dropped or 0) + 1
+  self.node._dropped = (self.node._dropped or 0) + 1
+  self._dropped_since = (self._dropped_since or 0) + 1
+  local t = core.now()
+  if not self._dropped_at or t - self._dropped_at >= 1 then
+    self._dropped_at = t
+    local count = self._dropped_since
+    self._dropped_since = 0
+    self.node:_event({ type = "dropped", conn = self.id, point = self.point,
+                       peer_id = self.peer_id, incoming = self.incoming,
+                       count = count, total = self.dropped, bytes = size,
+                       reason = "inbox full and nobody consumes messages" })
+  end
+  -- In pull mode the inbox is full only when reading already paused; the
+  -- message got in before the pause took effect.
+  return self:_pulling() or nil
+end
+
+-- conn:pull(on): pull mode for this connection (nil: the node's
+-- config.pull_mode). In pull mode a full inbox pauses reading until recv()
+-- drains it (TCP pushes back on the peer); otherwise messages nobody
+-- consumes are dropped once the inbox is full.
+function Conn:pull(on)
+  if on ~= nil and type(on) ~= "boolean" then
+    error("conn:pull: expected a boolean or nil, got " .. type(on), 2)
+  end
+  self._pull = on
+  if not self:_pulling() and self._paused and not self.closed then
+    self._paused = false
+    self.node._c:pause(self.id, false)
+  end
+  return self
 end
 
 -- conn:recv() -> payload, tag | nil when the inbox is empty.
 function Conn:recv()
-  local item = self.inbox[self._head]
-  if not item then return nil end
-  self.inbox[self._head] = nil
-  self._head = self._head + 1
-  if self._head > #self.inbox then
-    self.inbox, self._head = {}, 1
+  local head = self._head
+  if head > self._tail then return nil end
+  local item = self.inbox[head]
+  self.inbox[head] = nil
+  if head == self._tail then
+    self._head, self._tail = 1, 0
+  else
+    self._head = head + 1
   end
+  local size = #item[1]
+  self._bytes = self._bytes - size
+  if not self.closed then self.node._c:release(self.id, size) end
   if self._paused and not self.closed then
     self._paused = false
     self.node._c:pause(self.id, false)
   end
   return item[1], item[2]
+end
+
+-- Messages and bytes waiting in the inbox.
+function Conn:pending()
+  return self._tail - self._head + 1, self._bytes
 end
 
 -- conn:send(payload[, tag]) -> true | false, "ENAME: message", "ENAME"

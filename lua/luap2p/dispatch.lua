@@ -101,12 +101,12 @@ function Node:_track(ev)
     end
     self:peer(ev.peer_id)
   elseif t == "connected" then
-    local conn = setmetatable({ node = self, id = ev.conn, _on = {},
-                                inbox = {}, _head = 1 }, Conn)
+    local conn = Conn._new(self, ev.conn)
     conn:_refresh()
     self.conns[ev.conn] = conn
     if conn.point then
-      local rec = self:point(conn.point)
+      local rec = self:point(conn.point, true,
+        conn.incoming and "incoming" or nil)
       rec.state = "running"
       rec.private = conn.metadata.private_node
       rec.last_established = core.now()

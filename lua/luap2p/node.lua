@@ -53,6 +53,7 @@ function Node.new(cfg)
     config = c, identity = id, peer_id = id:peer_id(),
     _shell = c.app_messages == "shell",
     conns = {}, points = {}, peers = {}, state = {}, _npoints = 0,
+    _npeers = 0,
     _on = {}, _timers = setmetatable({}, { __mode = "k" }), _debounce = {},
     _counters = { policy_errors = 0, errors = 0, reloads = 0 },
   }, Node)
@@ -164,6 +165,12 @@ function Node:stat()
   local s = self._c:stat()
   s.connections = count(self.conns)
   s.known_points = self._npoints
+  s.known_points_max = self.config.known_points_max
+  s.known_peers = self._npeers
+  s.known_peers_max = self.config.known_peers_max
+  s.evicted_points = self._evicted_points or 0
+  s.evicted_peers = self._evicted_peers or 0
+  s.dropped = self._dropped or 0
   s.policy_errors = self._counters.policy_errors
   s.errors = self._counters.errors
   s.reloads = self._counters.reloads

@@ -7,12 +7,31 @@ local error, ipairs, math, pairs, table, type =
 
 local Node = {}
 
+-- Both tables are bounded (config.known_points_max, known_peers_max): a
+-- new record over the bound first evicts down to 3/4 of it the least
+-- useful records, never a trusted one or one in use. Points: learnt only
+-- from an incoming connection first, then never connected, then the
+-- oldest miss. Peers: the oldest seen first.
+local function low_water(max) return max - max // 4 - 1 end
+
+local function point_rank(rec)
+  if rec.source == "incoming" then return 0 end
+  if not rec.last_established then return 1 end
+  return 2
+end
+
 -- The known-point record for "ip:port", created on first sight.
-function Node:point(p, create)
+-- source: "incoming" for the listening point of an incoming connection
+-- (the least useful kind: anyone can make us learn one).
+function Node:point(p, create, source)
   local rec = self.points[p]
   if not rec and create ~= false then
+    local max = self.config.known_points_max
+    if max and self._npoints >= max then
+      self:_trim_points(low_water(max))
+    end
     rec = { point = p, state = "disconnected", trusted = false,
-            delay = 0, first_seen = core.now() }
+            delay = 0, first_seen = core.now(), source = source }
     self.points[p] = rec
     self._npoints = self._npoints + 1
     self:_event({ type = "new_point", point = p })
@@ -30,15 +49,47 @@ function Node:forget(p)
   return true
 end
 
+function Node:_evict_peers(target)
+  local live = {}
+  for _, conn in pairs(self.conns) do
+    if conn.peer_id then live[conn.peer_id] = true end
+  end
+  local victims = {}
+  for id, rec in pairs(self.peers) do
+    if not rec.trusted and not live[id] then
+      victims[#victims + 1] = { rec.last_seen or 0, id }
+    end
+  end
+  table.sort(victims, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+  local i = 1
+  while self._npeers > target and victims[i] do
+    self.peers[victims[i][2]] = nil
+    self._npeers = self._npeers - 1
+    i = i + 1
+  end
+  self._evicted_peers = (self._evicted_peers or 0) + i - 1
+end
+
 function Node:peer(id, create)
   local rec = self.peers[id]
   if not rec and create ~= false then
+    local max = self.config.known_peers_max
+    if max and self._npeers >= max then
+      self:_evict_peers(low_water(max))
+    end
     rec = { peer_id = id, trusted = false }
     self.peers[id] = rec
+    self._npeers = self._npeers + 1
     self:_event({ type = "new_peer", peer_id = id })
   end
+  if rec then rec.last_seen = core.now() end
   return rec
 end
+
+function Node:peer_count() return self._npeers end
 
 local function last_seen(rec)
   local a, b = rec.last_established, rec.last_disconnect
@@ -87,28 +138,33 @@ function Node:known_points(n, opts)
   return out
 end
 
--- Forget disconnected, untrusted points (oldest miss first) until the
--- table holds `target` points; returns how many went.
+-- Forget disconnected, untrusted points until the table holds `target`
+-- points, the least useful first (points learnt only from an incoming
+-- connection, then never connected ones, then the oldest miss); returns
+-- how many went.
 function Node:_trim_points(target)
-  local total = 0
+  if self._npoints <= target then return 0 end
   local victims = {}
   local t = core.now()
   for p, rec in pairs(self.points) do
-    total = total + 1
     if rec.state == "disconnected" and not rec.trusted and
        not self:trusted(p, rec.peer_id) then
-      local miss = rec.last_failed or rec.last_disconnect or t
-      victims[#victims + 1] = { miss, p }
+      victims[#victims + 1] = { point_rank(rec),
+        rec.last_failed or rec.last_disconnect or t, p }
     end
   end
-  if total <= target then return 0 end
-  table.sort(victims, function(a, b) return a[1] < b[1] end)
+  table.sort(victims, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    return a[3] < b[3]
+  end)
   local removed = 0
   for _, v in ipairs(victims) do
-    if total - removed <= target then break end
-    self:forget(v[2])
+    if self._npoints <= target then break end
+    self:forget(v[3])
     removed = removed + 1
   end
+  self._evicted_points = (self._evicted_points or 0) + removed
   return removed
 end
 

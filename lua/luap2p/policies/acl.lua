@@ -16,6 +16,10 @@
 -- there as JSON and re-applied at start. node:unban() removes a target
 -- from the bans, the greylists and the file.
 --
+-- A peer past a message rate limit ("rate_exceeded": Bootstrap, Advertise
+-- and Swap messages, or application messages, over the node's
+-- p2p_message_* / app_message_* buckets) is greylisted and closed too.
+--
 -- Trusted points and peers are never greylisted.
 local cjson = require "cjson"
 local p2p = require "luap2p"
@@ -288,6 +292,15 @@ function _M.event(node, ev)
     -- an established connection.
     local peer = t == "disconnected" and ev.connection and ev.peer_id or nil
     _M._greylist(node, ip_of(ev.point), peer, ev.code)
+  elseif t == "rate_exceeded" then
+    -- A peer past its message rate limit (the core already throttles it):
+    -- greylist its IP and peer id and close, as Octez does with peers
+    -- that misbehave. A trusted peer is only throttled.
+    local conn = ev.conn and node.conns[ev.conn]
+    if trusted(node, ev.point, ev.peer_id) then return end
+    _M._greylist(node, ip_of(conn and conn.addr or ev.point), ev.peer_id,
+      "rate exceeded (" .. tostring(ev.kind) .. ")")
+    if conn and not conn.closed then conn:close("rate exceeded") end
   elseif t == "decoding_error" then
     -- A message that does not decode: greylist the peer and its IP
     -- (Octez p2p_conn.ml: greylister ~motive:"decoding error"). Whoever
