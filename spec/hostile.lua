@@ -276,7 +276,7 @@ function _M.raw(port, src, opts)
     if opts.handshake then
       self.hs = core.handshake{ identity = opts.identity or
         core.identity_generate(), incoming = false, pow_bits = 0,
-        port = opts.port }
+        advertised_port = opts.port }
       self:write(self.hs:output())
     end
     if opts.on_connect then opts.on_connect(self) end
