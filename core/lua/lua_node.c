@@ -164,7 +164,7 @@ static void hook_event(void *ud, const lp2p_event *ev) {
   lua_State *L = begin(b, "event");
   int top = lua_gettop(L) - 2;
   lua_createtable(L, 0, 8);
-  lp2p__set_str(L, "type", ev->type);
+  lp2p__set_str(L, "type", lp2p_event_name(ev->type));
   if (ev->conn)
     lp2p__set_int(L, "conn", (lua_Integer)ev->conn);
   if (ev->point)
@@ -185,7 +185,8 @@ static void hook_event(void *ud, const lp2p_event *ev) {
     lp2p__push_points(L, ev->points, ev->npoints);
     lua_setfield(L, -2, "points");
   }
-  if (strncmp(ev->type, "too_", 4) == 0)
+  if (ev->type == LP2P_EV_TOO_FEW_CONNECTIONS ||
+      ev->type == LP2P_EV_TOO_MANY_CONNECTIONS)
     lp2p__set_int(L, "active", ev->value);
   else if (strcmp(ev->type, "rate_exceeded") == 0) {
     lp2p__set_int(L, "count", ev->value);

@@ -30,7 +30,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static int has_stash(const lp2p_conn *c);
 
 
-void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, const char *type) {
+void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, lp2p_event_type type) {
   memset(ev, 0, sizeof *ev);
   ev->type = type;
   ev->conn = c->id;
@@ -41,7 +41,7 @@ void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, const char *type) {
 }
 
 
-static void emit(lp2p_conn *c, const char *type, int code,
+static void emit(lp2p_conn *c, lp2p_event_type type, int code,
                  const char *reason) {
   lp2p_event ev;
   lp2p__conn_event(c, &ev, type);
@@ -285,7 +285,7 @@ static void on_handle_closed(uv_handle_t *h) {
 
 
 /*
- * Close the connection: emit "disconnected" (or nothing for a refused
+ * Close the connection: emit LP2P_EV_DISCONNECTED (or nothing for a refused
  * socket, id 0), release its slot and counts, close both handles. graceful:
  * send Disconnect first and close once written. Idempotent.
  */
@@ -310,7 +310,7 @@ void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
     snprintf(c->close_reason, sizeof c->close_reason, "%s",
              reason ? reason : (code ? lp2p_strerror(code) : "closed"));
     if (c->id != 0)
-      emit(c, "disconnected", code, c->close_reason);
+      emit(c, LP2P_EV_DISCONNECTED, code, c->close_reason);
     lp2p__node_conn_released(c->node, c);
     c->node->buffered -= c->counted;
     c->counted = 0;
@@ -338,9 +338,9 @@ void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
 }
 
 
-/* Failures during the handshake are reported as "auth_failed" (the acl
+/* Failures during the handshake are reported as LP2P_EV_AUTH_FAILED (the acl
  * policy greylists by code); every connection with an id then reports
- * "disconnected" with the same code. */
+ * LP2P_EV_DISCONNECTED with the same code. */
 void lp2p__conn_force_close(lp2p_conn *c) {
   if (c->state != LP2P_CONN_CLOSING)
     lp2p_conn_close(c, LP2P_ECLOSED, "node closed", 0);
@@ -354,7 +354,7 @@ void lp2p__conn_force_close(lp2p_conn *c) {
 
 static void conn_fail(lp2p_conn *c, int code, const char *reason) {
   if (c->state == LP2P_CONN_HANDSHAKE)
-    emit(c, "auth_failed", code, reason);
+    emit(c, LP2P_EV_AUTH_FAILED, code, reason);
   lp2p_conn_close(c, code, reason, 0);
 }
 
@@ -462,7 +462,7 @@ static int deliver(void *ud, const uint8_t *msg, size_t len) {
       /* Octez greylists the peer and its IP on a message that does not
        * decode (p2p_conn.ml, "decoding error"), then closes: the event
        * lets the acl policy do the first, returning rc does the second. */
-      emit(c, "decoding_error", rc, "P2P message does not decode");
+      emit(c, LP2P_EV_DECODING_ERROR, rc, "P2P message does not decode");
       return c->state == LP2P_CONN_RUNNING ? rc : 1;
     }
     if (tag == LP2P_MSG_DISCONNECT) {
@@ -726,7 +726,7 @@ static int handshake_input(lp2p_conn *c, const uint8_t **data, size_t *len) {
     } else if (ev == LP2P_HS_NACKED) {
       const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
       lp2p_event e;
-      lp2p__conn_event(c, &e, "nacked");
+      lp2p__conn_event(c, &e, LP2P_EV_NACKED);
       e.code = LP2P_ENACK;
       e.motive = r->nack_motive;
       e.points = r->nack_points;

@@ -50,13 +50,27 @@ void lp2p_node_config_defaults(lp2p_node_config *cfg) {
 }
 
 
+const char *lp2p_event_name(lp2p_event_type type) {
+  switch (type) {
+#define LP2P_EVENT_NAME(name, text)                                         \
+  case LP2P_EV_##name:                                                      \
+    return text;
+    LP2P_EVENT_MAP(LP2P_EVENT_NAME)
+#undef LP2P_EVENT_NAME
+  default:
+    return "unknown";
+  }
+}
+
+
 void lp2p__node_emit(lp2p_node *n, const lp2p_event *ev) {
   if (!n->closing)
     n->hooks.event(n->hooks.ud, ev);
 }
 
 
-static void emit_simple(lp2p_node *n, const char *type, const lp2p_point *p,
+static void emit_simple(lp2p_node *n, lp2p_event_type type,
+                        const lp2p_point *p,
                         int code, const char *reason, long value) {
   lp2p_event ev = {0};
   ev.type = type;
@@ -71,7 +85,8 @@ static void emit_simple(lp2p_node *n, const char *type, const lp2p_point *p,
 
 
 static void on_admission_load(void *ud, int under_load, unsigned pending) {
-  emit_simple(ud, under_load ? "under_load" : "load_normal", NULL, 0,
+  emit_simple(ud, under_load ? LP2P_EV_UNDER_LOAD : LP2P_EV_LOAD_NORMAL,
+              NULL, 0,
               under_load
                   ? "pending handshakes over the threshold: accept rates halved"
                   : "pending handshakes back under half the threshold",
@@ -162,7 +177,7 @@ void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c) {
     c->counted_active = 0;
     n->active--;
     if (n->active < n->cfg.min_connections && !n->closing)
-      emit_simple(n, "too_few_connections", NULL, 0, NULL, n->active);
+      emit_simple(n, LP2P_EV_TOO_FEW_CONNECTIONS, NULL, 0, NULL, n->active);
   }
 }
 
@@ -458,7 +473,7 @@ static void on_connection(uv_stream_t *server, int status) {
   if (code == 0 && n->closing) /* the hook closed the node */
     code = LP2P_ECLOSED;
   if (code < 0) {
-    emit_simple(n, "refused", &c->addr, code, reason, 0);
+    emit_simple(n, LP2P_EV_REFUSED, &c->addr, code, reason, 0);
     lp2p_conn_close(c, code, reason, 0);
     return;
   }
@@ -472,7 +487,7 @@ static void on_connection(uv_stream_t *server, int status) {
   c->counted_pending = 1;
   n->pending_incoming++;
   lp2p_event ev;
-  lp2p__conn_event(c, &ev, "accepted");
+  lp2p__conn_event(c, &ev, LP2P_EV_ACCEPTED);
   lp2p__node_emit(n, &ev);
   lp2p__conn_arm_timeout(c, n->cfg.authentication_timeout_ms);
   lp2p__conn_start_handshake(c);
@@ -579,7 +594,7 @@ int lp2p_node_connect(lp2p_node *n, const lp2p_point *p,
                                        : n->cfg.connection_timeout_ms);
   *id = c->id;
   lp2p_event ev;
-  lp2p__conn_event(c, &ev, "connecting");
+  lp2p__conn_event(c, &ev, LP2P_EV_CONNECTING);
   lp2p__node_emit(n, &ev);
   return 0;
 }
@@ -695,7 +710,7 @@ void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c) {
   if (info.refusal != 0)
     snprintf(v.reason, sizeof v.reason, "%s", lp2p_strerror(info.refusal));
   lp2p_event ev;
-  lp2p__conn_event(c, &ev, "authenticated");
+  lp2p__conn_event(c, &ev, LP2P_EV_AUTHENTICATED);
   lp2p__node_emit(n, &ev);
   if (c->state == LP2P_CONN_HANDSHAKE && !n->closing)
     n->hooks.authenticated(n->hooks.ud, &info, &v);
@@ -718,7 +733,7 @@ void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c) {
     rc = lp2p_hs_nack(c->hs, v.motive, v.points, v.npoints);
     if (rc == 0) {
       lp2p_event ne = ev;
-      ne.type = "nack_sent";
+      ne.type = LP2P_EV_NACK_SENT;
       ne.motive = v.motive;
       ne.reason = v.reason;
       ne.points = v.points;
@@ -759,10 +774,10 @@ void lp2p__node_established(lp2p_node *n, lp2p_conn *c) {
   c->counted_active = 1;
   n->active++;
   lp2p_event ev;
-  lp2p__conn_event(c, &ev, "connected");
+  lp2p__conn_event(c, &ev, LP2P_EV_CONNECTED);
   lp2p__node_emit(n, &ev);
   if (n->active > n->cfg.max_connections && c->state == LP2P_CONN_RUNNING)
-    emit_simple(n, "too_many_connections", NULL, 0, NULL, n->active);
+    emit_simple(n, LP2P_EV_TOO_MANY_CONNECTIONS, NULL, 0, NULL, n->active);
 }
 
 

@@ -69,9 +69,57 @@ typedef struct lp2p_node_config {
 
 void lp2p_node_config_defaults(lp2p_node_config *cfg);
 
-/* What the handler tells its owner (the Lua binding). */
+/*
+ * Events: what the handler tells its owner (hooks.event). One enum value
+ * per kind (LP2P_EVENT_MAP gives each its name, as the Lua binding shows
+ * it); every event is one lp2p_event whose fields are set as below (the
+ * others are 0/NULL; incoming -1 and motive -1 when unknown). Pointers
+ * are valid during the callback only.
+ *
+ *   ACCEPTED        conn, point (socket address), incoming = 1
+ *   REFUSED         point, code (LP2P_E* / UV_E*), reason: an incoming
+ *                   connection refused before any byte (cap, ban, hook)
+ *   CONNECTING      conn, point, incoming = 0
+ *   AUTHENTICATED   conn, point, peer_id, incoming
+ *   AUTH_FAILED     conn, point, peer_id (when known), code, reason
+ *   NACK_SENT       conn, point, peer_id, motive, points/npoints
+ *   NACKED          conn, point, peer_id, motive, points/npoints
+ *   CONNECTED       conn, point, peer_id, incoming: running
+ *   DISCONNECTED    conn, point, peer_id, code, reason: a running
+ *                   connection closed
+ *   DECODING_ERROR  conn, point, peer_id, code, reason: a P2P message
+ *                   that does not decode (the connection is closed)
+ *   TOO_FEW_CONNECTIONS, TOO_MANY_CONNECTIONS   value = active
+ *   UNDER_LOAD, LOAD_NORMAL   value = pending handshakes, reason
+ */
+#define LP2P_EVENT_MAP(XX)                                                  \
+  XX(ACCEPTED, "accepted")                                                  \
+  XX(REFUSED, "refused")                                                    \
+  XX(CONNECTING, "connecting")                                              \
+  XX(AUTHENTICATED, "authenticated")                                        \
+  XX(AUTH_FAILED, "auth_failed")                                            \
+  XX(NACK_SENT, "nack_sent")                                                \
+  XX(NACKED, "nacked")                                                      \
+  XX(CONNECTED, "connected")                                                \
+  XX(DISCONNECTED, "disconnected")                                          \
+  XX(DECODING_ERROR, "decoding_error")                                      \
+  XX(TOO_FEW_CONNECTIONS, "too_few_connections")                            \
+  XX(TOO_MANY_CONNECTIONS, "too_many_connections")                          \
+  XX(UNDER_LOAD, "under_load")                                              \
+  XX(LOAD_NORMAL, "load_normal")
+
+typedef enum lp2p_event_type {
+#define LP2P_EVENT_ENUM(name, text) LP2P_EV_##name,
+  LP2P_EVENT_MAP(LP2P_EVENT_ENUM)
+#undef LP2P_EVENT_ENUM
+  LP2P_EV_COUNT
+} lp2p_event_type;
+
+/* The event's name ("accepted", ...), or "unknown". */
+const char *lp2p_event_name(lp2p_event_type type);
+
 typedef struct lp2p_event {
-  const char *type;    /* "accepted", "refused", "connected", ... */
+  lp2p_event_type type;
   uint64_t conn;       /* 0 when no connection id */
   const lp2p_point *point;
   const char *peer_id; /* Base58 text ("id...") or NULL */

@@ -114,7 +114,7 @@ void lp2p__node_established(lp2p_node *n, lp2p_conn *c);
 void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c);
 void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c);
 /* conn.c: an event about connection c (id, point, peer id, direction). */
-void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, const char *type);
+void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, lp2p_event_type type);
 /* conn.c: free the buffers of an idle connection. */
 void lp2p__conn_trim(lp2p_conn *c);
 /* conn.c: the bytes c holds on the read side; refresh node->buffered. */
