@@ -188,7 +188,7 @@ static void hook_event(void *ud, const lp2p_event *ev) {
   if (ev->type == LP2P_EV_TOO_FEW_CONNECTIONS ||
       ev->type == LP2P_EV_TOO_MANY_CONNECTIONS)
     lp2p__set_int(L, "active", ev->value);
-  else if (strcmp(ev->type, "rate_exceeded") == 0) {
+  else if (ev->type == LP2P_EV_RATE_EXCEEDED) {
     lp2p__set_int(L, "count", ev->value);
     lp2p__set_str(L, "kind", ev->reason && ev->reason[0] == 'a' ? "app"
                                                                  : "p2p");

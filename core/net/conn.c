@@ -438,7 +438,7 @@ static void throttle(lp2p_conn *c, int app, double rate, double tokens) {
   if (c->rate_event_at == 0 || now - c->rate_event_at >= 1000) {
     c->rate_event_at = now;
     lp2p_event ev;
-    lp2p__conn_event(c, &ev, "rate_exceeded");
+    lp2p__conn_event(c, &ev, LP2P_EV_RATE_EXCEEDED);
     ev.reason = app ? "application messages" : "p2p messages";
     ev.value = (long)c->rate_hits;
     c->rate_hits = 0;

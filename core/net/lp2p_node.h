@@ -91,6 +91,8 @@ void lp2p_node_config_defaults(lp2p_node_config *cfg);
  *                   that does not decode (the connection is closed)
  *   TOO_FEW_CONNECTIONS, TOO_MANY_CONNECTIONS   value = active
  *   UNDER_LOAD, LOAD_NORMAL   value = pending handshakes, reason
+ *   RATE_EXCEEDED   conn, point, peer_id, value = messages throttled since
+ *                   the last one, reason "app" or "p2p"
  */
 #define LP2P_EVENT_MAP(XX)                                                  \
   XX(ACCEPTED, "accepted")                                                  \
@@ -106,7 +108,8 @@ void lp2p_node_config_defaults(lp2p_node_config *cfg);
   XX(TOO_FEW_CONNECTIONS, "too_few_connections")                            \
   XX(TOO_MANY_CONNECTIONS, "too_many_connections")                          \
   XX(UNDER_LOAD, "under_load")                                              \
-  XX(LOAD_NORMAL, "load_normal")
+  XX(LOAD_NORMAL, "load_normal")                                            \
+  XX(RATE_EXCEEDED, "rate_exceeded")
 
 typedef enum lp2p_event_type {
 #define LP2P_EVENT_ENUM(name, text) LP2P_EV_##name,
