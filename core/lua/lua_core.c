@@ -92,6 +92,20 @@ void lp2p__set_point(lua_State *L, const char *k, const lp2p_point *p) {
 }
 
 
+/* System errors the API passes through from libuv (sockets, files, the
+ * file-system calls of identity loading), under libuv's codes: with
+ * LP2P_ERRNO_MAP they make p2p.core.errors, every ENAME a function of the
+ * Lua API or an event can carry (spec/errors_spec.lua checks the sources
+ * and the runtime against it). EUNKNOWN names a code without a name. */
+#define SYS_ERRORS(XX)                                                       \
+  XX(EOF) XX(EADDRINUSE) XX(EADDRNOTAVAIL) XX(EAFNOSUPPORT)     \
+  XX(EACCES) XX(EPERM) XX(ECONNREFUSED) XX(ECONNRESET) XX(ECONNABORTED)      \
+  XX(EHOSTUNREACH) XX(ENETUNREACH) XX(ENETDOWN) XX(EPIPE) XX(ENOTCONN)       \
+  XX(ENOENT) XX(EEXIST) XX(EISDIR) XX(ENOTDIR) XX(ELOOP) XX(ENAMETOOLONG)    \
+  XX(EIO) XX(EFBIG) XX(ENOSPC) XX(EROFS) XX(EMFILE) XX(ENFILE)               \
+  XX(EAGAIN) XX(EBUSY) XX(ENODEV) XX(ENOSYS) XX(EPROTONOSUPPORT)
+
+
 /* core.strerror(code) -> name, message: for codes met outside the binding. */
 static int core_strerror(lua_State *L) {
   int err = (int)luaL_checkinteger(L, 1);
@@ -132,6 +146,10 @@ LP2P_EXPORT int luaopen_luap2p_core(lua_State *L) {
 #define XX(name, msg) lp2p__set_int(L, #name, LP2P_##name);
   LP2P_ERRNO_MAP(XX)
 #undef XX
+#define XX(name) lp2p__set_int(L, #name, UV_##name);
+  SYS_ERRORS(XX)
+#undef XX
+  lp2p__set_int(L, "EUNKNOWN", UV_UNKNOWN);
   lua_setfield(L, -2, "errors");
   lp2p__open_identity(L);
   lp2p__open_frame(L);

@@ -64,7 +64,8 @@
   XX(EREFUSED, "refused by policy")                                          \
   XX(ECLOSED, "connection closed")                                           \
   XX(ETIMEDOUT, "timed out")                                                 \
-  XX(ENOBUFS, "incoming buffer budget exceeded")
+  XX(ENOBUFS, "incoming buffer budget exceeded")                            \
+  XX(EPOLICY, "policy failed to load or check")
 
 enum {
 #define XX(name, msg) LP2P__ERRIDX_##name,

@@ -141,47 +141,47 @@ function Conn:pending()
   return self._tail - self._head + 1, self._bytes
 end
 
--- conn:send(payload[, tag]) -> true | false, "ENAME: message", "ENAME"
+-- conn:send(payload[, tag]) -> true | nil, "ENAME: message", "ENAME"
 -- With app_messages = "shell", a payload that is not the shell message of
 -- its tag is refused (EPROTO, EMSGSIZE): Octez would greylist us for it.
 function Conn:send(payload, tag)
   if type(payload) ~= "string" then
     error("conn:send: expected a string payload, got " .. type(payload), 2)
   end
-  if self.closed then return false, "ECLOSED: connection closed", "ECLOSED" end
+  if self.closed then return nil, "ECLOSED: connection closed", "ECLOSED" end
   if self.node._shell then
     local m, err, code = shell.decode(payload, tag or APP_TAG)
     if not m then
-      return false, code .. ": not a shell message (app_messages = " ..
+      return nil, code .. ": not a shell message (app_messages = " ..
         "\"shell\"): " .. tostring(err):gsub("^%u+: ", ""), code
     end
   end
   local ok, err, code = self.node._c:send(self.id, payload, tag)
-  if not ok then return false, err, code end
+  if not ok then return nil, err, code end
   return true
 end
 
 -- conn:send_shell{type = "get_current_head", chain_id = ..., ...}: a shell
 -- message (luap2p.shell), in either app_messages mode. A table that does
--- not encode returns false, "EMSGSIZE: ..." / "EPROTO: ..."; a malformed
+-- not encode returns nil, "EMSGSIZE: ..." / "EPROTO: ..."; a malformed
 -- one raises.
 function Conn:send_shell(t)
   if type(t) ~= "table" then
     error("conn:send_shell: expected a table, got " .. type(t), 2)
   end
   local payload, tag, code = shell.encode(t)
-  if not payload then return false, tag, code end
-  if self.closed then return false, "ECLOSED: connection closed", "ECLOSED" end
+  if not payload then return nil, tag, code end
+  if self.closed then return nil, "ECLOSED: connection closed", "ECLOSED" end
   local ok, err, ecode = self.node._c:send(self.id, payload, tag)
-  if not ok then return false, err, ecode end
+  if not ok then return nil, err, ecode end
   return true
 end
 
 -- conn:send_msg{type = "bootstrap" | "advertise" | ...}: a P2P message.
 function Conn:send_msg(m)
-  if self.closed then return false, "ECLOSED: connection closed", "ECLOSED" end
+  if self.closed then return nil, "ECLOSED: connection closed", "ECLOSED" end
   local ok, err, code = self.node._c:send_raw(self.id, core.msg_encode(m))
-  if not ok then return false, err, code end
+  if not ok then return nil, err, code end
   return true
 end
 
@@ -195,9 +195,15 @@ function Conn:on(kind, fn)
   return self
 end
 
+-- conn:close(reason) -> true | nil, "ECLOSED: ...", "ECLOSED" (already
+-- closed or closing).
 function Conn:close(reason)
-  if self.closed then return false end
-  return self.node._c:disconnect(self.id, reason or "closed locally", true)
+  if self.closed or
+     not self.node._c:disconnect(self.id, reason or "closed locally", true)
+  then
+    return nil, "ECLOSED: connection closed", "ECLOSED"
+  end
+  return true
 end
 
 function Conn:stat()

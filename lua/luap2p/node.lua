@@ -177,7 +177,8 @@ function Node:stat()
   return s
 end
 
--- Disconnect a connection, a peer id or a point.
+-- Disconnect a connection, a peer id or a point: true, or nil,
+-- "ENOTCONN: ...", "ENOTCONN" when no running connection matches.
 function Node:disconnect(target, reason)
   if type(target) == "table" then return target:close(reason) end
   for _, conn in pairs(self.conns) do
@@ -185,7 +186,7 @@ function Node:disconnect(target, reason)
       return conn:close(reason)
     end
   end
-  return false
+  return nil, "ENOTCONN: no connection to " .. tostring(target), "ENOTCONN"
 end
 
 -- node:on(event_type | "message" | "*", fn)
