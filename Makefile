@@ -113,7 +113,8 @@ clean:
 # Variables
 #   FUZZ_CC        clang with libFuzzer (default clang)
 #   FUZZ_SECONDS   seconds per target for `make fuzz` (default 60)
-#   FUZZ_TARGETS   subset to build/run (default: all eight)
+#   FUZZ_TARGETS   subset to build/run (default: all nine; conn drives
+#                  core/net over a socketpair and links libuv)
 #   FUZZ_ARGS      extra libFuzzer flags (e.g. -jobs=2 -workers=2)
 #   ASAN_CC        compiler of the sanitized core (default $(CC)); its own
 #                  libasan is LD_PRELOADed, since lua5.4 is not instrumented
@@ -123,7 +124,7 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_ARGS ?=
 FUZZ_TARGETS ?= conn_msg handshake chunk message point identity_json \
-                admission shell
+                admission shell conn
 FUZZ_CORE = $(WIRE_SRCS)
 FUZZ_LIB = build/fuzz/libwire.a
 FUZZ_CFLAGS = -g -O1 -std=c11 -D_GNU_SOURCE -Wall -Wextra \
@@ -162,6 +163,21 @@ build/fuzz/%: fuzz/%.c fuzz/fuzz.h $(FUZZ_LIB)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB) \
 	  $(shell $(PKG_CONFIG) --libs libsodium 2>/dev/null) -lm
+
+# The I/O layer (core/net, on libuv) for the targets that drive it.
+FUZZ_NET_LIB = build/fuzz/libnet.a
+$(FUZZ_NET_LIB): $(NET_SRCS) $(HDRS)
+	@mkdir -p build/fuzz/netobj
+	cd build/fuzz/netobj && $(FUZZ_CC) $(FUZZ_CFLAGS) -c \
+	  $(addprefix $(CURDIR)/,$(NET_SRCS))
+	@rm -f $@
+	ar rcs $@ build/fuzz/netobj/*.o
+
+build/fuzz/conn: fuzz/conn.c fuzz/fuzz.h $(FUZZ_NET_LIB) $(FUZZ_LIB)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_NET_LIB) $(FUZZ_LIB) \
+	  $(shell $(PKG_CONFIG) --libs libuv libsodium 2>/dev/null) \
+	  -lpthread -lm
 
 fuzz-build:
 	@scripts/install-deps dev

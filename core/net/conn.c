@@ -507,14 +507,15 @@ static int buf_reserve(uint8_t **buf, size_t *cap, size_t need) {
 
 
 /* Feed plaintext to the reader; on a yield keep the rest in c->plain
- * (data may be the shared scratch buffer or c->plain itself). */
-static int feed_plain(lp2p_conn *c, const uint8_t *data, size_t len) {
+ * (data is the shared scratch buffer, or c->plain itself: from_stash). */
+static int feed_plain(lp2p_conn *c, const uint8_t *data, size_t len,
+                      int from_stash) {
   size_t used = 0;
   int rc = lp2p_msg_reader_feed_some(&c->reader, data, len, deliver, c,
                                      &used);
   if (rc == DELIVER_YIELD && c->state == LP2P_CONN_RUNNING && used < len) {
     size_t rest = len - used;
-    if (data == c->plain + c->plain_off) {
+    if (from_stash) {
       c->plain_off += used;
     } else {
       int e = buf_reserve(&c->plain, &c->plain_cap, rest);
@@ -524,7 +525,7 @@ static int feed_plain(lp2p_conn *c, const uint8_t *data, size_t len) {
       c->plain_off = 0;
       c->plain_len = rest;
     }
-  } else if (data == c->plain + c->plain_off) {
+  } else if (from_stash) {
     c->plain_off = c->plain_len = 0;
   }
   return rc;
@@ -535,7 +536,7 @@ static int open_chunk(lp2p_conn *c, const uint8_t *chunk, size_t blen) {
   int rc = lp2p_chunk_open(c->node->scratch, chunk, blen, &c->crypto);
   if (rc < 0)
     return rc;
-  return feed_plain(c, c->node->scratch, blen - LP2P_TAG_BYTES);
+  return feed_plain(c, c->node->scratch, blen - LP2P_TAG_BYTES, 0);
 }
 
 
@@ -551,16 +552,16 @@ static size_t inbuf_take(lp2p_conn *c, const uint8_t **data, size_t *len,
 }
 
 
-/* After a chunk: on a yield, keep the unread ciphertext (data may be the
- * shared read buffer or c->cstash itself). */
+/* After a chunk: on a yield, keep the unread ciphertext (data is in the
+ * shared read buffer, or in c->cstash itself: from_stash). */
 static int after_chunk(lp2p_conn *c, int rc, const uint8_t *data,
-                       size_t len) {
+                       size_t len, int from_stash) {
   if (rc < 0)
     return rc;
   if (rc != DELIVER_YIELD || c->state != LP2P_CONN_RUNNING)
     return 0;
   if (len > 0) {
-    if (data != c->cstash) {
+    if (!from_stash) {
       int e = buf_reserve(&c->cstash, &c->cstash_cap, len);
       if (e < 0)
         return e;
@@ -578,7 +579,8 @@ static int after_chunk(lp2p_conn *c, int rc, const uint8_t *data,
  * connection is busy (the rate tick frees it once idle). Returns 0,
  * DELIVER_YIELD (the rest stashed) or an error.
  */
-static int framed_input(lp2p_conn *c, const uint8_t *data, size_t len) {
+static int framed_input(lp2p_conn *c, const uint8_t *data, size_t len,
+                        int from_stash) {
   while (len > 0 && c->state == LP2P_CONN_RUNNING) {
     int rc;
     if (c->in_len == 0 && len >= 2) {
@@ -588,7 +590,7 @@ static int framed_input(lp2p_conn *c, const uint8_t *data, size_t len) {
         data += 2 + blen;
         len -= 2 + blen;
         if (rc != 0)
-          return after_chunk(c, rc, data, len);
+          return after_chunk(c, rc, data, len, from_stash);
         continue;
       }
     }
@@ -608,7 +610,7 @@ static int framed_input(lp2p_conn *c, const uint8_t *data, size_t len) {
     c->in_len = 0; /* the buffer stays for the next cut chunk */
     rc = open_chunk(c, c->inbuf + 2, need - 2);
     if (rc != 0)
-      return after_chunk(c, rc, data, len);
+      return after_chunk(c, rc, data, len, from_stash);
   }
   return 0;
 }
@@ -620,7 +622,7 @@ static int framed_input(lp2p_conn *c, const uint8_t *data, size_t len) {
 static int drain_stash(lp2p_conn *c) {
   if (c->plain_len > c->plain_off) {
     int rc = feed_plain(c, c->plain + c->plain_off,
-                        c->plain_len - c->plain_off);
+                        c->plain_len - c->plain_off, 1);
     if (rc != 0) {
       if (rc == DELIVER_YIELD && c->state == LP2P_CONN_RUNNING)
         return DELIVER_YIELD; /* the ciphertext stays stashed */
@@ -630,7 +632,7 @@ static int drain_stash(lp2p_conn *c) {
   if (c->cstash_len > 0 && c->state == LP2P_CONN_RUNNING) {
     size_t len = c->cstash_len;
     c->cstash_len = 0;
-    return framed_input(c, c->cstash, len);
+    return framed_input(c, c->cstash, len, 1);
   }
   return 0;
 }
@@ -806,7 +808,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       }
       rc = e < 0 ? e : DELIVER_YIELD;
     } else if (len > 0) {
-      rc = framed_input(c, data, len);
+      rc = framed_input(c, data, len, 0);
     }
   }
   if (rc < 0 || c->state == LP2P_CONN_RUNNING)

@@ -494,6 +494,48 @@ static void on_connection(uv_stream_t *server, int status) {
 }
 
 
+/*
+ * Take an already-connected stream socket (socket activation, a
+ * socketpair in tests and fuzzers) as an incoming connection: no
+ * admission checks, the accept hook is not asked; the handshake starts at
+ * once. A socket that is not IP has an empty address. *id on success; on
+ * failure the socket is not closed (it stays the caller's).
+ */
+int lp2p_node_adopt(lp2p_node *n, uv_os_sock_t sock, uint64_t *id) {
+  if (n->closing)
+    return LP2P_ECLOSED;
+  lp2p_conn *c = lp2p__conn_new(n, 1);
+  if (c == NULL)
+    return LP2P_ENOMEM;
+  /* The slot first: once uv_tcp_open took the socket, nothing fails. */
+  int rc = slot_assign(n, c);
+  if (rc == 0) {
+    rc = uv_tcp_open(&c->tcp, sock);
+    if (rc < 0)
+      lp2p__node_conn_freed(n, c);
+  }
+  if (rc < 0) {
+    c->id = 0; /* no "disconnected" for a connection never started */
+    lp2p_conn_close(c, rc, NULL, 0);
+    return rc;
+  }
+  struct sockaddr_storage ss;
+  int sslen = sizeof ss;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sslen) == 0 &&
+      (ss.ss_family == AF_INET || ss.ss_family == AF_INET6))
+    point_from_sockaddr(&c->addr, (struct sockaddr *)&ss);
+  c->counted_pending = 1;
+  n->pending_incoming++;
+  *id = c->id;
+  lp2p_event ev;
+  lp2p__conn_event(c, &ev, "accepted");
+  lp2p__node_emit(n, &ev);
+  lp2p__conn_arm_timeout(c, n->cfg.authentication_timeout_ms);
+  lp2p__conn_start_handshake(c);
+  return 0;
+}
+
+
 int lp2p_node_listen(lp2p_node *n, const char *host, int port) {
   if (n->closing)
     return LP2P_ECLOSED;

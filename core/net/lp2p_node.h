@@ -214,6 +214,10 @@ void lp2p_node_close(lp2p_node *n);
  * the loop at once, pending writes dropped, so that running the loop
  * frees them all. The loop's data field is the node list's head. */
 void lp2p_loop_close_nodes(uv_loop_t *loop);
+/* A connected stream socket taken as an incoming connection (no
+ * admission, no accept hook): 0 and *id, or an error (the socket then
+ * stays the caller's). */
+int lp2p_node_adopt(lp2p_node *n, uv_os_sock_t sock, uint64_t *id);
 /* Returns the bound port (> 0) or an error. */
 int lp2p_node_listen(lp2p_node *n, const char *host, int port);
 /* Returns 0 and *id, or an error (EBANNED, EALREADY, ETOOMANY, UV_E*). */
