@@ -104,7 +104,7 @@ static int hook_message(void *ud, uint64_t id, const uint8_t *msg,
 
 static void hook_event(void *ud, const lp2p_event *ev) {
   harness *h = ud;
-  if (strcmp(ev->type, "disconnected") == 0 && ev->conn == h->conn)
+  if (ev->type == LP2P_EV_DISCONNECTED && ev->conn == h->conn)
     h->closed = 1;
 }
 

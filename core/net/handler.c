@@ -528,7 +528,7 @@ int lp2p_node_adopt(lp2p_node *n, uv_os_sock_t sock, uint64_t *id) {
   n->pending_incoming++;
   *id = c->id;
   lp2p_event ev;
-  lp2p__conn_event(c, &ev, "accepted");
+  lp2p__conn_event(c, &ev, LP2P_EV_ACCEPTED);
   lp2p__node_emit(n, &ev);
   lp2p__conn_arm_timeout(c, n->cfg.authentication_timeout_ms);
   lp2p__conn_start_handshake(c);
