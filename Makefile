@@ -6,6 +6,7 @@
 #                   Lua 5.4); ends with "N passed, N failed"
 #   make demo       install missing packages, build, run the local demo network
 #   make bench      benchmarks with same-run baselines (not part of test)
+#   make bench-peers  luap2p next to js-libp2p, interleaved in one run
 #   make readme-config  regenerate README.md's config table from the schema
 #                   (lua/luap2p/config.lua); a spec fails when it drifts
 #   make clean
@@ -50,7 +51,7 @@ MODULE = build/luap2p/core.so
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/build/?.so;;
 
-.PHONY: all deps test demo bench bench-quick clean readme-config
+.PHONY: all deps test demo bench bench-quick bench-peers clean readme-config
 
 all: $(MODULE)
 
@@ -79,12 +80,28 @@ demo:
 	$(LUA) scripts/luap2p demo
 
 bench: deps
+	@scripts/install-deps bench
 	@$(MAKE) --no-print-directory all
 	$(LUA) bench/run.lua
 
 bench-quick: deps
+	@scripts/install-deps bench
 	@$(MAKE) --no-print-directory all
 	$(LUA) bench/run.lua --quick
+
+# js-libp2p next to luap2p (bench/peers/): npm installs the pinned
+# packages of bench/peers/package.json under build/bench-peers, nowhere
+# else; without node and npm the run says it is skipped.
+bench-peers: deps
+	@scripts/install-deps bench
+	@$(MAKE) --no-print-directory all
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+	  mkdir -p build/bench-peers && \
+	  cp bench/peers/package.json bench/peers/libp2p.mjs build/bench-peers/ && \
+	  (cd build/bench-peers && npm install --no-audit --no-fund \
+	    --loglevel=error >/dev/null); \
+	fi
+	$(LUA) bench/run.lua --peers
 
 readme-config:
 	$(LUA) scripts/readme-config.lua README.md

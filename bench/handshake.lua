@@ -43,6 +43,9 @@ if role == "server" then
   -- The server's share of the machine: its CPU time per handshake.
   B.out("cpu_per_hs", (B.cpu_seconds() - c0) / math.max(done - d0, 1))
   B.out("failed", failed - f0)
+  -- Every handshake of this process (for per-handshake syscall counts of
+  -- a tracer attached after PORT).
+  B.out("hs_total", done)
   B.out("policies", #node:policies())
   node:close()
   for _ = 1, 10 do core.run("nowait") end
@@ -82,6 +85,7 @@ elseif role == "client" then
     if not ok then finish(node, false) end
   end
   local stop = false
+  local c0 = B.cpu_seconds()
   while not stop do
     while live < conc and streak <= 100 do start() end
     core.run("once")
@@ -90,6 +94,9 @@ elseif role == "client" then
   end
   B.out("client_done", done)
   B.out("client_failed", failed)
+  -- The client's share: CPU per handshake, a fresh identity and node
+  -- included.
+  B.out("client_cpu_per_hs", (B.cpu_seconds() - c0) / math.max(done, 1))
   os.exit(0)
 else
   B.fail("usage: handshake.lua server|client key=value...")
