@@ -597,6 +597,82 @@ describe("handshake", function()
       end)
   end)
 
+  describe("a deferred key (defer_key)", function()
+    -- What a node does when its key jobs run on worker threads.
+    it("stops at key_needed, consumes nothing until key(), then writes " ..
+      "the same bytes as the inline key", function()
+      local a = side_hs("a", false)
+      local b = side_hs("b", true, { defer_key = true })
+      local twin = side_hs("b", true)
+      local from_a = a:output()
+      local b_conn = b:output()
+      assert.equal(twin:output(), b_conn) -- our connection message
+      assert.equal("conn_msg", (twin:feed(from_a)))
+      local ev, used = b:feed(from_a .. "xyz")
+      assert.equal("key_needed", ev)
+      assert.equal(#from_a, used)
+      assert.equal("", b:output()) -- no metadata before the key
+      assert.same({ "need_more", 0 }, { b:feed("xyz") })
+      assert.equal(b:remote().peer_id, twin:remote().peer_id)
+      assert.equal("conn_msg", b:key())
+      local meta = b:output()
+      assert.equal(twin:output(), meta)
+      -- The other side reads them as from any peer.
+      assert.equal("conn_msg", (a:feed(b_conn)))
+      assert.equal("metadata", (a:feed(meta)))
+    end)
+
+    it("reach Ack both ways when both sides defer", function()
+      local a = new_hs { incoming = false, defer_key = true }
+      local b = new_hs { incoming = true, defer_key = true }
+      local events = { a = {}, b = {} }
+      local input = { a = "", b = "" }
+      local hs = { a = a, b = b }
+      for _ = 1, 20 do
+        input.b = input.b .. a:output()
+        input.a = input.a .. b:output()
+        for _, k in ipairs { "a", "b" } do
+          if last(events[k]) == "acked" then goto next end
+          local ev, used = assert(hs[k]:feed(input[k]))
+          input[k] = input[k]:sub(used + 1)
+          if ev == "key_needed" then ev = assert(hs[k]:key()) end
+          if ev == "metadata" then assert(hs[k]:ack()) end
+          if ev ~= "need_more" then table.insert(events[k], ev) end
+          ::next::
+        end
+      end
+      assert.same({ "conn_msg", "metadata", "acked" }, events.a)
+      assert.same({ "conn_msg", "metadata", "acked" }, events.b)
+      local ca, cb = assert(a:channel()), assert(b:channel())
+      assert.equal("hello", cb:open(ca:seal("hello")))
+    end)
+
+    it("report EPOW from the key job and die", function()
+      local bits = V.sides.a.pow_zero_bits
+      local b = new_hs { incoming = true, pow_bits = bits + 1,
+                         defer_key = true }
+      local a = side_hs("a", false)
+      b:output()
+      assert.equal("key_needed", (b:feed(a:output())))
+      local _, _, name = b:key()
+      assert.equal("EPOW", name)
+      assert.equal("", b:output())
+      _, _, name = b:feed("x")
+      assert.equal("ESTATE", name)
+    end)
+
+    it("answer ESTATE to key() at any other time", function()
+      local b = new_hs { incoming = true, defer_key = true }
+      local _, _, name = b:key()
+      assert.equal("ESTATE", name)
+      local inline = new_hs { incoming = true }
+      local a = new_hs { incoming = false }
+      assert.equal("conn_msg", (inline:feed(a:output())))
+      _, _, name = inline:key()
+      assert.equal("ESTATE", name)
+    end)
+  end)
+
   describe("bad input", function()
     local function fresh_a()
       local a = side_hs("a", false)

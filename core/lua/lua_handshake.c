@@ -43,6 +43,7 @@ static const char *const event_names[] = {
   [LP2P_HS_METADATA] = "metadata",
   [LP2P_HS_ACKED] = "acked",
   [LP2P_HS_NACKED] = "nacked",
+  [LP2P_HS_KEY_NEEDED] = "key_needed",
 };
 
 /* The node's keys a handshake reads (lua_config.c), then its own. */
@@ -54,7 +55,7 @@ static const char *const shared_keys[] = {
 static const char *const option_names[] = {
   "chain", "pow_bits", "advertised_port", "p2p_versions", "ddb_versions",
   "private_mode", "disable_mempool", "max_connection_message",
-  "identity", "incoming", "message_nonce", NULL
+  "identity", "incoming", "message_nonce", "defer_key", NULL
 };
 
 
@@ -120,8 +121,14 @@ static int l_handshake(lua_State *L) {
   cfg.disable_mempool = (uint8_t)nc.disable_mempool;
   cfg.max_conn_msg_len = nc.max_conn_msg_len;
 
+  int t = get_option(L, 1, "defer_key");
+  if (t != LUA_TNIL && t != LUA_TBOOLEAN)
+    bad_option(L, "defer_key", "a boolean");
+  cfg.defer_key = lua_toboolean(L, -1);
+  lua_pop(L, 1);
+
   uint8_t nonce[LP2P_NONCE_BYTES];
-  int t = get_option(L, 1, "message_nonce");
+  t = get_option(L, 1, "message_nonce");
   if (t != LUA_TNIL) {
     size_t n = 0;
     const char *s = lua_tolstring(L, -1, &n);
@@ -196,6 +203,24 @@ static int hs_feed(lua_State *L) {
   lua_pushstring(L, event_names[ev]);
   lua_pushinteger(L, (lua_Integer)used);
   return 2;
+}
+
+
+/* hs:key() after "key_needed" (defer_key): run the key job here (the
+ * node runs it on a worker thread) -> "conn_msg"; or the error triple
+ * (EPOW, EPROTO; ESTATE at any other time). */
+static int hs_key(lua_State *L) {
+  lp2p_hs *hs = check_hs(L, 1);
+  lp2p_hs_keyjob job;
+  int rc = lp2p_hs_key_job(hs, &job);
+  if (rc != 0)
+    return lp2p__push_error(L, rc);
+  lp2p_hs_keyjob_run(&job);
+  rc = lp2p_hs_key_done(hs, &job);
+  if (rc < 0)
+    return lp2p__push_error(L, rc);
+  lua_pushstring(L, event_names[rc]);
+  return 1;
 }
 
 
@@ -413,6 +438,7 @@ static int l_nonces(lua_State *L) {
 static const luaL_Reg hs_methods[] = {
   {"output", hs_output},
   {"feed", hs_feed},
+  {"key", hs_key},
   {"ack", hs_ack},
   {"nack", hs_nack},
   {"remote", hs_remote},

@@ -41,6 +41,7 @@ _Static_assert(LP2P_SK_BYTES == crypto_box_SECRETKEYBYTES, "sk size");
 enum hs_state {
   ST_CONN_LEN,  /* reading the u16 length of the remote connection msg */
   ST_CONN_BODY, /* reading its body */
+  ST_KEY,       /* defer_key: waiting for lp2p_hs_key_done */
   ST_META_LEN,  /* reading the header of the remote metadata chunk */
   ST_META_BODY,
   ST_DECIDE,    /* waiting for lp2p_hs_ack / lp2p_hs_nack */
@@ -65,6 +66,7 @@ struct lp2p_hs {
   lp2p_version_range p2p, ddb;
   uint8_t disable_mempool, private_node;
   size_t max_conn_msg_len;
+  int defer_key;
   /* Our raw connection message, kept for the nonce derivation only. */
   uint8_t *sent;
   size_t sent_len;
@@ -171,6 +173,7 @@ lp2p_hs *lp2p_hs_new(const lp2p_hs_config *cfg, int *err) {
   hs->private_node = cfg->private_node != 0;
   hs->max_conn_msg_len =
       cfg->max_conn_msg_len ? cfg->max_conn_msg_len : CONN_LEN_MAX;
+  hs->defer_key = cfg->defer_key != 0;
 
   /* Network_version.announced: the greatest supported versions. */
   lp2p_conn_msg m;
@@ -212,9 +215,11 @@ void lp2p_hs_free(lp2p_hs *hs) {
 
 /*
  * The remote connection message is whole in hs->item (prefix included).
- * Decode, then in Octez order: proof of work against our target, channel
- * key and nonces, our metadata. The version choice is recorded, not
- * enforced: the caller answers a mismatch with a Nack.
+ * Decode it and note the version choice (recorded, not enforced: the
+ * caller answers a mismatch with a Nack); then, in Octez order, the key
+ * job (proof of work against our target, channel key) and the nonces and
+ * our metadata (lp2p_hs_key_done), at once or, with defer_key, when the
+ * caller has run the job.
  */
 static int got_conn_msg(lp2p_hs *hs) {
   lp2p_hs_remote *r = &hs->remote;
@@ -223,8 +228,6 @@ static int got_conn_msg(lp2p_hs *hs) {
     return fail(hs, rc);
   lp2p_peer_id(r->peer_id, r->msg.pk);
   hs->have_remote = 1;
-  if (!lp2p_pow_check(r->msg.pk, r->msg.stamp, &hs->target))
-    return fail(hs, LP2P_EPOW);
 
   /* Network_version.select: chain name first; then both versions, the
    * distributed db one reported first when both fail (Octez joins the two
@@ -241,10 +244,51 @@ static int got_conn_msg(lp2p_hs *hs) {
   if (r->version_status != 0)
     r->ddb_version = r->p2p_version = 0;
 
+  hs->state = ST_KEY;
+  if (hs->defer_key)
+    return LP2P_HS_KEY_NEEDED;
+  lp2p_hs_keyjob job;
+  rc = lp2p_hs_key_job(hs, &job);
+  if (rc == 0)
+    lp2p_hs_keyjob_run(&job);
+  return lp2p_hs_key_done(hs, &job);
+}
+
+
+int lp2p_hs_key_job(const lp2p_hs *hs, lp2p_hs_keyjob *job) {
+  if (hs->state != ST_KEY)
+    return LP2P_ESTATE;
+  memcpy(job->remote_pk, hs->remote.msg.pk, LP2P_PK_BYTES);
+  memcpy(job->stamp, hs->remote.msg.stamp, LP2P_STAMP_BYTES);
+  memcpy(job->sk, hs->sk, LP2P_SK_BYTES);
+  job->target = hs->target;
+  job->result = LP2P_ESTATE; /* until run */
+  return 0;
+}
+
+
+void lp2p_hs_keyjob_run(lp2p_hs_keyjob *job) {
+  if (!lp2p_pow_check(job->remote_pk, job->stamp, &job->target))
+    job->result = LP2P_EPOW;
   /* crypto_box_beforenm refuses a low-order public key (the shared secret
    * would be all zeros, known to anyone): malformed input. */
-  if (crypto_box_beforenm(hs->crypto.key, r->msg.pk, hs->sk) != 0)
-    return fail(hs, LP2P_EPROTO);
+  else if (crypto_box_beforenm(job->key, job->remote_pk, job->sk) != 0)
+    job->result = LP2P_EPROTO;
+  else
+    job->result = 0;
+  sodium_memzero(job->sk, sizeof job->sk);
+}
+
+
+int lp2p_hs_key_done(lp2p_hs *hs, lp2p_hs_keyjob *job) {
+  int rc = job->result;
+  if (hs->state != ST_KEY)
+    rc = LP2P_ESTATE;
+  else if (rc == 0)
+    memcpy(hs->crypto.key, job->key, LP2P_KEY_BYTES);
+  sodium_memzero(job, sizeof *job);
+  if (rc != 0)
+    return hs->state == ST_KEY ? fail(hs, rc) : rc;
   /* The side that opened the TCP connection wrote init_msg. The accepting
    * side sends with N_ir and receives with N_ri (Crypto_box.
    * generate_nonces); the connecting side the reverse. */
@@ -418,7 +462,7 @@ int lp2p_hs_feed(lp2p_hs *hs, const uint8_t *data, size_t len,
   *consumed = 0;
   if (hs->state >= ST_ACKED)
     return LP2P_ESTATE;
-  if (hs->state == ST_DECIDE)
+  if (hs->state == ST_DECIDE || hs->state == ST_KEY)
     return LP2P_HS_NEED_MORE;
   for (;;) {
     if (hs->state == ST_CONN_LEN || hs->state == ST_META_LEN ||

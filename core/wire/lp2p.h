@@ -335,6 +335,8 @@ typedef struct lp2p_hs_config {
   size_t max_conn_msg_len;     /* 0 = 65535 */
   const uint8_t *message_nonce; /* NULL = random (normal); 24 bytes pinned
                                    by known-answer tests */
+  int defer_key; /* 1: lp2p_hs_feed stops at LP2P_HS_KEY_NEEDED so that the
+                    caller runs the key job elsewhere (a worker thread) */
 } lp2p_hs_config;
 
 /* Events returned by lp2p_hs_feed. */
@@ -344,7 +346,10 @@ enum {
                            derived, our metadata queued for output */
   LP2P_HS_METADATA = 2, /* remote metadata read: call lp2p_hs_ack or _nack */
   LP2P_HS_ACKED = 3,    /* remote Ack read after ours: established */
-  LP2P_HS_NACKED = 4    /* remote Nack read: see remote.nack_* */
+  LP2P_HS_NACKED = 4,   /* remote Nack read: see remote.nack_* */
+  LP2P_HS_KEY_NEEDED = 5 /* defer_key only: remote connection message
+                            decoded; run lp2p_hs_key_job's job, then
+                            lp2p_hs_key_done (which returns CONN_MSG) */
 };
 
 typedef struct lp2p_hs_remote {
@@ -386,5 +391,30 @@ size_t lp2p_hs_take_output(lp2p_hs *hs, uint8_t **out);
 const lp2p_hs_remote *lp2p_hs_remote_info(const lp2p_hs *hs);
 /* After LP2P_HS_ACKED: copy the channel state (key and nonce counters). */
 int lp2p_hs_crypto(const lp2p_hs *hs, lp2p_crypto *out) LP2P_WARN_UNUSED;
+
+/*
+ * The costly step of a handshake (a crypto_box_beforenm, ~30 us, and the
+ * remote's proof-of-work check), split out so that a caller can run it off
+ * its event loop. With defer_key, lp2p_hs_feed returns LP2P_HS_KEY_NEEDED
+ * once the remote connection message decoded, and consumes nothing until
+ * lp2p_hs_key_done. lp2p_hs_key_job fills a job (it holds a copy of our
+ * secret key); lp2p_hs_keyjob_run touches nothing but the job and
+ * libsodium, so any thread may run it; lp2p_hs_key_done (the hs's thread)
+ * takes the result, wipes the job, and returns LP2P_HS_CONN_MSG (our
+ * metadata queued) or a negative error (LP2P_EPOW, LP2P_EPROTO: the
+ * handshake is dead). Without defer_key lp2p_hs_feed does all three.
+ */
+typedef struct lp2p_hs_keyjob {
+  uint8_t remote_pk[LP2P_PK_BYTES];
+  uint8_t stamp[LP2P_STAMP_BYTES];
+  uint8_t sk[LP2P_SK_BYTES];
+  lp2p_pow_target target;
+  uint8_t key[LP2P_KEY_BYTES];
+  int result; /* 0, LP2P_EPOW or LP2P_EPROTO */
+} lp2p_hs_keyjob;
+
+int lp2p_hs_key_job(const lp2p_hs *hs, lp2p_hs_keyjob *job) LP2P_WARN_UNUSED;
+void lp2p_hs_keyjob_run(lp2p_hs_keyjob *job);
+int lp2p_hs_key_done(lp2p_hs *hs, lp2p_hs_keyjob *job) LP2P_WARN_UNUSED;
 
 #endif /* LP2P_H */
