@@ -7,6 +7,8 @@
 #   make demo       install missing packages, build, run the local demo network
 #   make bench      benchmarks with same-run baselines (not part of test)
 #   make bench-peers  luap2p next to js-libp2p, interleaved in one run
+#   make embed      build/embed: examples/embed.c, a node run from C
+#                   against build/libluap2p.a (no Lua)
 #   make readme-config  regenerate README.md's config table from the schema
 #                   (lua/luap2p/config.lua); a spec fails when it drifts
 #   make clean
@@ -51,7 +53,7 @@ MODULE = build/luap2p/core.so
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/build/?.so;;
 
-.PHONY: all deps test demo bench bench-quick bench-peers clean readme-config
+.PHONY: all deps test demo bench bench-quick bench-peers clean readme-config embed
 
 all: $(MODULE)
 
@@ -102,6 +104,16 @@ bench-peers: deps
 	    --loglevel=error >/dev/null); \
 	fi
 	$(LUA) bench/run.lua --peers
+
+EMBED = build/embed
+
+embed: $(EMBED)
+
+$(EMBED): examples/embed.c $(LIB) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow \
+	  -Wno-unused-parameter -Icore/net $(DEPS_CFLAGS) $(EXTRA_CFLAGS) \
+	  -o $@ examples/embed.c $(LIB) $(DEPS_LIBS) -lpthread -lm
 
 readme-config:
 	$(LUA) scripts/readme-config.lua README.md
