@@ -12,6 +12,8 @@
 #   make readme-config  regenerate README.md's config table from the schema
 #                   (lua/luap2p/config.lua); a spec fails when it drifts
 #   make clean
+#   make env        print shell lines that put this checkout's modules and
+#                   the luap2p command on the paths: eval "$(make -s env)"
 #
 # Variables (override on the command line: make CC=clang)
 #   CC          C compiler (default cc)
@@ -53,7 +55,7 @@ MODULE = build/luap2p/core.so
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/build/?.so;;
 
-.PHONY: all deps test demo bench bench-quick bench-peers clean readme-config embed
+.PHONY: all deps test demo bench bench-quick bench-peers clean readme-config embed env
 
 all: $(MODULE)
 
@@ -120,6 +122,13 @@ readme-config:
 
 clean:
 	rm -rf build
+
+# Lua finds lua/ and build/ of this checkout from any directory (run
+# `make` first for build/luap2p/core.so).
+env:
+	@echo 'export LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;"'
+	@echo 'export LUA_CPATH="$(CURDIR)/build/?.so;;"'
+	@echo 'export PATH="$(CURDIR)/scripts:$$PATH"'
 
 # ------------------------------------------------------------ hardening
 # Fuzzing, sanitizers and the leak check (issue 8). Everything builds under

@@ -113,9 +113,9 @@ elseif role == "client" then
       connected = connected + 1
       inflight = inflight - 1
     end)
-    node:on("disconnected", function(conn)
+    node:on("disconnected", function(ev)
       -- an established connection going down, or a dial failing
-      if conn.type == "disconnected" then
+      if not ev.conn then
         failed = failed + 1
         inflight = inflight - 1
       else

@@ -24,9 +24,9 @@ if role == "recv" then
   io.stdout:write("PORT ", node.port, "\n")
   io.stdout:flush()
   local msgs, bytes, t0 = 0, 0, nil
-  node:on("message", function(conn, payload)
+  node:on("message", function(ev)
     msgs = msgs + 1
-    bytes = bytes + #payload
+    bytes = bytes + #ev.payload
   end)
   -- The first message starts the clock; count from there.
   if not B.wait(function() return msgs > 0 end, 20) then

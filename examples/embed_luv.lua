@@ -19,13 +19,13 @@ end
 local a, b = new_node(), new_node()
 local ticks, done = 0, false
 
-a:on("message", function(conn, payload)
-  print("a got " .. payload .. " after " .. ticks .. " luv ticks")
-  conn:send("pong")
+a:on("message", function(ev)
+  print("a got " .. ev.payload .. " after " .. ticks .. " luv ticks")
+  ev.conn:send("pong")
 end)
-b:on("connected", function(conn)
+b:on("connected", function(ev)
   -- A luap2p timer: it fires through the bridge's timeout path.
-  p2p.after(0.1, function() conn:send("ping") end)
+  p2p.after(0.1, function() ev.conn:send("ping") end)
 end)
 
 -- ...and the host program's own luv work, running alongside.
@@ -45,8 +45,8 @@ local function finish()
   end)
 end
 
-b:on("message", function(_, payload)
-  print("b got " .. payload)
+b:on("message", function(ev)
+  print("b got " .. ev.payload)
   done = true
   finish()
 end)

@@ -1,8 +1,8 @@
--- Two luap2p nodes in one process: b dials a, they authenticate (Octez
--- handshake), exchange one message each way, and close.
--- Run from a built checkout: lua5.4 examples/hello.lua
-package.path = "lua/?.lua;lua/?/init.lua;" .. package.path
-package.cpath = "build/?.so;" .. package.cpath
+-- Two nodes in one process: b dials a, they authenticate (the Octez
+-- handshake), exchange one message each way and close. Written as tasks:
+-- each side reads top to bottom; waits (dial, receive) let the loop run.
+--   scripts/luap2p run examples/hello.lua     (from a built checkout)
+--   lua5.4 examples/hello.lua                 (luap2p installed)
 local p2p = require "luap2p"
 
 local function new_node()
@@ -13,23 +13,20 @@ local function new_node()
   })
 end
 
-local a, b = new_node(), new_node()
-local done = 0
+p2p.spawn(function()
+  local a <close> = new_node() -- closed when this task ends, even on error
+  local b <close> = new_node()
 
-a:on("message", function(conn, payload)
-  print("a got: " .. payload .. " from " .. conn.peer_id)
-  conn:send("pong")
-end)
-b:on("message", function(conn, payload)
-  print("b got: " .. payload)
-  done = done + 1
-end)
-b:on("connected", function(conn)
+  a:spawn(function() -- a task of a: answer the first peer that connects
+    local conn = a:wait_for("connected").conn
+    local msg = assert(conn:receive(5))
+    print("a got: " .. msg .. " from " .. conn.peer_id)
+    conn:send("pong")
+  end)
+
+  local conn = assert(b:dial("127.0.0.1:" .. a.port))
   print("b connected to " .. conn.peer_id .. " at " .. conn.point)
   conn:send("ping")
+  print("b got: " .. assert(conn:receive(5)))
 end)
-
-assert(b:connect("127.0.0.1:" .. a.port))
-assert(p2p.wait(function() return done == 1 end, 5))
-a:close()
-b:close()
+p2p.run() -- until the nodes are closed and nothing is left to do

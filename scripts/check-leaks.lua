@@ -65,9 +65,9 @@ c:on("*", function(ev)
     count.auth_failed = count.auth_failed + 1
   end
 end)
-a:on("message", function(conn, payload)
+a:on("message", function(ev)
   count.got_a = count.got_a + 1
-  conn:send(payload)
+  ev.conn:send(ev.payload)
 end)
 b:on("message", function() count.got_b = count.got_b + 1 end)
 local wrong_id = core.identity_generate():peer_id()

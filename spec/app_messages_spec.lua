@@ -45,9 +45,9 @@ describe("app_messages", function()
     function()
     local a, b = keep(shell_node()), keep(shell_node())
     local got, raw = {}, {}
-    a:on("shell", function(_, ev) got[#got + 1] = ev end)
-    a:on("message", function(_, payload, tag)
-      raw[#raw + 1] = { payload, tag }
+    a:on("shell", function(ev) got[#got + 1] = ev end)
+    a:on("message", function(ev)
+      raw[#raw + 1] = { ev.payload, ev.tag }
     end)
     local cb = link(a, b)
     local before = cb:stat().msgs_out
@@ -102,7 +102,7 @@ describe("app_messages", function()
     local b = keep(h.quiet{ app_messages = "raw" })
     local shells, got = 0, nil
     a:on("shell", function() shells = shells + 1 end)
-    a:on("message", function(_, payload) got = payload end)
+    a:on("message", function(ev) got = ev.payload end)
     local cb = link(a, b)
     assert.is_true(cb:send("anything at all"))
     h.wait(function() return got end, 5, "message")
@@ -119,7 +119,7 @@ describe("app_messages", function()
     local a = keep(shell_node{ policies = { eater } })
     local b = keep(shell_node())
     local events, raw = {}, 0
-    a:on("shell", function(_, ev) events[#events + 1] = ev.msg.type end)
+    a:on("shell", function(ev) events[#events + 1] = ev.msg.type end)
     a:on("message", function() raw = raw + 1 end)
     local cb = link(a, b)
     assert(cb:send_shell{ type = "deactivate", chain_id = CHAIN })
@@ -140,7 +140,7 @@ describe("examples/chain_policy.lua", function()
     local srv = keep(shell_node{ policies = { chain } })
     local cli = keep(shell_node())
     local got = {}
-    cli:on("shell", function(_, ev) got[#got + 1] = ev.msg end)
+    cli:on("shell", function(ev) got[#got + 1] = ev.msg end)
     local c = link(srv, cli)
     local id = chain._config.chain_id
     -- Not active yet: Octez ignores Get_current_head from such a peer.

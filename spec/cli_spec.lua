@@ -503,6 +503,70 @@ describe("cli", function()
     end)
   end)
 
+  describe("Ctrl-C", function()
+    it("stops identity generate with one line, exit 130 and no file",
+       function()
+      local path = dir .. "/interrupted.json"
+      local g = spawn(dir, "gen", "identity generate --pow 60 --threads 1 " ..
+        "--output " .. q(path))
+      wait_file(g.err, function(t) return t:match("searching") end, 10,
+        "the search to start")
+      g.kill("INT")
+      assert.equal(130, g.wait_exit(10))
+      local err = h.read_file(g.err)
+      assert.matches("\nluap2p identity: interrupted\n$", err)
+      assert.is_nil(err:find("traceback", 1, true))
+      assert.is_nil(h.read_file(path))
+      -- nor a temporary file
+      local p = io.popen("ls " .. q(dir))
+      assert.is_nil(p:read("a"):find("interrupted.json", 1, true))
+      p:close()
+    end)
+
+    it("stops a probe waiting for an answer and a script run by 'run'",
+       function()
+      local socket = require "socket"
+      local srv = assert(socket.bind("127.0.0.1", 0)) -- never answers
+      local _, port = srv:getsockname()
+      local pr = spawn(dir, "probe_int", "probe 127.0.0.1:" .. port ..
+        " --timeout 60")
+      local script = dir .. "/forever.lua"
+      local f = assert(io.open(script, "w"))
+      f:write("local p2p = require 'luap2p'\n",
+        "p2p.spawn(function() while true do p2p.sleep(0.05) end end)\n",
+        "print('running')\np2p.run()\n")
+      f:close()
+      local r = spawn(dir, "run_int", "run " .. q(script))
+      wait_file(r.out, function(t) return t:match("running") end, 10,
+        "the script to start")
+      sleep(0.3) -- the probe is dialling by now
+      pr.kill("INT")
+      r.kill("INT")
+      assert.equal(130, pr.wait_exit(10))
+      assert.equal(130, r.wait_exit(10))
+      srv:close()
+      assert.equal("luap2p probe: interrupted\n", h.read_file(pr.err))
+      assert.equal("luap2p run: interrupted\n", h.read_file(r.err))
+    end)
+  end)
+
+  describe("run", function()
+    it("runs a script with its arguments from any directory", function()
+      local script = dir .. "/args.lua"
+      local f = assert(io.open(script, "w"))
+      f:write("local p2p = require 'luap2p'\n",
+        "print(arg[0], table.concat({ ... }, ' '), select('#', ...),\n",
+        "  p2p.VERSION)\n")
+      f:close()
+      local out, err, code = run("run " .. q(script) .. " --x y",
+        "cd / && env -u LUA_PATH -u LUA_CPATH ")
+      assert.equal(0, code, err)
+      assert.equal(script .. "\t--x y\t2\t0.1.0\n", out)
+      out, err, code = run("run " .. q(dir .. "/missing.lua"))
+      fails(1, "^luap2p run: cannot open .*missing.lua", out, err, code)
+    end)
+  end)
+
   describe("examples/crawler.lua", function()
     it("walks a local demo network from its seed", function()
       local out = require("check").run_lua("examples/crawler.lua", 30)

@@ -18,9 +18,9 @@ describe("embed", function()
     local a, b = h.node({ default_policies = false }),
                  h.node({ default_policies = false })
     local got_a, got_b, timer_fired, ticks = {}, {}, 0, 0
-    a:on("message", function(conn, payload)
-      got_a[#got_a + 1] = payload
-      conn:send("pong " .. payload)
+    a:on("message", function(ev)
+      got_a[#got_a + 1] = ev.payload
+      ev.conn:send("pong " .. ev.payload)
     end)
     local function finish()
       a:close()
@@ -28,11 +28,12 @@ describe("embed", function()
       bridge:stop()
       uv.stop()
     end
-    b:on("message", function(_, payload)
-      got_b[#got_b + 1] = payload
+    b:on("message", function(ev)
+      got_b[#got_b + 1] = ev.payload
       if #got_b == 3 then finish() end
     end)
-    b:on("connected", function(conn)
+    b:on("connected", function(ev)
+      local conn = ev.conn
       conn:send("1")
       -- luap2p timers must fire through the timeout path of the bridge.
       p2p.after(0.05, function()

@@ -8,6 +8,51 @@ describe("examples/hello.lua", function()
   end)
 end)
 
+describe("README's first program", function()
+  local function readme_first()
+    local f = assert(io.open("README.md"))
+    local text = f:read("a")
+    f:close()
+    local section = text:match("## A first program(.-)\n## ")
+    local code = section and section:match("```lua\n(.-)```")
+    assert(code, "README.md lost its first program")
+    return code
+  end
+
+  it("is examples/hello.lua", function()
+    local f = assert(io.open("examples/hello.lua"))
+    local file = f:read("a")
+    f:close()
+    -- the file adds a header comment
+    assert.equal(readme_first(), file:match("\n(local p2p = .*)$"))
+  end)
+
+  it("runs as printed from any directory with scripts/luap2p run and " ..
+     "with make env", function()
+    local dir = require("helper").tmpdir()
+    local path = dir .. "/hello.lua"
+    local out = assert(io.open(path, "w"))
+    out:write(readme_first())
+    out:close()
+    local root = io.popen("pwd"):read("l")
+    for _, cmd in ipairs({
+      string.format("cd %s && env -u LUA_PATH -u LUA_CPATH timeout 20 " ..
+        "%s/scripts/luap2p run hello.lua 2>&1", dir, root),
+      string.format("cd %s && eval \"$(make -s env)\" && cd %s && " ..
+        "timeout 20 lua5.4 hello.lua 2>&1", root, dir),
+    }) do
+      local p = io.popen(cmd)
+      local text = p:read("a")
+      local ok, _, code = p:close()
+      assert.is_true(ok, cmd .. ": exit " .. tostring(code) .. ": " .. text)
+      assert.matches("b connected to id%w+ at 127%.0%.0%.1:%d+", text)
+      assert.matches("a got: ping from id%w+", text)
+      assert.matches("b got: pong", text)
+    end
+    require("helper").rmdir(dir)
+  end)
+end)
+
 describe("examples/handshake.lua", function()
   it("reaches Ack on both sides and exchanges a sealed message", function()
     local out = require("check").run_lua("examples/handshake.lua", 20)

@@ -177,16 +177,17 @@ may have seen an error event or a disconnection. ]]
 function _M.honest(victim, n, opts)
   opts = opts or {}
   local H = { peers = {}, errors = {}, sent = 0, echoed = 0 }
-  victim:on("message", function(conn, payload)
-    if payload:sub(1, 4) == "seq:" then conn:send(payload) end
+  victim:on("message", function(ev)
+    local payload = ev.payload
+    if payload:sub(1, 4) == "seq:" then ev.conn:send(payload) end
   end)
   for i = 1, n do
     local peer = _M.node{ identity = opts.identity and opts.identity(i) or
                             core.identity_generate(),
                           default_policies = false }
     local rec = { node = peer, next_send = 1, next_echo = 1, gaps = 0 }
-    peer:on("message", function(_, payload)
-      local k = tonumber(payload:match("^seq:%d+:(%d+)$"))
+    peer:on("message", function(ev)
+      local k = tonumber(ev.payload:match("^seq:%d+:(%d+)$"))
       if k ~= rec.next_echo then rec.gaps = rec.gaps + 1 end
       rec.next_echo = (k or rec.next_echo) + 1
       H.echoed = H.echoed + 1
@@ -365,11 +366,11 @@ echoes "rtt:<i>") sends one ping every `period` s; rtts[i] in seconds.
 stop() stops sending; lost() counts pings not answered. ]]
 function _M.pinger(victim, peer, period)
   local P = { sent = {}, rtts = {}, n = 0 }
-  victim:on("message", function(conn, payload)
-    if payload:sub(1, 4) == "rtt:" then conn:send(payload) end
+  victim:on("message", function(ev)
+    if ev.payload:sub(1, 4) == "rtt:" then ev.conn:send(ev.payload) end
   end)
-  peer:on("message", function(_, payload)
-    local i = tonumber(payload:match("^rtt:(%d+)$"))
+  peer:on("message", function(ev)
+    local i = tonumber(ev.payload:match("^rtt:(%d+)$"))
     if i and P.sent[i] then
       P.rtts[#P.rtts + 1] = now() - P.sent[i]
       P.sent[i] = nil

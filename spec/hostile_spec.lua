@@ -287,12 +287,12 @@ describe("hostile", function()
         banned_ips[#banned_ips + 1] = ev.target
       end
     end)
-    v:on("disconnected", function(_, ev)
+    v:on("disconnected", function(ev)
       local ip = tostring(ev.point):match("^(.*):%d+$")
       if ip then by_ip[ip] = ev.code end
     end)
-    v:on("message", function(_, payload)
-      if payload == "hello" then hellos = hellos + 1 end
+    v:on("message", function(ev)
+      if ev.payload == "hello" then hellos = hellos + 1 end
     end)
     local MiB = 1024 * 1024
     -- name -> what the peer sends once established, the code expected on
@@ -483,8 +483,8 @@ describe("hostile", function()
     local wt = X.tally(w)
     local H2 = honest(w, 0)
     local got_w = 0
-    w:on("message", function(conn, payload)
-      if payload == "ping" then conn:send("pong") end
+    w:on("message", function(ev)
+      if ev.payload == "ping" then ev.conn:send("pong") end
     end)
     local lua0, rss0 = X.mem()
     -- w dials the victim; the victim's looping message hook sees w's
@@ -494,7 +494,7 @@ describe("hostile", function()
     local pongs = 0
     for _, c in pairs(v.conns) do
       if c.peer_id == w.peer_id then
-        c:on("message", function(_, p) if p == "pong" then
+        c:on("message", function(ev) if ev.payload == "pong" then
           pongs = pongs + 1 end end)
         for _ = 1, 20 do c:send("ping") end
       end
@@ -689,7 +689,7 @@ describe("hostile", function()
     local H = honest(v, 1)
     local lua0, rss0 = X.mem()
     local codes = {}
-    v:on("disconnected", function(_, ev)
+    v:on("disconnected", function(ev)
       local ip = tostring(ev.point):match("^(.*):%d+$")
       if ip then codes[ip] = ev.code end
     end)

@@ -61,7 +61,7 @@ describe("inbox", function()
       total = total + ev.count
     end)
     local closed
-    ca:on("close", function(_, reason) closed = reason end)
+    ca:on("close", function(ev) closed = ev.reason end)
     -- Every Octez shell message is an application message: a node that
     -- never consumes them must keep reading the peer's control messages.
     for i = 1, 250 do assert(cb:send("m" .. i)) end
@@ -119,7 +119,7 @@ describe("inbox", function()
     local _, b, ca, cb = pair(keep, { incoming_app_message_queue_size = 10 })
     ca:pull(true)
     local closed
-    ca:on("close", function(_, reason, code) closed = code or reason end)
+    ca:on("close", function(ev) closed = ev.code or ev.reason end)
     for i = 1, 100 do assert(cb:send("q" .. i)) end
     h.wait(function() return ca:pending() == 10 end, 5, "a full inbox")
     b:close()

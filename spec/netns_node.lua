@@ -53,7 +53,8 @@ node:on("*", function(ev)
 end)
 
 local sent, recv, gaps, last_recv = 0, 0, 0, core.now()
-node:on("message", function(conn, payload)
+node:on("message", function(ev)
+  local conn, payload = ev.conn, ev.payload
   local n = tonumber(payload:match("^n:(%d+)$"))
   if not n then return end
   local want = conn._nexpect or 1

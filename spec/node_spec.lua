@@ -38,8 +38,8 @@ describe("node", function()
     -- connection message.
     assert.equal(b.addr, ca.point)
     local got_a, got_b = {}, {}
-    ca:on("message", function(_, payload, tag) got_a[#got_a + 1] = payload end)
-    cb:on("message", function(_, payload, tag) got_b[#got_b + 1] = payload end)
+    ca:on("message", function(ev) got_a[#got_a + 1] = ev.payload end)
+    cb:on("message", function(ev) got_b[#got_b + 1] = ev.payload end)
     for i, n in ipairs(SIZES) do
       assert.is_true(cb:send(string.rep(string.char(64 + i), n)))
       assert.is_true(ca:send(string.rep(string.char(96 + i), n), 0x20))
@@ -59,7 +59,7 @@ describe("node", function()
     assert.is_true(sb.bytes_out >= total + 6 * #SIZES)
     assert.is_true(sa.bytes_in >= total + 6 * #SIZES)
     local closed
-    ca:on("close", function(_, reason) closed = reason end)
+    ca:on("close", function(ev) closed = ev.reason end)
     cb:close("done")
     h.wait(function() return closed ~= nil and h.nconns(b) == 0 end, 5,
       "disconnection")
@@ -371,7 +371,7 @@ describe("node", function()
     local ca, cb = connect_pair(a, b)
     local got, closed = 0, nil
     ca:on("message", function() got = got + 1 end)
-    ca:on("close", function(_, reason) closed = reason end)
+    ca:on("close", function(ev) closed = ev.reason end)
     -- More than one sealed batch (4 chunks) is queued when close is asked.
     for i = 1, 40 do assert.is_true(cb:send(string.rep("q", 60000))) end
     cb:close("bye")
@@ -470,7 +470,7 @@ describe("node", function()
     local b = mk{ binary_chunks_size = 19 }
     local ca, cb = connect_pair(a, b)
     local got
-    ca:on("message", function(_, p) got = p end)
+    ca:on("message", function(ev) got = ev.payload end)
     local msg = string.rep("0123456789", 1000)
     assert.is_true(cb:send(msg))
     h.wait(function() return got ~= nil end, 5, "message")
@@ -485,7 +485,7 @@ describe("node", function()
     do
       local b <close> = bare()
       connect_pair(a, b)
-      a:connections()[1]:on("close", function(_, r) closed = r end)
+      a:connections()[1]:on("close", function(ev) closed = ev.reason end)
     end
     h.wait(function() return closed ~= nil end, 5, "disconnect")
     assert.equal("disconnected by peer", closed)

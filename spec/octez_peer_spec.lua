@@ -16,8 +16,8 @@ local CHAIN_ID = "\x7a\x06\xa7\x70" -- mainnet's chain id bytes (NetXdQprcVkpaWU
 local function octez_like(keep)
   local o = keep(h.node{ default_policies = false })
   o.got = { app = {}, advertise = {}, swap_request = 0, other = {} }
-  o:on("message", function(_, payload, tag)
-    table.insert(o.got.app, { tag = tag, payload = payload })
+  o:on("message", function(ev)
+    table.insert(o.got.app, { tag = ev.tag, payload = ev.payload })
   end)
   return o
 end

@@ -183,8 +183,8 @@ describe("policy hooks", function()
     } } })
     local cli = keep(node{})
     local app = {}
-    srv:on("message", function(conn, payload, tag)
-      app[#app + 1] = payload
+    srv:on("message", function(ev)
+      app[#app + 1] = ev.payload
     end)
     local c = link(cli, srv)
     assert(c:send("eat:1"))
@@ -298,7 +298,7 @@ describe("failing hooks", function()
   local function echo_works(srv, cli)
     local conn = cli:connection(srv.peer_id)
     local got
-    conn:on("message", function(_, payload) got = payload end)
+    conn:on("message", function(ev) got = ev.payload end)
     srv:connection(cli.peer_id):send("still here")
     h.wait(function() return got == "still here" end, 5, "message")
   end
@@ -365,7 +365,7 @@ describe("failing hooks", function()
     link(cli, srv)
     mode.on = true
     local app = {}
-    srv:on("message", function(_, payload) app[#app + 1] = payload end)
+    srv:on("message", function(ev) app[#app + 1] = ev.payload end)
     local c = cli:connection(srv.peer_id)
     assert(c:send_msg({ type = "bootstrap" }))
     assert(c:send_msg({ type = "advertise", points = { "10.3.3.3:3" } }))

@@ -39,7 +39,7 @@ describe("re-entrancy", function()
        "delivering", function()
       local a, _, _, cb = pair(keep)
       local errors, got = {}, 0
-      a:on("message", function(_, payload)
+      a:on("message", function()
         got = got + 1
         local ok, err = pcall(run)
         errors[#errors + 1] = ok and "no error" or err
@@ -112,12 +112,12 @@ describe("re-entrancy", function()
       local a, b, _, cb = pair(keep)
       local got, after = 0, 0
       local closed_at
-      a:on("message", function(conn)
+      a:on("message", function(ev)
         if closed_at then after = after + 1 return end
         got = got + 1
         if got == 5 then
           closed_at = got
-          case[2](a, conn)
+          case[2](a, ev.conn)
         end
       end)
       local gone = false

@@ -92,7 +92,8 @@ describe("hot reload", function()
     assert.equal(state, srv.state.live)
     local rs = h.record(srv)
     -- the application path answers what no policy consumed
-    srv:on("message", function(conn, payload)
+    srv:on("message", function(ev)
+      local conn, payload = ev.conn, ev.payload
       local s = srv.state.live
       s.default = s.default + 1
       if s.expect ~= "default" then s.wrong = s.wrong + 1 end
@@ -112,8 +113,8 @@ describe("hot reload", function()
     local conns = {}
     for i, c in ipairs(clients) do
       conns[i] = c:connection(srv.peer_id)
-      conns[i]:on("message", function(_, payload)
-        table.insert(replies[i], payload)
+      conns[i]:on("message", function(ev)
+        table.insert(replies[i], ev.payload)
       end)
     end
 
@@ -314,7 +315,7 @@ return { name = "watched",
     assert(cli:connect(srv.addr))
     h.wait(function() return h.nconns(srv) == 1 end, 5, "connected")
     local conn = cli:connection(srv.peer_id)
-    conn:on("message", function(_, p) got[#got + 1] = p end)
+    conn:on("message", function(ev) got[#got + 1] = ev.payload end)
     local function ask(x)
       local n0 = #got
       assert(conn:send(x))

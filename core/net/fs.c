@@ -48,39 +48,57 @@ static int finish_file(int fd, const char *data, size_t len) {
 }
 
 
-/* Create path with mode 0600; fails with UV_EEXIST when anything (even a
- * dangling symlink) is already there, since O_EXCL does not follow links. */
-static int write_new(const char *path, const char *data, size_t len) {
-  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return uv_translate_sys_error(errno);
-  int rc = finish_file(fd, data, len);
-  if (rc != 0)
-    unlink(path); /* never leave a truncated identity behind */
-  return rc;
-}
-
-
-/* Replace path atomically: a 0600 temporary file in the same directory
- * (mkstemp creates it 0600), then rename over the target. Opening the old
- * file with O_TRUNC instead would keep its old, maybe wider, mode. */
-static int write_replace(const char *path, const char *data, size_t len) {
-  char tmp[FS_PATH_MAX + sizeof FS_TMP_SUFFIX];
-  snprintf(tmp, sizeof tmp, "%s" FS_TMP_SUFFIX, path);
+/* Write data to a new 0600 temporary file next to path (mkstemp creates
+ * it 0600), flushed and closed. Returns 0 with its name in tmp, or a
+ * negative UV_E* code with nothing left behind. */
+static int write_tmp(const char *path, char *tmp, size_t tmpsz,
+                     const char *data, size_t len) {
+  snprintf(tmp, tmpsz, "%s" FS_TMP_SUFFIX, path);
   int fd = mkstemp(tmp);
   if (fd < 0)
     return uv_translate_sys_error(errno);
   int rc = 0;
-  if (fchmod(fd, 0600) != 0)
+  if (fchmod(fd, 0600) != 0) {
     rc = uv_translate_sys_error(errno);
-  if (rc != 0)
     close(fd);
-  else
+  } else {
     rc = finish_file(fd, data, len);
-  if (rc == 0 && rename(tmp, path) != 0)
-    rc = uv_translate_sys_error(errno);
+  }
   if (rc != 0)
     unlink(tmp);
+  return rc;
+}
+
+
+/* Create path with mode 0600, whole or not at all: the data goes to a
+ * temporary file first, then link() gives it its name, which fails with
+ * UV_EEXIST when anything (even a dangling symlink) is already there. An
+ * interruption at any point (Ctrl-C, a crash) leaves no truncated
+ * identity behind, at worst an unused temporary file. */
+static int write_new(const char *path, const char *data, size_t len) {
+  char tmp[FS_PATH_MAX + sizeof FS_TMP_SUFFIX];
+  int rc = write_tmp(path, tmp, sizeof tmp, data, len);
+  if (rc != 0)
+    return rc;
+  if (link(tmp, path) != 0)
+    rc = uv_translate_sys_error(errno);
+  unlink(tmp);
+  return rc;
+}
+
+
+/* Replace path atomically: the temporary file is renamed over the target.
+ * Opening the old file with O_TRUNC instead would keep its old, maybe
+ * wider, mode. */
+static int write_replace(const char *path, const char *data, size_t len) {
+  char tmp[FS_PATH_MAX + sizeof FS_TMP_SUFFIX];
+  int rc = write_tmp(path, tmp, sizeof tmp, data, len);
+  if (rc != 0)
+    return rc;
+  if (rename(tmp, path) != 0) {
+    rc = uv_translate_sys_error(errno);
+    unlink(tmp);
+  }
   return rc;
 }
 

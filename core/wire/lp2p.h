@@ -65,7 +65,8 @@
   XX(ECLOSED, "connection closed")                                           \
   XX(ETIMEDOUT, "timed out")                                                 \
   XX(ENOBUFS, "incoming buffer budget exceeded")                            \
-  XX(EPOLICY, "policy failed to load or check")
+  XX(EPOLICY, "policy failed to load or check")                              \
+  XX(ETASK, "task failed")
 
 enum {
 #define XX(name, msg) LP2P__ERRIDX_##name,

@@ -2,9 +2,10 @@
 -- metadata, sending, receiving (listeners or the inbox) and closing.
 local core = require "luap2p.core"
 local shell = require "luap2p.shell"
+local task = require "luap2p.task"
 
-local string, table, tostring, type, ipairs, pcall, error, setmetatable =
-      string, table, tostring, type, ipairs, pcall, error, setmetatable
+local string, table, tostring, type, ipairs, error, setmetatable =
+      string, table, tostring, type, ipairs, error, setmetatable
 
 local APP_TAG = 0x10
 
@@ -30,9 +31,11 @@ function Conn:_refresh()
   self.version = { p2p = info.p2p_version, ddb = info.ddb_version }
 end
 
-function Conn:_emit(kind, ...)
+-- Connection listeners get the same event table as node listeners:
+-- fn(ev), ev.conn being this connection.
+function Conn:_emit(kind, ev)
   for _, fn in ipairs(self._on[kind] or {}) do
-    local ok, err = pcall(fn, self, ...)
+    local ok, err = task.pcall(fn, ev)
     if not ok then self.node:_error("conn " .. kind .. " handler", err) end
   end
 end
@@ -48,8 +51,10 @@ end
 function Conn:_deliver(payload, tag)
   local node = self.node
   if self._on.message or node._on.message or node._on.shell then
-    self:_emit("message", payload, tag)
-    node:_listeners("message", self, payload, tag)
+    local ev = { type = "message", conn = self, conn_id = self.id,
+                 payload = payload, tag = tag }
+    self:_emit("message", ev)
+    node:_listeners("message", ev)
     return
   end
   local cfg = node.config
@@ -63,6 +68,7 @@ function Conn:_deliver(payload, tag)
   self._tail = self._tail + 1
   self.inbox[self._tail] = { payload, tag }
   self._bytes = self._bytes + size
+  if self._reader then task.wake(self._reader) end
   if self:_pulling() and
      (n + 1 >= cfg.incoming_app_message_queue_size or
       self._bytes >= cfg.incoming_app_message_queue_bytes) then
@@ -185,6 +191,118 @@ function Conn:send_msg(m)
   return true
 end
 
+---------------------------------------------------------------- tasks
+
+-- conn:receive([timeout]) -> payload, tag | nil, "ETIMEDOUT: ...",
+-- "ETIMEDOUT" | nil, "ECLOSED: ...", "ECLOSED". Inside a task, in pull
+-- mode (no message listener): the next application message; messages
+-- that arrived before the connection closed are still returned.
+function Conn:receive(timeout)
+  task.current("conn:receive")
+  if self._on.message or self.node._on.message then
+    error("conn:receive: this connection's messages go to its message " ..
+      "listeners; receive works without conn:on/node:on(\"message\")", 2)
+  end
+  -- A task reading the connection consumes its messages: a full inbox
+  -- pauses reading (pull mode) rather than dropping them.
+  if self._pull == nil then self._pull = true end
+  local payload, tag = self:recv()
+  if payload then return payload, tag end
+  if self.closed then
+    return nil, "ECLOSED: connection closed (" .. tostring(self.closed) ..
+      ")", "ECLOSED"
+  end
+  if self._reader then
+    return nil, "EBUSY: another task is receiving on this connection",
+      "EBUSY"
+  end
+  local w = task.waiter("conn:receive", timeout, function()
+    self._reader = nil
+  end)
+  self._reader = w
+  while true do
+    local v = task.suspend(w)
+    payload, tag = self:recv()
+    if payload then
+      task.done(w)
+      return payload, tag
+    elseif v == task.TIMEOUT then
+      task.done(w)
+      return nil, string.format("ETIMEDOUT: no message within %gs",
+        timeout), "ETIMEDOUT"
+    elseif self.closed then
+      task.done(w)
+      return nil, "ECLOSED: connection closed (" .. tostring(self.closed) ..
+        ")", "ECLOSED"
+    end
+  end
+end
+
+-- conn:request(msg, match, timeout) -> payload, tag | nil, err, ENAME.
+-- Send msg (a payload string, or a P2P message table as for send_msg),
+-- then receive until match(payload, tag) holds (match nil: the first
+-- message), within timeout seconds in all. Messages that do not match are
+-- kept, in order, for the next receive/recv. Inside a task.
+function Conn:request(msg, match, timeout)
+  task.current("conn:request")
+  if match ~= nil and type(match) ~= "function" then
+    error("conn:request: expected a function (match), got " .. type(match),
+      2)
+  end
+  local ok, err, code
+  if type(msg) == "table" then
+    ok, err, code = self:send_msg(msg)
+  else
+    ok, err, code = self:send(msg)
+  end
+  if not ok then return nil, err, code end
+  local deadline = timeout and core.now() + timeout
+  local kept = {}
+  local payload, tag
+  while true do
+    local left = deadline and deadline - core.now()
+    if left and left < 0 then left = 0 end
+    payload, tag, code = self:receive(left)
+    if not payload or not match or match(payload, tag) then break end
+    kept[#kept + 1] = { payload, tag }
+  end
+  -- Put back what did not match, ahead of anything that came after.
+  for i = #kept, 1, -1 do
+    self._head = self._head - 1
+    self.inbox[self._head] = kept[i]
+    self._bytes = self._bytes + #kept[i][1]
+  end
+  if not payload then
+    if code == "ETIMEDOUT" then
+      return nil, string.format("ETIMEDOUT: no matching answer within %gs",
+        timeout), code
+    end
+    return nil, tag, code
+  end
+  return payload, tag
+end
+
+-- conn:ask_points([timeout]) -> points | nil, err, ENAME. Inside a task:
+-- send Bootstrap and wait for this peer's Advertise (its list of points).
+function Conn:ask_points(timeout)
+  task.current("conn:ask_points")
+  local node = self.node
+  local ok, err, code = self:send_msg({ type = "bootstrap" })
+  if not ok then return nil, err, code end
+  local ev
+  ev, err, code = task.wait_event(node, "conn:ask_points",
+    { "advertise", "disconnected" },
+    function(e) return e.conn_id == self.id end, timeout)
+  if not ev then return nil, err, code end
+  if ev.type == "disconnected" then
+    return nil, "ECLOSED: connection closed (" .. tostring(ev.reason) ..
+      ")", "ECLOSED"
+  end
+  return ev.points or {}
+end
+
+-- conn:on("message", fn(ev)) (ev.payload, ev.tag) | conn:on("close",
+-- fn(ev)) (its "disconnected" event: ev.code, ev.reason).
 function Conn:on(kind, fn)
   if kind ~= "message" and kind ~= "close" then
     error("conn:on: expected 'message' or 'close', got " .. tostring(kind), 2)

@@ -5,11 +5,12 @@ local core = require "luap2p.core"
 local policy = require "luap2p.policy"
 local Conn = require "luap2p.conn"
 local shell = require "luap2p.shell"
+local task = require "luap2p.task"
 
-local io, ipairs, math, os, pairs, pcall, setmetatable, string, table,
-      tostring, type =
-      io, ipairs, math, os, pairs, pcall, setmetatable, string, table,
-      tostring, type
+local io, ipairs, math, os, pairs, setmetatable, string, table, tostring,
+      type =
+      io, ipairs, math, os, pairs, setmetatable, string, table, tostring,
+      type
 
 local Node = {}
 local _M = { methods = Node, APP_TAG = 0x10 }
@@ -37,8 +38,10 @@ function Node:_call(entry, hook, ...)
   local fn = entry.module[hook]
   local prev = self._current
   self._current = entry
+  task.hold(1) -- hooks answer at once: no waiting (spawn a task instead)
   local res = table.pack(policy.guard(
     policy.entry_limits(entry, self.config), fn, self, ...))
+  task.hold(-1)
   self._current = prev
   if not res[1] and not self._closed then
     self:_policy_error(entry, hook, res[2])
@@ -78,11 +81,13 @@ function Node:_all(hook, ...)
   end
 end
 
-function Node:_listeners(kind, ...)
+-- Call the listeners of `kind` with the one event table (protected: a
+-- listener that throws is reported on stderr and the others still run).
+function Node:_listeners(kind, ev)
   local list = self._on[kind]
   if not list then return end
   for _, fn in ipairs(list) do
-    local ok, err = pcall(fn, ...)
+    local ok, err = task.pcall(fn, ev)
     if not ok then self:_error(kind .. " listener", err) end
   end
 end
@@ -101,9 +106,9 @@ function Node:_track(ev)
     end
     self:peer(ev.peer_id)
   elseif t == "connected" then
-    local conn = Conn._new(self, ev.conn)
+    local conn = Conn._new(self, ev.conn_id)
     conn:_refresh()
-    self.conns[ev.conn] = conn
+    self.conns[ev.conn_id] = conn
     if conn.point then
       local rec = self:point(conn.point, true,
         conn.incoming and "incoming" or nil)
@@ -113,10 +118,10 @@ function Node:_track(ev)
       rec.delay = 0
       rec.peer_id = conn.peer_id
     end
-    ev.connection = conn
+    ev.conn = conn
   elseif t == "disconnected" then
-    local conn = self.conns[ev.conn]
-    self.conns[ev.conn] = nil
+    local conn = ev.conn_id and self.conns[ev.conn_id]
+    if conn then self.conns[ev.conn_id] = nil end
     local rec = ev.point and self.points[ev.point]
     if rec and (not conn or rec.state == "running" or
                 rec.state == "requested") then
@@ -131,9 +136,10 @@ function Node:_track(ev)
     end
     if conn then
       conn.closed = ev.reason or "closed"
-      ev.connection = conn
+      ev.conn = conn
+      if conn._reader then task.wake(conn._reader) end
       self:_all("disconnect", conn, ev)
-      conn:_emit("close", ev.reason, ev.code)
+      conn:_emit("close", ev)
     end
   elseif t == "auth_failed" and ev.code == "EMYSELF" and ev.point then
     self:point(ev.point).ours = true
@@ -143,8 +149,22 @@ function Node:_track(ev)
   end
 end
 
+-- Every event has one shape, whoever emits it (the core or Lua): ev.type,
+-- ev.ts, ev.conn (the Conn while it runs and in its "disconnected"; nil
+-- before it runs or for a dial that failed), ev.conn_id (the connection
+-- number whenever the event concerns one), then the event's own fields.
+-- Emitters may pass `conn` as a number or a Conn.
 function Node:_event(ev)
   if self._closed then return end
+  local c = ev.conn
+  if c ~= nil then
+    if type(c) == "table" then
+      ev.conn_id = c.id
+    else
+      ev.conn_id = c
+      ev.conn = self.conns[c]
+    end
+  end
   if ev.type ~= "policy_error" then self:_track(ev) end
   ev.ts = ev.ts or os.time()
   if ev.type == "policy_error" then
@@ -160,8 +180,10 @@ function Node:_event(ev)
   else
     self:_all("event", ev)
   end
-  self:_listeners(ev.type, ev.connection or ev, ev)
+  self:_listeners(ev.type, ev)
   self:_listeners("*", ev)
+  local waits = self._waits[ev.type]
+  if waits then task.notify(waits, ev) end
 end
 
 ---------------------------------------------------------------- messages
@@ -188,6 +210,10 @@ function Node:_message(id, tag, payload)
          #answer > 0 and not conn.closed then
         conn:send_msg({ type = "advertise", points = answer })
       end
+      -- Listeners and tasks see them too, whatever the policies did.
+      self:_event({ type = m.type, conn = conn, point = m.point,
+                    points = m.points,
+                    peer_id = m.peer_id and core.peer_id_encode(m.peer_id) })
     end
     return
   end
@@ -214,7 +240,7 @@ function Node:_shell_message(conn, tag, payload)
   end
   if self:_verdict("shell", conn, msg) then return true end
   if conn.closed then return true end
-  self:_event({ type = "shell", conn = conn.id, connection = conn,
+  self:_event({ type = "shell", conn = conn,
                 point = conn.point, peer_id = conn.peer_id, msg = msg,
                 tag = tag })
   return conn.closed
@@ -237,6 +263,7 @@ function _M.dispatcher(weak)
       if ok == nil then return true end
       return ok, why
     elseif kind == "authenticated" then
+      a.conn_id = a.conn -- the events' name for the number
       local v, x, y = node:_verdict("authenticated", a)
       if v == nil then
         -- Octez default: Nack with known points on a hard refusal.

@@ -2,14 +2,15 @@
 --
 --   local p2p = require "luap2p"
 --   local node = assert(p2p.new{ identity = id, listen = "127.0.0.1:9732" })
---   node:on("message", function(conn, payload, tag) ... end)
+--   node:on("message", function(ev) ... ev.payload ... end)
 --   p2p.run()
 --
 -- The C core (luap2p.core) accepts, connects, authenticates, encrypts and
 -- frames; the Lua modules own node state and run the policy stack for
 -- every decision: node.lua (a node), conn.lua (a connection), dispatch.lua
 -- (hooks, events, messages), points.lua (points, peers, trust), stack.lua
--- (policies, reload, timers), config.lua (the config keys). See README.md.
+-- (policies, reload, timers), config.lua (the config keys), task.lua
+-- (tasks and the waits they use). See README.md.
 local core = require "luap2p.core"
 local policy = require "luap2p.policy"
 
@@ -48,9 +49,28 @@ local _M = {
 
 -- Running the loop from inside a callback (listener, hook, timer) raises:
 -- the callback's caller still holds a connection and the read buffers.
-_M.run = function() return core.run("default", "p2p.run") end
-_M.run_once = function() return core.run("once", "p2p.run_once") end
-_M.run_nowait = function() return core.run("nowait", "p2p.run_nowait") end
+local task = require "luap2p.task"
+
+-- Inside a task the loop is already running: say what to use instead.
+local function not_in_task(who)
+  if task.running() then
+    error(who .. ": cannot run the loop inside a task (it runs on the " ..
+      "loop); wait with p2p.sleep, node:wait_for or conn:receive", 3)
+  end
+end
+
+_M.run = function()
+  not_in_task("p2p.run")
+  return core.run("default", "p2p.run")
+end
+_M.run_once = function()
+  not_in_task("p2p.run_once")
+  return core.run("once", "p2p.run_once")
+end
+_M.run_nowait = function()
+  not_in_task("p2p.run_nowait")
+  return core.run("nowait", "p2p.run_nowait")
+end
 _M.stop = core.stop
 _M.backend_fd = core.backend_fd
 _M.backend_timeout = core.backend_timeout
@@ -61,6 +81,7 @@ _M.every = function(seconds, fn) return core.timer(seconds, seconds, fn) end
 -- Run the loop until pred() is true or `timeout` seconds pass.
 -- Returns true, or nil, "ETIMEDOUT: ...", "ETIMEDOUT".
 function _M.wait(pred, timeout)
+  not_in_task("p2p.wait")
   if core.in_callback() then core.run("once", "p2p.wait") end -- raises
   local deadline = core.now() + (timeout or 10)
   local expired = false
@@ -75,5 +96,13 @@ function _M.wait(pred, timeout)
   t:stop()
   return true
 end
+
+---------------------------------------------------------------- tasks
+
+-- p2p.spawn(fn, ...) -> Task: run fn(...) as a task on the loop (see
+-- luap2p.task); node:spawn(fn, ...) makes one that belongs to a node.
+_M.spawn = function(fn, ...) return task.spawn(nil, fn, ...) end
+_M.sleep = task.sleep
+_M.running = task.running
 
 return _M

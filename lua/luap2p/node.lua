@@ -7,11 +7,18 @@ local dispatch = require "luap2p.dispatch"
 local points = require "luap2p.points"
 local report = require "luap2p.report"
 local stack = require "luap2p.stack"
+local task = require "luap2p.task"
 
-local error, ipairs, pairs, pcall, setmetatable, table, tostring, type =
-      error, ipairs, pairs, pcall, setmetatable, table, tostring, type
+local error, ipairs, pairs, pcall, setmetatable, string, table, tostring,
+      type =
+      error, ipairs, pairs, pcall, setmetatable, string, table, tostring,
+      type
 
 local split_point = config.split_point
+
+local MOTIVE_NAMES = { [0] = "no_motive", "too_many_connections",
+  "unknown_chain_name", "deprecated_p2p_version",
+  "deprecated_distributed_db_version", "already_connected" }
 
 local Node = {}
 Node.__index = Node
@@ -56,6 +63,7 @@ function Node.new(cfg)
     _npeers = 0,
     _on = {}, _timers = setmetatable({}, { __mode = "k" }), _debounce = {},
     _counters = { policy_errors = 0, errors = 0, reloads = 0 },
+    _tasks = {}, _waits = {},
   }, Node)
   local stack, serr = node:_load_stack()
   if not stack then return nil, "EPOLICY: " .. serr, "EPOLICY" end
@@ -118,6 +126,76 @@ function Node:connect(p, opts)
     return nil, err, code
   end
   return id
+end
+
+---------------------------------------------------------------- tasks
+
+-- node:spawn(fn, ...) -> Task: a task that belongs to the node (it ends
+-- when the node closes; its errors are error events of the node).
+function Node:spawn(fn, ...)
+  if self._closed then error("attempt to use a closed node", 2) end
+  return task.spawn(self, fn, ...)
+end
+
+-- node:wait_for(event_type[, pred][, timeout]) -> ev | nil, err, ENAME.
+-- Inside a task: the next event of that type for which pred(ev) holds.
+function Node:wait_for(kind, pred, timeout)
+  if type(kind) ~= "string" then
+    error("node:wait_for: expected an event type, got " .. type(kind), 2)
+  end
+  if type(pred) == "number" and timeout == nil then
+    pred, timeout = nil, pred
+  end
+  if pred ~= nil and type(pred) ~= "function" then
+    error("node:wait_for: expected a function (pred), got " .. type(pred),
+      2)
+  end
+  return task.wait_event(self, "node:wait_for", { kind }, pred, timeout)
+end
+
+local DIAL_END = { "connected", "nacked", "disconnected" }
+
+-- node:dial(point[, {timeout, expected_peer_id, trusted}]) -> conn, or
+-- nil, "ENAME: message", ENAME[, nack] once the handshake ends: after the
+-- Ack (the running connection), a Nack (ENACK; nack = {motive,
+-- motive_name, points}), a failure or the timeout (the dial is dropped).
+-- Inside a task.
+function Node:dial(p, opts)
+  task.current("node:dial")
+  local id, err, code = self:connect(p, opts)
+  if not id then return nil, err, code end
+  local timeout = opts and opts.timeout or self.config.connection_timeout or
+    10
+  local seen -- the end of this dial, as soon as the core reports it
+  local ev, werr, wcode = task.wait_event(self, "node:dial", DIAL_END,
+    function(e)
+      if e.conn_id ~= id then return false end
+      seen = seen or e
+      return true
+    end, timeout, function()
+      -- Canceled or timed out: the dial in flight goes too.
+      if not seen and not self._closed then
+        self._c:disconnect(id, "dial abandoned", false)
+      end
+    end)
+  -- The end may have come in the same loop turn as the timeout.
+  ev = ev or (wcode == "ETIMEDOUT" and seen) or nil
+  if not ev then
+    if wcode == "ETIMEDOUT" then
+      werr = string.format("ETIMEDOUT: no answer from %s within %gs", p,
+        timeout)
+    end
+    return nil, werr, wcode
+  end
+  if ev.type == "connected" then return ev.conn end
+  if ev.type == "nacked" then
+    local name = MOTIVE_NAMES[ev.motive] or ("motive " .. tostring(ev.motive))
+    return nil, "ENACK: " .. p .. " refused us (Nack: " .. name .. ")",
+      "ENACK", { motive = ev.motive, motive_name = name,
+                 points = ev.points or {} }
+  end
+  local c = ev.code or "ECLOSED"
+  return nil, c .. ": " .. tostring(ev.reason or "closed"), c
 end
 
 -- Trust a point ("ip:port") or a peer id ("id...").
@@ -203,9 +281,11 @@ function Node:policies()
   return names
 end
 
--- Close every connection (Disconnect sent) and the listeners.
+-- Close every connection (Disconnect sent) and the listeners; end the
+-- node's tasks and wake the other tasks waiting on it (ECLOSED).
 function Node:close()
   if self._closed then return end
+  task.close_node(self)
   for _, conn in pairs(self.conns) do conn:close("node closing") end
   for _, entry in ipairs(self._stack or {}) do self:_stop_entry(entry) end
   self._closed = true

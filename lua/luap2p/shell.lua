@@ -5,8 +5,8 @@
 --   local payload, tag = assert(shell.encode{ type = "get_current_head",
 --                                             chain_id = "NetXdQprcVkpaWU" })
 --   conn:send(payload, tag)
---   node:on("message", function(conn, payload, tag)
---     local msg, err = shell.decode(payload, tag)
+--   node:on("message", function(ev)
+--     local msg, err = shell.decode(ev.payload, ev.tag)
 --   end)
 --
 -- The codec is C (core/wire/shell.c); this module names it and adds the

@@ -18,9 +18,9 @@ end
 
 local a, b = node(), node()
 local got = false
-a:on("message", function(conn) conn:send("pong") end)
+a:on("message", function(ev) ev.conn:send("pong") end)
 b:on("message", function() got = true end)
-b:on("connected", function(conn) conn:send("ping") end)
+b:on("connected", function(ev) ev.conn:send("ping") end)
 assert(b:connect("127.0.0.1:" .. a.port))
 assert(p2p.wait(function() return got end, 5))
 a:close()

@@ -119,7 +119,7 @@ function _M.observe(net, e, ev)
       who(net, ev.peer_id, ev.point),
       ev.reason ~= "" and ev.reason or tostring(ev.motive))
   elseif t == "disconnected" and ev.code == "EREFUSED" and
-         not ev.connection then
+         not ev.conn then
     line = string.format("%s refused %s: %s", e.name,
       who(net, ev.peer_id, ev.point), ev.reason or "?")
   elseif t == "banned" then

@@ -7,12 +7,14 @@
 local argparse = require "argparse"
 local util = require "luap2p.cli.util"
 
-local debug, io, ipairs, os, pcall, require, string, tostring, xpcall =
-      debug, io, ipairs, os, pcall, require, string, tostring, xpcall
+local debug, io, ipairs, os, pcall, require, string, table, tostring,
+      xpcall =
+      debug, io, ipairs, os, pcall, require, string, table, tostring,
+      xpcall
 
 local _M = {}
 
-_M.COMMANDS = { "identity", "node", "probe", "demo" }
+_M.COMMANDS = { "identity", "node", "probe", "demo", "run" }
 
 -- argparse prints the whole usage and exits 1 on a bad command line; the
 -- contract wants one line and exit 2, so every parser gets this handler.
@@ -57,6 +59,11 @@ end
 
 -- Run the command line `args` (a list of strings); returns the exit code.
 function _M.main(args)
+  -- `luap2p run FILE ...`: the script's own options are not luap2p's.
+  if args[1] == "run" and args[2] and not args[2]:match("^%-") then
+    return require("luap2p.cli.run").exec(args[2],
+      { table.unpack(args, 3, #args) })
+  end
   local parser, modules = _M.parser()
   local parsed = parser:parse(args)
   local mod = modules[parsed.command]
@@ -64,11 +71,18 @@ function _M.main(args)
   local ok, err = xpcall(function() code = mod.run(parsed) end,
     function(e)
       if util.is_failure(e) then return e end
+      -- Ctrl-C while Lua runs (lua5.4 turns SIGINT into this error).
+      if util.is_interrupt(e) then
+        return util.failure("interrupted", util.EXIT_INTERRUPTED)
+      end
       return debug.traceback(tostring(e), 2)
     end)
   if ok then return code or util.EXIT_OK end
   io.stdout:flush()
   if util.is_failure(err) then
+    if err.code == util.EXIT_INTERRUPTED and util.isatty(io.stderr) then
+      io.stderr:write("\r\27[K") -- over a live progress line
+    end
     io.stderr:write("luap2p ", parsed.command, ": ", err.msg, "\n")
     return err.code
   end

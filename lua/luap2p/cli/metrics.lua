@@ -76,11 +76,11 @@ function _M:observe(ev)
   elseif t == "nack_sent" then
     -- The Nack is followed by a "disconnected" of the same connection:
     -- one refusal, not two.
-    if ev.conn then self.nacked[ev.conn] = true end
+    if ev.conn_id then self.nacked[ev.conn_id] = true end
     self:inc("luap2p_refusals_total", "handshake\0" ..
       nonempty(ev.reason, motive_name(ev.motive)))
   elseif t == "disconnected" and ev.code == "EREFUSED" and
-         not ev.connection and not self.nacked[ev.conn] then
+         not ev.conn and not self.nacked[ev.conn_id] then
     -- Closed by a policy's "close" verdict after authentication.
     self:inc("luap2p_refusals_total", "handshake\0" ..
       nonempty(ev.reason, "refused"))
@@ -92,7 +92,7 @@ function _M:observe(ev)
     self:inc("luap2p_bans_total")
   end
   if t == "disconnected" then
-    if ev.conn then self.nacked[ev.conn] = nil end
+    if ev.conn_id then self.nacked[ev.conn_id] = nil end
     self:inc("luap2p_disconnections_total", ev.code or "none")
   end
 end

@@ -91,7 +91,7 @@ function _M.probe(point, id, opts)
     if done then return end
     local t = ev.type
     if t == "connected" then
-      local conn = ev.connection
+      local conn = ev.conn
       res.ok, res.answer = true, "ack"
       if conn and conn.version then
         res.negotiated = { p2p = conn.version.p2p,
@@ -123,14 +123,19 @@ function _M.probe(point, id, opts)
     res.error, res.code = cerr, ccode
     return res
   end
-  local ok = p2p.wait(function() return done end, opts.timeout or 10)
-  if not ok then
+  local stop = opts.stop or function() return false end
+  local ok = p2p.wait(function() return done or stop() end,
+    opts.timeout or 10)
+  if stop() then
+    res.ok, res.error, res.code = false, "ECANCELED: interrupted",
+      "ECANCELED"
+  elseif not ok then
     res.error = string.format("ETIMEDOUT: no answer within %gs",
       opts.timeout or 10)
     res.code = "ETIMEDOUT"
   end
-  if keep then
-    p2p.wait(function() return #node:connections() == 0 end,
+  if keep and not stop() then
+    p2p.wait(function() return #node:connections() == 0 or stop() end,
       opts.linger or 2)
   end
   -- Close politely (a Disconnect) and let the loop write it.
@@ -179,8 +184,13 @@ function _M.run(args)
     id, err = identity.generate(args.pow)
     if not id then util.fail(plain(err)) end
   end
+  -- Ctrl-C (or SIGTERM): stop waiting, close politely, exit 130.
+  local trap = util.trap_signals()
   local ok, res = pcall(_M.probe, args.point.text, id,
-    { chain = args.chain, timeout = args.timeout })
+    { chain = args.chain, timeout = args.timeout,
+      stop = function() return trap.signal ~= nil end })
+  trap.close()
+  if trap.signal then util.fail("interrupted", util.EXIT_INTERRUPTED) end
   if not ok then util.fail(tostring(res)) end
   if args.json then
     io.stdout:write(util.json(res), "\n")

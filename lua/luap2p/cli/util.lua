@@ -11,6 +11,7 @@ local error, getmetatable, io, ipairs, math, next, pairs, require,
 local _M = {}
 
 _M.EXIT_OK, _M.EXIT_RUNTIME, _M.EXIT_USAGE = 0, 1, 2
+_M.EXIT_INTERRUPTED = 130 -- 128 + SIGINT, as shells report it
 
 -- A failure raised by a subcommand and turned into one stderr line and an
 -- exit code by luap2p.cli.main.
@@ -18,10 +19,36 @@ local Failure = {}
 Failure.__index = Failure
 Failure.__tostring = function(f) return f.msg end
 
+function _M.failure(msg, code)
+  return setmetatable({ msg = msg, code = code or _M.EXIT_RUNTIME }, Failure)
+end
+
 -- Stop the command: runtime failure (exit 1) unless code says otherwise.
 function _M.fail(msg, code)
-  error(setmetatable({ msg = msg, code = code or _M.EXIT_RUNTIME }, Failure),
-    0)
+  error(_M.failure(msg, code), 0)
+end
+
+-- The error lua5.4 raises in Lua code when SIGINT arrives.
+function _M.is_interrupt(e)
+  return type(e) == "string" and e:match("interrupted!$") ~= nil
+end
+
+-- SIGINT and SIGTERM while the loop runs: remember the signal and stop
+-- the loop. Returns trap; trap.signal is set once one came; trap.close().
+function _M.trap_signals()
+  local trap = { handles = {} }
+  for _, name in ipairs({ "SIGINT", "SIGTERM" }) do
+    local s = core.signal(name, function()
+      trap.signal = name
+      core.stop()
+    end)
+    if s then trap.handles[#trap.handles + 1] = s end
+  end
+  function trap.close()
+    for _, s in ipairs(trap.handles) do s:close() end
+    trap.handles = {}
+  end
+  return trap
 end
 
 function _M.usage(msg) _M.fail(msg, _M.EXIT_USAGE) end

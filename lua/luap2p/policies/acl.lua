@@ -290,13 +290,13 @@ function _M.event(node, ev)
     -- The peer id of a connection that never authenticated is not proven
     -- (anyone can send another node's public key): greylist it only for
     -- an established connection.
-    local peer = t == "disconnected" and ev.connection and ev.peer_id or nil
+    local peer = t == "disconnected" and ev.conn and ev.peer_id or nil
     _M._greylist(node, ip_of(ev.point), peer, ev.code)
   elseif t == "rate_exceeded" then
     -- A peer past its message rate limit (the core already throttles it):
     -- greylist its IP and peer id and close, as Octez does with peers
     -- that misbehave. A trusted peer is only throttled.
-    local conn = ev.conn and node.conns[ev.conn]
+    local conn = ev.conn
     if trusted(node, ev.point, ev.peer_id) then return end
     _M._greylist(node, ip_of(conn and conn.addr or ev.point), ev.peer_id,
       "rate exceeded (" .. tostring(ev.kind) .. ")")
@@ -305,7 +305,7 @@ function _M.event(node, ev)
     -- A message that does not decode: greylist the peer and its IP
     -- (Octez p2p_conn.ml: greylister ~motive:"decoding error"). Whoever
     -- reports it closes the connection (the core, with the error's code).
-    local conn = ev.conn and node.conns[ev.conn]
+    local conn = ev.conn
     if not trusted(node, ev.point, ev.peer_id) then
       _M._greylist(node, ip_of(conn and conn.addr or ev.point), ev.peer_id,
         ev.code or "EPROTO")

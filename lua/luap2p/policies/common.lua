@@ -144,15 +144,15 @@ end
 -- Follow a swap dial to its end (connected or disconnected events).
 function _M.swap_event(node, ev)
   local s = node.state.swap
-  if not s or not ev.conn then return end
-  local p = s.pending[ev.conn]
+  if not s or not ev.conn_id then return end
+  local p = s.pending[ev.conn_id]
   if not p then return end
   if ev.type == "connected" then
-    s.pending[ev.conn] = nil
+    s.pending[ev.conn_id] = nil
     s.latest_successful = now()
     if p.drop then node:disconnect(p.drop, "swapped") end
   elseif ev.type == "disconnected" then
-    s.pending[ev.conn] = nil
+    s.pending[ev.conn_id] = nil
     s.latest_accepted = s.latest_successful
   end
 end

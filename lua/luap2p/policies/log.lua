@@ -4,7 +4,8 @@
 -- node.config.log_file (an open file) or io.stdout, flushed per line.
 -- node.config.log_level ("debug" | "info" | "warn" | "error", default
 -- "info") drops the events below it. Levels:
---   debug  accepted, connecting, authenticated, new_point, new_peer
+--   debug  accepted, connecting, authenticated, new_point, new_peer,
+--          bootstrap, advertise, swap_request, swap_ack
 --   info   connected, disconnected, nack_sent, nacked, banned, unbanned,
 --          reloaded, too_few_connections, too_many_connections, others
 --   warn   refused, auth_failed, decoding_error, and a disconnection
@@ -12,7 +13,7 @@
 --   error  policy_error
 -- JSON: {"ts":<unix seconds>,"type":"<event>","level":"<level>",...} with
 -- the event's scalar fields (and its list of points), keys sorted.
--- Human: 2024-01-31T12:00:00Z INFO  connected conn=... peer_id=...
+-- Human: 2024-01-31T12:00:00Z INFO  connected conn_id=... peer_id=...
 local cjson = require "cjson"
 
 local io, ipairs, math, os, pairs, string, table, tostring, type =
@@ -21,7 +22,8 @@ local io, ipairs, math, os, pairs, string, table, tostring, type =
 local LEVELS = { debug = 1, info = 2, warn = 3, error = 4 }
 local EVENT_LEVEL = {
   accepted = "debug", connecting = "debug", authenticated = "debug",
-  new_point = "debug", new_peer = "debug",
+  new_point = "debug", new_peer = "debug", bootstrap = "debug",
+  advertise = "debug", swap_request = "debug", swap_ack = "debug",
   refused = "warn", auth_failed = "warn", decoding_error = "warn",
   policy_error = "error",
 }
@@ -54,7 +56,7 @@ local function fields(ev)
       local tv = type(v)
       if tv == "string" or tv == "number" or tv == "boolean" then
         keys[#keys + 1] = k
-      elseif tv == "table" and k ~= "connection" then
+      elseif tv == "table" and k ~= "conn" then
         local ok = true
         for i, x in pairs(v) do
           local tx = type(x)

@@ -252,20 +252,20 @@ function _M.event(node, ev)
     -- Back-off applies whether or not this policy dialed.
     local rec = ev.point and node.points[ev.point]
     if rec then
-      if ev.connection then
+      if ev.conn then
         common.disconnected(rec, now(), _M._RECONNECT)
       else
         common.failed(rec, now(), _M._RECONNECT)
       end
     end
-    if inst.dials[ev.conn] then
-      inst.dials[ev.conn] = nil
+    if inst.dials[ev.conn_id] then
+      inst.dials[ev.conn_id] = nil
       inst.ndials = inst.ndials - 1
       schedule(node)
     end
   elseif t == "connected" then
-    if inst.dials[ev.conn] then
-      inst.dials[ev.conn] = nil
+    if inst.dials[ev.conn_id] then
+      inst.dials[ev.conn_id] = nil
       inst.ndials = inst.ndials - 1
       schedule(node)
     end
