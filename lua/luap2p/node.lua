@@ -288,12 +288,12 @@ function Node:close()
   task.close_node(self)
   for _, conn in pairs(self.conns) do conn:close("node closing") end
   for _, entry in ipairs(self._stack or {}) do self:_stop_entry(entry) end
+  self:_close_reports() -- what was suppressed, while listeners still hear
   self._closed = true
   live[self] = nil
   for t in pairs(self._timers) do pcall(t.stop, t) end
   for _, w in ipairs(self._watches or {}) do w:close() end
   for _, t in pairs(self._debounce) do pcall(t.stop, t) end
-  self:_close_reports()
   self._c:close()
 end
 Node.__close = Node.close

@@ -68,10 +68,18 @@ function Limiter:take()
   return false
 end
 
+-- Stop the summary timer; what was suppressed since the last report is
+-- reported now, so a count is never lost (a node closing, the process
+-- exiting).
 function Limiter:close()
   if self.timer then
     pcall(self.timer.stop, self.timer)
     self.timer = nil
+  end
+  local n = self.suppressed
+  if n > 0 then
+    self.suppressed = 0
+    self.emit_summary(n)
   end
 end
 
@@ -149,6 +157,9 @@ end
 
 core.on_error(_M.process_error)
 
+-- At exit (lua_close), the count of what was suppressed last.
+_M._at_exit = setmetatable({}, { __gc = function() process:close() end })
+
 ---------------------------------------------------------------- nodes
 
 local Node = {}
@@ -174,7 +185,11 @@ local function node_limiter(node, key, summary)
     local weak = setmetatable({ node = node }, { __mode = "v" })
     l = _M.limiter(function(n)
       local nd = weak.node
-      if nd and not nd._closed then nd:_report(summary(n)) end
+      if nd and not nd._closed then
+        nd:_report(summary(n))
+      else
+        to_stderr(summary(n)) -- closing: no more events
+      end
     end)
     all[key] = l
   end

@@ -10,7 +10,7 @@
 --          reloaded, too_few_connections, too_many_connections, others
 --   warn   refused, auth_failed, decoding_error, and a disconnection
 --          for misbehaviour (a code the acl greylists)
---   error  policy_error
+--   error  policy_error, error (a failed listener or timer)
 -- JSON: {"ts":<unix seconds>,"type":"<event>","level":"<level>",...} with
 -- the event's scalar fields (and its list of points), keys sorted.
 -- Human: 2024-01-31T12:00:00Z INFO  connected conn_id=... peer_id=...
@@ -25,7 +25,7 @@ local EVENT_LEVEL = {
   new_point = "debug", new_peer = "debug", bootstrap = "debug",
   advertise = "debug", swap_request = "debug", swap_ack = "debug",
   refused = "warn", auth_failed = "warn", decoding_error = "warn",
-  policy_error = "error",
+  policy_error = "error", error = "error",
 }
 local MISBEHAVIOUR = {
   EPOW = true, EAUTH = true, EMSGSIZE = true, EPROTO = true, EBADLEN = true,
