@@ -36,9 +36,9 @@ describe("examples/embed.c", function()
   it("talks to a Lua node", function()
     local node = h.node{}
     local got = {}
-    node:on("message", function(conn, payload)
-      got[#got + 1] = payload
-      conn:send("pong from lua")
+    node:on("message", function(ev)
+      got[#got + 1] = ev.payload
+      ev.conn:send("pong from lua")
     end)
     local dir = h.tmpdir()
     local log = dir .. "/embed.out"
