@@ -131,7 +131,7 @@ env:
 	@echo 'export PATH="$(CURDIR)/scripts:$$PATH"'
 
 # ------------------------------------------------------------ hardening
-# Fuzzing, sanitizers and the leak check (issue 8). Everything builds under
+# Fuzzing, sanitizers and the leak check. Everything builds under
 # build/ (build/fuzz, build/asan), so `make clean` removes it.
 #
 # Targets

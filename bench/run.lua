@@ -1,4 +1,4 @@
--- luap2p benchmarks against the physical limits (issue 7).
+-- luap2p benchmarks against the physical limits.
 --
 --   lua5.4 bench/run.lua [--quick] [--runs N] [--only NAME,...] [--json FILE]
 --

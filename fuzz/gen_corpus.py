@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Write the libFuzzer seed corpora under fuzz/corpus/<target>/.
 
-Seeds are the known-answer vectors of /work/shared/VECTORS.md (real
-messages from TezEdge tests and a mainnet node), wrapped in the input
+Seeds are the known-answer vectors of the specs (real messages from
+TezEdge's tests, tezedge/tezedge @ feba75be45ce, and a mainnet node; docs/PROTOCOL.md), wrapped in the input
 layout each target documents at its top. Run from the repository root:
     python3 fuzz/gen_corpus.py
 The output is committed; rerunning gives the same files.
@@ -14,7 +14,7 @@ import struct
 H = bytes.fromhex
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 
-# VECTORS.md section 1 / 5: raw connection messages (u16 prefix included).
+# TezEdge crypto/src/nonce.rs: raw connection messages (u16 prefix included).
 SENT_MSG = H(
     "00874d1b98317bd6efad8352a7144c9eb0b218c9130e0a875973908ddc894b764ffc0d7f"
     "176cf800b978af9e919bdc35122585168475096d0ebcaca1f2a1172412b91b363ff484d1"

@@ -1,4 +1,4 @@
--- luap2p.policies.acl: the Octez greylist (PROTOCOL.md §7: the IP, never
+-- luap2p.policies.acl: the Octez greylist (docs/PROTOCOL.md §7: the IP, never
 -- the port, on bad proof of work / auth / size / encoding; not on
 -- timeouts or EOF), bounded as an LRU, and admin bans persisted to
 -- config.ban_file across restarts.

@@ -1,4 +1,4 @@
--- cli: scripts/luap2p run as real processes (DESIGN.md, command line
+-- cli: scripts/luap2p run as real processes (the README's command line
 -- contract): outputs, exit codes (0 ok, 1 runtime, 2 usage) and every bad
 -- input giving one clear line on stderr; identity files; node processes
 -- probed, reloaded with SIGHUP and scraped for metrics; the demo; the

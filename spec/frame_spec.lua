@@ -1,7 +1,8 @@
 -- frame: encrypted chunks (luap2p.Channel) and message reassembly
--- (luap2p.MsgReader). Known answers: /work/shared/VECTORS.md sections 1-2
--- (copied here) and spec/vectors/gen_frame.py (PyNaCl crypto_box_afternm,
--- Octez's chunk cutting written out in Python) -> spec/vectors/frame.lua.
+-- (luap2p.MsgReader). Known answers: TezEdge's crypto/src/nonce.rs and
+-- crypto/src/crypto_box.rs (tezedge/tezedge @ feba75be45ce, copied here)
+-- and spec/vectors/gen_frame.py (PyNaCl crypto_box_afternm, Octez's chunk
+-- cutting written out in Python) -> spec/vectors/frame.lua.
 local core = require "luap2p.core"
 local C = require "check"
 local fails, raises, unhex = C.fails, C.raises, C.unhex

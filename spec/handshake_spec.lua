@@ -1,7 +1,8 @@
--- Handshake state machine (core/handshake.c) and its binding
--- (core/lua_handshake.c). Known answers come from /work/shared/VECTORS.md
--- (real nodes, TezEdge tests) and from spec/vectors/gen_handshake.py
--- (Python hashlib + PyNaCl, independent of core/).
+-- Handshake state machine (core/wire/handshake.c, conn_msg.c) and its
+-- binding (core/lua/lua_handshake.c). Known answers come from TezEdge's
+-- tests (tezedge/tezedge @ feba75be45ce: real nodes' connection messages)
+-- and from spec/vectors/gen_handshake.py (Python hashlib + PyNaCl,
+-- independent of core/).
 local core = require "luap2p.core"
 local C = require "check"
 local hex, unhex = C.hex, C.unhex
@@ -118,7 +119,7 @@ describe("handshake", function()
   end)
 
   describe("nonces", function()
-    -- VECTORS.md section 1: raw connection chunks of a 2018 sandbox.
+    -- TezEdge crypto/src/nonce.rs: raw connection chunks of a 2018 sandbox.
     local sent = unhex("00874d1b98317bd6efad8352a7144c9eb0b218c9130e0a8759"
       .. "73908ddc894b764ffc0d7f176cf800b978af9e919bdc35122585168475096d0ebcac"
       .. "a1f2a1172412b91b363ff484d1c64c03417e0e755e696c386a0000002d53414e4442"

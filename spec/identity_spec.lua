@@ -1,7 +1,8 @@
 -- identity: keys, peer ids (Base58Check), proof of work, identity.json.
--- Known answers come from /work/shared/VECTORS.md (copied here with their
--- section) and from spec/vectors/gen_identity.py (Python hashlib + PyNaCl)
--- whose output is spec/vectors/identity.lua.
+-- Known answers come from TezEdge's tests (tezedge/tezedge @
+-- feba75be45ce: crypto/src/proof_of_work.rs, crypto/src/nonce.rs; copied
+-- here with their file) and from spec/vectors/gen_identity.py (Python
+-- hashlib + PyNaCl) whose output is spec/vectors/identity.lua.
 local core = require "luap2p.core"
 local C = require "check"
 local fails, hex, raises, unhex = C.fails, C.hex, C.raises, C.unhex
@@ -15,7 +16,8 @@ local function threads_now()
   return tonumber(s:match("Threads:%s*(%d+)"))
 end
 
--- VECTORS.md section 4: the identity with its secret key.
+-- The TezEdge test identity of crypto/src/proof_of_work.rs, with its
+-- secret key.
 local VEC4 = {
   peer_id = "idssJHDL1z8fkryZaYVF9fQRMktoWg",
   public_key =
@@ -25,7 +27,7 @@ local VEC4 = {
   proof_of_work_stamp = "d1d0ebd55784bc92852d913dbf0fb5152d505b567d930fb2",
 }
 
--- PROTOCOL.md section 1: a real Octez identity from a public tutorial.
+-- A real Octez identity, published in a public Octez tutorial.
 local TUTORIAL = {
   pk = "34a911ff9258d7c23b44844372a54c2a2a031d41e275e6a7d1251d1aeb95e207",
   stamp = "70e5ea8e85745a54f1a1d11b7c650e56f57f5c76243c072f",
@@ -63,7 +65,7 @@ describe("identity", function()
   end)
 
   describe("peer ids", function()
-    it("match every peer id of VECTORS.md section 4", function()
+    it("match every peer id of the TezEdge vectors", function()
       local cases = {
         { VEC4.public_key, VEC4.peer_id },
         { "98317bd6efad8352a7144c9eb0b218c9130e0a875973908ddc894b764ffc0d7f",
@@ -84,7 +86,7 @@ describe("identity", function()
       end
     end)
 
-    it("is BLAKE2b with a 16-byte digest (VECTORS.md section 4)", function()
+    it("is BLAKE2b with a 16-byte digest (TezEdge vectors)", function()
       local pk = unhex(
         "2cc1b580f4b8b1f6dbd0aa1d9cde2655c2081c07d7e61249aad8b11d954fb01a")
       assert.are.equal("a158a0fb7958a4e8f0219960d1cd9fe8",
@@ -134,7 +136,7 @@ describe("identity", function()
   end)
 
   describe("proof-of-work target", function()
-    it("matches VECTORS.md section 3 for 24, 26 and 0 bits", function()
+    it("matches TezEdge proof_of_work.rs for 24, 26 and 0 bits", function()
       assert.are.equal(
         "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffff000000",
         hex(core.pow_target(24.0)))
@@ -169,7 +171,8 @@ describe("identity", function()
   end)
 
   describe("proof-of-work check", function()
-    it("accepts the VECTORS.md section 3 stamp at 24 and 26 bits", function()
+    it("accepts the TezEdge proof_of_work.rs stamp at 24 and 26 bits",
+      function()
       local pk = unhex(VEC4.public_key)
       local stamp = unhex(VEC4.proof_of_work_stamp)
       assert.is_true(core.pow_check(pk, stamp, 24.0))
@@ -178,7 +181,7 @@ describe("identity", function()
       assert.is_false(core.pow_check(pk, stamp, 27.0))
     end)
 
-    it("accepts the mainnet node's stamp of VECTORS.md section 5", function()
+    it("accepts the stamp of a mainnet node's connection message", function()
       local pk = unhex(
         "70387c4cbd115833626a88a9f2b9bbadd70705f5ad059f494655ac823620c641")
       local stamp = unhex("0ec0d9b1716ad6d59d0cc551c96992c8031df8c77735d211")
@@ -389,7 +392,7 @@ describe("identity", function()
       return msg
     end
 
-    it("reads the VECTORS.md section 4 identity", function()
+    it("reads the TezEdge test identity", function()
       local id = parse_ok(json_of(VEC4))
       assert.are.equal(VEC4.peer_id, id:peer_id())
       assert.are.equal(VEC4.public_key, hex(id:public_key()))

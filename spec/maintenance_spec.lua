@@ -1,4 +1,4 @@
--- luap2p.policies.maintenance: Octez bounds (PROTOCOL.md §8,
+-- luap2p.policies.maintenance: Octez bounds (docs/PROTOCOL.md §8,
 -- p2p_maintenance.ml), reconnection back-off (p2p_point_state.ml,
 -- point_reconnection_config.ml), and the maintenance end to end: a node
 -- reaching its minimum through Bootstrap/Advertise from a seed, and a
@@ -12,7 +12,7 @@ local common = require "luap2p.policies.common"
 local node = h.quiet
 
 describe("maintenance bounds", function()
-  it("10/50/100 gives 23/36/68/84 (PROTOCOL.md §8)", function()
+  it("10/50/100 gives 23/36/68/84 (docs/PROTOCOL.md §8)", function()
     assert.same({ min_threshold = 23, min_target = 36, max_target = 68,
                   max_threshold = 84 }, M._bounds(10, 50, 100))
   end)

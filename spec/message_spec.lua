@@ -1,5 +1,6 @@
 -- message: the P2P message codec (core.msg_encode / core.msg_decode).
--- Known answers: /work/shared/VECTORS.md section 6 (copied here) and
+-- Known answers: TezEdge tezos/messages/tests/ (tezedge/tezedge @ feba75be45ce;
+-- encoding_peer.rs, encoding_peer_message.rs; copied here) and
 -- spec/vectors/gen_frame.py (envelopes built in Python from Octez
 -- p2p_message.ml) -> spec/vectors/frame.lua.
 local core = require "luap2p.core"
@@ -17,7 +18,7 @@ end
 local TAGS = { disconnect = 1, bootstrap = 2, advertise = 3,
                swap_request = 4, swap_ack = 5 }
 
--- VECTORS.md section 6.
+-- TezEdge tezos/messages/tests/encoding_peer.rs.
 local ADVERTISE_PAYLOAD = "0000001e5b666538303a3a653832383a323039643a32306"
   .. "53a633061655d3a333735000000133233342e3132332e3132342e39313a39383736"
   .. "000000133132332e3132332e3132342e32313a39383736"

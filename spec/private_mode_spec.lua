@@ -1,4 +1,4 @@
--- luap2p.policies.private_mode end to end (PROTOCOL.md §7-8): a private
+-- luap2p.policies.private_mode end to end (docs/PROTOCOL.md §7-8): a private
 -- node among five public ones talks only to trusted points and peers,
 -- announces private_node, never advertises nor acts on Advertise/Swap, and
 -- its peers never advertise it.

@@ -1,4 +1,4 @@
--- Hot reload under live traffic (issue 5, DESIGN.md "Hot reload"): 50
+-- Hot reload under live traffic (README, "Policies"): 50
 -- connections exchange messages while the policy file is rewritten 100
 -- times through good versions, a syntax error, a runtime error in
 -- check(), a top-level endless loop, a hook that loops forever and a hook

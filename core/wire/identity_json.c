@@ -2,7 +2,7 @@
  * identity_json.c - reading and writing identity.json (pure: no Lua, no
  * libuv, no I/O: text in, text out).
  *
- * Facts from Octez src/lib_p2p/p2p_identity.ml (its encoding):
+ * Facts from Octez src/lib_base/p2p_identity.ml (its encoding):
  * {"peer_id" (optional), "public_key", "secret_key", "proof_of_work_stamp"},
  * bytes as hex. The parser is a small strict JSON reader: any valid JSON
  * object is accepted (unknown keys skipped, depth bounded), the first

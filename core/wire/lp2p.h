@@ -1,7 +1,7 @@
 /*
  * lp2p.h - the one public header of the luap2p C core.
  *
- * Three layers (see DESIGN.md):
+ * Three layers (docs/ARCHITECTURE.md):
  *   pure   identity.c, handshake.c, frame.c: no Lua, no libuv, no I/O;
  *          caller-allocated state, bytes in -> bytes/events out.
  *   I/O    conn.c, handler.c: libuv sockets, timers, queues, limits.

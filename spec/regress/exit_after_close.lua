@@ -1,4 +1,4 @@
--- Reproducer (issue 8, found by `make sanitize` on examples/hello.lua):
+-- Reproducer (found by `make sanitize` on examples/hello.lua):
 -- close both nodes right after a message exchange and let the process end
 -- without running the loop again. The graceful close of the connection
 -- waits for its Disconnect write; when the Lua state closes, lua_loop.c's

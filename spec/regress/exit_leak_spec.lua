@@ -1,4 +1,4 @@
--- Regression (issue 8): a process that closes its nodes and exits without
+-- Regression: a process that closes its nodes and exits without
 -- running the loop again must not leak them. The reproducer runs in a
 -- child lua5.4 with libasan preloaded: LeakSanitizer's interceptors see
 -- the plain build's allocations too, so this needs no sanitized build.

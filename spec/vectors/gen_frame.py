@@ -162,7 +162,7 @@ def lua(v, ind=""):
 def main():
     out = {}
 
-    # VECTORS.md section 2: beforenm(pk, sk) and one chunk.
+    # TezEdge crypto/src/crypto_box.rs: beforenm(pk, sk) and one chunk.
     pk = bytes.fromhex("96678b88756dd6cfd6c129980247b70a6e44da77823c3672a2ec"
                        "0eae870d8646")
     sk = bytes.fromhex("a18dc11cb480ebd31081e1541df8bd70c57da0fa419b5036242f"

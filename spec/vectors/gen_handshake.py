@@ -74,7 +74,8 @@ def nack(motive, points):
             + items)
 
 
-# Known payloads of VECTORS.md section 6 (TezEdge tests, a mainnet node):
+# Known payloads of TezEdge's tezos/messages/tests/ (tezedge/tezedge @ feba75be45ce) and a
+# mainnet node:
 # building them here from the Octez encoding must give the same bytes.
 MAINNET_POINTS = [
     "213.239.201.79:9732", "75.155.65.171:9732", "46.245.179.162:9732",

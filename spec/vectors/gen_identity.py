@@ -121,7 +121,7 @@ def main():
       "sources.")
     w("return {")
 
-    # --- peer ids of public keys (VECTORS.md + deterministic keys)
+    # --- peer ids of public keys (TezEdge vectors + deterministic keys)
     pks = [
         "34a911ff9258d7c23b44844372a54c2a2a031d41e275e6a7d1251d1aeb95e207",
         "d8246d13d0270cbfff4046b6d94b05ab19920bc5ad9fb77f3e945c40b340e874",

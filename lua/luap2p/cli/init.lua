@@ -2,7 +2,7 @@
 --
 -- Each subcommand lives in luap2p.cli.<name> and exports define(parser),
 -- which adds its command to the argparse parser, and run(args) -> exit code.
--- Exit codes (DESIGN.md, command line contract): 0 ok, 1 runtime failure
+-- Exit codes (the README's command-line section): 0 ok, 1 runtime failure
 -- (one line on stderr), 2 usage error (one line on stderr).
 local argparse = require "argparse"
 local util = require "luap2p.cli.util"

@@ -1,4 +1,4 @@
--- luap2p.policies.acl: the Octez access-control list (PROTOCOL.md §7-8).
+-- luap2p.policies.acl: the Octez access-control list (docs/PROTOCOL.md §7-8).
 --
 -- Greylist: an IP whose connection fails authentication or sends
 -- malformed data (EPOW, EAUTH, EMSGSIZE, EPROTO, EBADLEN, ETRUNC, EEXTRA;

@@ -1,4 +1,4 @@
--- luap2p.policies.private_mode: Octez private mode (PROTOCOL.md §7-8).
+-- luap2p.policies.private_mode: Octez private mode (docs/PROTOCOL.md §7-8).
 --
 -- Active only when node.config.private_mode is set; otherwise every hook
 -- returns nil (no opinion). In private mode:
