@@ -80,13 +80,17 @@ static int send_text(lp2p_node *n, uint64_t conn, const char *text) {
 }
 
 
-/* An application message: msg is its tag (u16, big-endian) then payload. */
+/* A message: its tag (u16, big-endian) then its payload. Tags below 0x10
+ * are P2P messages (Bootstrap, Advertise, Swap: a node's policies answer
+ * them; this one ignores them), the others application messages. */
 static int hook_message(void *ud, uint64_t conn, const uint8_t *msg,
                         size_t len) {
   side *s = ud;
   if (len < 2)
     return 0;
   unsigned tag = (unsigned)msg[0] << 8 | msg[1];
+  if (tag < APP_TAG)
+    return 0;
   printf("%s got tag 0x%x: %.*s\n", s->name, tag, (int)(len - 2),
          (const char *)msg + 2);
   s->got++;
