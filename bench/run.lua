@@ -11,7 +11,7 @@
 -- timeout(1) and is killed at the end. Not part of `make test`.
 --
 -- Figures (names for --only): stream, small, handshake, syscalls, idle, pow,
--- crypto.
+-- crypto, flood.
 local ROOT do
   local dir = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/.."
   local p = io.popen('cd "' .. dir .. '" && pwd')
@@ -40,7 +40,7 @@ do
     else
       io.stderr:write("usage: lua5.4 bench/run.lua [--quick] [--peers] ",
         "[--runs N] ",
-        "[--only stream,small,handshake,syscalls,idle,pow,crypto] " ..
+        "[--only stream,small,handshake,syscalls,idle,pow,crypto,flood] " ..
         "[--json FILE]\n")
       os.exit(2)
     end
@@ -51,10 +51,10 @@ end
 -- Durations: a full run stays under 5 minutes, --quick under 1.
 local P = opt.quick and {
   runs = 3, secs = 0.5, hs_secs = 0.6, idle_n = 2000, idle_runs = 1,
-  reloads = 10, crypto_secs = 0.2, pow_secs = 0.5,
+  reloads = 10, crypto_secs = 0.2, pow_secs = 0.5, flood_runs = 1,
 } or {
   runs = 5, secs = 2, hs_secs = 2, idle_n = 10000, idle_runs = 2,
-  reloads = 30, crypto_secs = 0.5, pow_secs = 1.5,
+  reloads = 30, crypto_secs = 0.5, pow_secs = 1.5, flood_runs = 3,
 }
 P.runs = opt.runs or P.runs
 local function want(name) return opt.only == nil or opt.only[name] end
@@ -513,6 +513,44 @@ local function fig_idle()
   add("reload_files", s.reload_files)
 end
 
+-- An honest peer's ping round trip (every 10 ms) to a node, alone, then
+-- while a third process floods the node with Bootstrap or 1-byte
+-- application messages (bench/flood.lua; the victim runs without the
+-- acl, so the flood lasts the whole measurement, only throttled).
+local function fig_flood()
+  local d = math.max(P.secs, 1)
+  local function victim(name)
+    local srv = lua_child(name, "flood.lua", "victim secs=" .. (d + 4),
+      d + 20)
+    local port = read_until(srv, "^PORT (%d+)")
+    if not port then
+      finish(srv)
+      error("flood: the victim did not start (see " .. srv.log .. ")")
+    end
+    return srv, port
+  end
+  local srv, port = victim("flood-victim-none")
+  local p = finish(lua_child("flood-ping-none", "flood.lua",
+    "ping port=" .. port .. " secs=" .. d .. " delay=0.5", d + 10))
+  finish(srv)
+  add("rtt_none_med", p.rtt_med_ms)
+  add("rtt_none_p99", p.rtt_p99_ms)
+  for _, kind in ipairs({ "bootstrap", "app" }) do
+    srv, port = victim("flood-victim-" .. kind)
+    local fl = lua_child("flood-" .. kind, "flood.lua", "flood port=" ..
+      port .. " kind=" .. kind .. " secs=" .. (d + 3), d + 15)
+    p = finish(lua_child("flood-ping-" .. kind, "flood.lua",
+      "ping port=" .. port .. " secs=" .. d .. " delay=0.5", d + 10))
+    local f = finish(fl)
+    local v = finish(srv)
+    add("rtt_" .. kind .. "_med", p.rtt_med_ms)
+    add("rtt_" .. kind .. "_p99", p.rtt_p99_ms)
+    add("rtt_" .. kind .. "_lost", p.lost)
+    add("flood_" .. kind .. "_sent", f.sent)
+    add("flood_" .. kind .. "_dispatched", v.msgs_in)
+  end
+end
+
 ---------------------------------------------------------------- table
 
 local function si(v, unit)
@@ -640,6 +678,27 @@ local function build_table()
       M.load_ms and string.format("%.1fx", M.reload_ms / M.load_ms) or "n/a",
       "< 5 ms, 0 dropped",
       yesno(M.reload_ms < 5 and (M.reload_dropped or 0) == 0))
+  end
+  for _, kind in ipairs({ "bootstrap", "app" }) do
+    local med, p99 = M["rtt_" .. kind .. "_med"], M["rtt_" .. kind .. "_p99"]
+    if med then
+      local what = kind == "app" and "1-byte application messages" or
+        "Bootstrap"
+      row(string.format("honest ping RTT while one peer floods %s, " ..
+        "median / p99", what),
+        string.format("%.2f / %.2f ms", med, p99 or 0),
+        string.format("%.2f / %.2f ms without the flood",
+          M.rtt_none_med or 0, M.rtt_none_p99 or 0),
+        string.format("%.1fx / %.1fx", div(med, M.rtt_none_med) or 0,
+          div(p99, M.rtt_none_p99) or 0),
+        "p99 < 50 ms, 0 lost",
+        yesno(p99 ~= nil and p99 < 50 and
+          (M["rtt_" .. kind .. "_lost"] or 0) == 0))
+      row(string.format("  ref: %s flood: messages dispatched by the " ..
+        "node (rate-limited) / sent by the flooder", kind),
+        si(M["flood_" .. kind .. "_dispatched"], "msg"),
+        si(M["flood_" .. kind .. "_sent"], "msg"), "", "", "")
+    end
   end
   if M.lp_pow or M.blake2b then
     local r = div(M.lp_pow, M.blake2b)
@@ -853,6 +912,9 @@ local function main()
     if want("syscalls") and r == 1 then guarded("syscalls", fig_syscalls) end
     if want("pow") then guarded("pow", fig_pow) end
     if want("idle") and r <= P.idle_runs then guarded("idle", fig_idle) end
+    if want("flood") and r <= P.flood_runs then
+      guarded("flood", fig_flood)
+    end
   end
   local M, n = build_table()
   print()
