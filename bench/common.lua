@@ -56,7 +56,8 @@ function M.node(cfg)
               max_connections = 1000000,
               max_incoming_connections = 4096, backlog = 4096,
               maintenance_interval = 3600, default_policies = false,
-              app_messages = "raw" } -- payloads of any size and content
+              app_messages = "raw", -- payloads of any size and content
+              app_message_rate = 0 } -- the machine's limit, not the config's
   for k, v in pairs(cfg or {}) do c[k] = v end
   return p2p.new(c)
 end

@@ -35,10 +35,15 @@ end
 
 if role == "victim" then
   -- The benchmark node's generous limits, but the default per-peer rate
-  -- limits and fairness caps: those are what is measured.
+  -- limits and fairness caps (from the config schema): those are what is
+  -- measured.
+  local default = {}
+  for _, row in ipairs(require("luap2p.config").SCHEMA) do
+    default[row[1]] = row[3]
+  end
   local node, err = B.node({ listen = "127.0.0.1:0",
-    app_message_rate = 10000, app_message_burst = 20000,
-    p2p_message_rate = 10, p2p_message_burst = 100 })
+    app_message_rate = default.app_message_rate,
+    app_message_burst = default.app_message_burst })
   if not node then B.fail(err) end
   local dispatched = 0
   node:on("message", function(conn, payload)

@@ -403,11 +403,27 @@ static void on_timeout(uv_timer_t *t) {
 
 enum { DELIVER_GO = 0, DELIVER_STOP = 1, DELIVER_YIELD = 2 };
 
+static int has_stash(const lp2p_conn *c);
+static void new_pass(lp2p_conn *c);
+
+
 /* Every connection reads into the node's one buffer: a read is consumed
- * (or stashed) before the loop runs another callback. */
+ * (or stashed) before the loop runs another callback. A connection that
+ * spent this pass's budget, or has input held back, gets an empty buffer:
+ * libuv then skips it for this pass (UV_ENOBUFS) and, the socket being
+ * still readable, polls it again at the next one, with no epoll churn. */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   lp2p_conn *c = h->data;
   (void)hint;
+  if (c->state == LP2P_CONN_RUNNING) {
+    const lp2p_node_config *cfg = &c->node->cfg;
+    new_pass(c);
+    if (has_stash(c) || c->pass_bytes >= cfg->read_pass_bytes ||
+        c->pass_msgs >= cfg->read_pass_msgs) {
+      *buf = uv_buf_init(NULL, 0);
+      return;
+    }
+  }
   *buf = uv_buf_init((char *)c->node->readbuf, LP2P_READ_BUF_SIZE);
 }
 
@@ -758,11 +774,12 @@ static void after_input(lp2p_conn *c, int rc) {
   }
   if (c->state != LP2P_CONN_RUNNING)
     return;
+  /* Paused or throttled: stop reading (for long). Otherwise keep the
+   * socket polled; what is stashed is fed at the next pass (the prepare
+   * handle), and on_alloc holds new input back until then. */
   int held_back = (c->paused && !c->draining) || c->throttled;
-  int spent = rc == DELIVER_YIELD || c->pass_bytes >= n->cfg.read_pass_bytes ||
-              c->pass_msgs >= n->cfg.read_pass_msgs;
-  set_reading(c, !held_back && !spent && !has_stash(c));
-  set_yielded(c, !held_back && (spent || has_stash(c)));
+  set_reading(c, !held_back);
+  set_yielded(c, !held_back && has_stash(c));
   lp2p__conn_recount(c);
   if (n->buffered > n->cfg.incoming_buffer_bytes)
     lp2p__node_enforce_budget(n);
@@ -780,7 +797,8 @@ static void new_pass(lp2p_conn *c) {
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   lp2p_conn *c = s->data;
-  if (nread == 0 || c->state == LP2P_CONN_CLOSING)
+  /* UV_ENOBUFS: on_alloc held this pass's input back. */
+  if (nread == 0 || nread == UV_ENOBUFS || c->state == LP2P_CONN_CLOSING)
     return;
   if (nread < 0) {
     int code = (int)nread;
@@ -799,8 +817,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     new_pass(c);
     c->pass_bytes += (size_t)nread;
     if (has_stash(c)) {
-      /* Input arrived while held back (a read already under way):
-       * behind what is stashed, in order. */
+      /* Cannot happen (on_alloc holds input back while anything is
+       * stashed), but order must hold: behind what is stashed. */
       int e = buf_reserve(&c->cstash, &c->cstash_cap, c->cstash_len + len);
       if (e == 0) {
         memcpy(c->cstash + c->cstash_len, data, len);
