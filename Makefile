@@ -19,7 +19,8 @@
 #   CC          C compiler (default cc)
 #   OPT         optimisation and debug flags (default -O2 -g)
 #   LUA         Lua 5.4 interpreter used for specs and scripts (default lua5.4)
-#   PKG_CONFIG  pkg-config (default pkg-config); finds libuv, libsodium, lua5.4
+#   PKG_CONFIG  pkg-config (default pkg-config); finds libuv, libsodium,
+#               libmicrohttpd, lua5.4
 #   EXTRA_CFLAGS / EXTRA_LDFLAGS  appended (sanitizers, coverage)
 #   BUSTED_ARGS extra arguments for busted (e.g. BUSTED_ARGS=spec/frame_spec.lua)
 #
@@ -34,8 +35,10 @@ LUA ?= lua5.4
 PKG_CONFIG ?= pkg-config
 BUSTED ?= /usr/bin/busted
 
-DEPS_CFLAGS = $(shell $(PKG_CONFIG) --cflags libuv libsodium lua5.4 2>/dev/null)
-DEPS_LIBS = $(shell $(PKG_CONFIG) --libs libuv libsodium 2>/dev/null)
+DEPS_CFLAGS = $(shell $(PKG_CONFIG) --cflags libuv libsodium libmicrohttpd lua5.4 2>/dev/null)
+# libmicrohttpd: headers only; the core dlopen()s it on first use (see
+# core/net/http.c for why it is not linked).
+DEPS_LIBS = $(shell $(PKG_CONFIG) --libs libuv libsodium 2>/dev/null) -ldl
 
 CFLAGS = $(OPT) -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden \
          -Wall -Wextra -Wshadow -Wno-unused-parameter $(DEPS_CFLAGS) \

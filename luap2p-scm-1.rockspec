@@ -26,6 +26,7 @@ dependencies = {
   "lua >= 5.4",
   "lua-cjson >= 2.1.0",
   "argparse >= 0.7.0",
+  "luasocket >= 3.0",
 }
 test_dependencies = {
   "busted >= 2.0",
@@ -34,6 +35,7 @@ test_dependencies = {
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
   SODIUM = { header = "sodium.h", library = "sodium" },
+  MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },
 }
 build = {
   type = "builtin",
@@ -56,6 +58,7 @@ build = {
         "core/net/conn.c",
         "core/net/fs.c",
         "core/net/handler.c",
+        "core/net/http.c",
         "core/net/pow_workers.c",
         "core/wire/admission.c",
         "core/wire/ban.c",
@@ -71,11 +74,15 @@ build = {
         "core/wire/shell.c",
       },
       defines = { "_GNU_SOURCE" },
-      libraries = { "uv", "sodium", "pthread", "m" },
-      incdirs = { "$(LIBUV_INCDIR)", "$(SODIUM_INCDIR)" },
-      libdirs = { "$(LIBUV_LIBDIR)", "$(SODIUM_LIBDIR)" },
+      -- libmicrohttpd is dlopen()ed on first use (core/net/http.c)
+      libraries = { "uv", "sodium", "dl", "pthread", "m" },
+      incdirs = { "$(LIBUV_INCDIR)", "$(SODIUM_INCDIR)",
+                  "$(MICROHTTPD_INCDIR)" },
+      libdirs = { "$(LIBUV_LIBDIR)", "$(SODIUM_LIBDIR)",
+                  "$(MICROHTTPD_LIBDIR)" },
     },
     ["luap2p.cli.ban_policy"] = "lua/luap2p/cli/ban_policy.lua",
+    ["luap2p.cli.ctl"] = "lua/luap2p/cli/ctl.lua",
     ["luap2p.cli.demo"] = "lua/luap2p/cli/demo.lua",
     ["luap2p.cli.identity"] = "lua/luap2p/cli/identity.lua",
     ["luap2p.cli"] = "lua/luap2p/cli/init.lua",
@@ -102,6 +109,7 @@ build = {
     ["luap2p.policies.private_mode"] = "lua/luap2p/policies/private_mode.lua",
     ["luap2p.policy"] = "lua/luap2p/policy.lua",
     ["luap2p.report"] = "lua/luap2p/report.lua",
+    ["luap2p.rpc"] = "lua/luap2p/rpc.lua",
     ["luap2p.shell"] = "lua/luap2p/shell.lua",
   },
   install = {

@@ -27,7 +27,7 @@ describe("acl greylist", function()
     local ban_file = dir .. "/bans.json"
     -- The server wants 20 bits; the client's identity has none.
     local srv = keep(node{ pow_bits = 20, greylist_timeout = 0.6,
-                           ban_file = ban_file })
+                           ban_file = ban_file, greylist_loopback = true })
     local cli = keep(node{})
     local rs = h.record(srv)
     assert(cli:connect(srv.addr))
@@ -73,7 +73,7 @@ describe("acl greylist", function()
 
   it("greylists IP and peer id of a peer sending an undecodable P2P " ..
      "message (the core closes it)", function()
-    local srv = keep(node{})
+    local srv = keep(node{ greylist_loopback = true })
     local cli = keep(node{})
     local rs = h.record(srv)
     assert(cli:connect(srv.addr))
@@ -91,7 +91,7 @@ describe("acl greylist", function()
 
   it("greylists IP and peer id of a peer advertising a malformed point " ..
      "(a decoding_error event, as Octez), not only closes", function()
-    local srv = keep(node{})
+    local srv = keep(node{ greylist_loopback = true })
     local cli = keep(node{})
     local rs = h.record(srv)
     assert(cli:connect(srv.addr))
@@ -115,7 +115,7 @@ describe("acl greylist", function()
 
   it("on a decoding_error event reported by Lua (a message a policy " ..
      "cannot decode): greylists; the reporter closes", function()
-    local srv = keep(node{})
+    local srv = keep(node{ greylist_loopback = true })
     local cli = keep(node{})
     assert(cli:connect(srv.addr))
     h.wait(function() return h.nconns(srv) == 1 end, 5, "connected")
@@ -149,6 +149,37 @@ describe("acl greylist", function()
     srv:_event({ type = "auth_failed", code = "EMSGSIZE",
                  point = "[2001:db8::7]:9732" })
     assert.is_true(srv:banned("2001:db8::7"))
+  end)
+
+  it("never greylists loopback by default (no localhost trap), nor the " ..
+     "IP of a trusted point", function()
+    -- A real failure from 127.0.0.1: bad proof of work.
+    local srv = keep(node{ pow_bits = 20 })
+    local cli = keep(node{})
+    local rs = h.record(srv)
+    assert(cli:connect(srv.addr))
+    h.wait(function() return #rs.auth_failed == 1 end, 5, "auth failed")
+    assert.equal("EPOW", rs.auth_failed[1].code)
+    h.sleep(0.05)
+    assert.equal(0, #rs.banned)
+    assert.is_false(srv:banned("127.0.0.1"))
+    for _, ip in ipairs({ "127.0.0.1", "127.8.9.10", "::1" }) do
+      assert.is_false(acl(srv)._greylist(srv, ip, nil, "EAUTH"), ip)
+      assert.is_false(srv:banned(ip), ip)
+    end
+    -- the peer id of a misbehaving local peer is still greylisted
+    local pid = peer_id()
+    assert.is_true(acl(srv)._greylist(srv, "127.0.0.1", pid, "EAUTH"))
+    assert.is_true(srv:banned(pid))
+    assert.is_false(srv:banned("127.0.0.1"))
+    -- a trusted point's IP, connecting from any port
+    srv:trust("10.0.0.9:9732")
+    srv:_event({ type = "auth_failed", code = "EAUTH",
+                 point = "10.0.0.9:40123" })
+    assert.is_false(srv:banned("10.0.0.9"))
+    srv:_event({ type = "auth_failed", code = "EAUTH",
+                 point = "10.0.0.8:40123" })
+    assert.is_true(srv:banned("10.0.0.8"))
   end)
 
   it("keeps 100 000 distinct failing IPs at its greylist_size cap",

@@ -8,94 +8,11 @@ local core = require "luap2p.core"
 local identity = require "luap2p.identity"
 local h = require "helper"
 
-local ROOT = (function()
-  local p = io.popen("pwd")
-  local d = p:read("l")
-  p:close()
-  return d
-end)()
-local CLI = ROOT .. "/scripts/luap2p"
-
-local function q(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-
--- Run `args` (a shell fragment) through the CLI; returns stdout, stderr,
--- exit code. `pre` is an optional shell prefix (cd somewhere).
-local function run(args, pre)
-  local err = os.tmpname()
-  local p = assert(io.popen(string.format("%stimeout 60 %s %s 2>%s",
-    pre or "", q(CLI), args, q(err))))
-  local out = p:read("a")
-  local _, _, code = p:close()
-  local e = h.read_file(err) or ""
-  os.remove(err)
-  return out, e, code
-end
-
-local function lines(s)
-  local t = {}
-  for l in s:gmatch("[^\n]+") do t[#t + 1] = l end
-  return t
-end
-
--- A usage or runtime failure: exactly one stderr line matching `pattern`,
--- nothing on stdout unless allowed.
-local function fails(code, pattern, out, err, got, stdout_ok)
-  assert.equal(code, got, "exit code; stderr: " .. err)
-  local l = lines(err)
-  assert.equal(1, #l, "one line on stderr, got: " .. err)
-  assert.matches(pattern, l[1])
-  if not stdout_ok then assert.equal("", out) end
-end
-
-local function sleep(s) os.execute("sleep " .. s) end
-
--- Poll a file until pred(text) holds; returns the text.
-local function wait_file(path, pred, timeout, what)
-  local deadline = os.time() + (timeout or 10)
-  while true do
-    local text = h.read_file(path) or ""
-    if pred(text) then return text end
-    if os.time() > deadline then
-      error("timed out waiting for " .. what .. "; file has:\n" .. text)
-    end
-    sleep(0.05)
-  end
-end
-
--- JSON objects, one per line, of a --log json output.
-local function events(text)
-  local list = {}
-  for l in text:gmatch("[^\n]+") do
-    local ok, v = pcall(cjson.decode, l)
-    assert(ok, "not a JSON line: " .. l)
-    list[#list + 1] = v
-  end
-  return list
-end
-
-local function find(evs, pred)
-  for _, e in ipairs(evs) do if pred(e) then return e end end
-end
-
--- A background CLI process: pid, stdout/stderr files, exit code file.
-local function spawn(dir, name, args)
-  local p = {
-    out = dir .. "/" .. name .. ".out", err = dir .. "/" .. name .. ".err",
-    pidf = dir .. "/" .. name .. ".pid", rcf = dir .. "/" .. name .. ".rc",
-  }
-  os.execute(string.format("sh -c %s >/dev/null 2>&1 &", q(string.format(
-    "%s %s >%s 2>%s & echo $! >%s; wait $!; echo $? >%s", q(CLI), args,
-    q(p.out), q(p.err), q(p.pidf), q(p.rcf)))))
-  p.pid = tonumber(wait_file(p.pidf, function(t) return t:match("%d+\n") end,
-    5, name .. " pid"):match("%d+"))
-  function p.kill(sig) os.execute("kill -" .. sig .. " " .. p.pid) end
-  function p.wait_exit(timeout)
-    return tonumber(wait_file(p.rcf, function(t) return t:match("%d+") end,
-      timeout or 10, name .. " exit"):match("%d+"))
-  end
-  function p.events() return events(h.read_file(p.out) or "") end
-  return p
-end
+local c = require "cli_helper"
+local ROOT, CLI, q, run, lines, fails, sleep, wait_file, events, find,
+      spawn, write_identity =
+      c.ROOT, c.CLI, c.q, c.run, c.lines, c.fails, c.sleep, c.wait_file,
+      c.events, c.find, c.spawn, c.write_identity
 
 -- GET path from 127.0.0.1:port with a raw TCP client (bash /dev/tcp).
 local function http_get(port, path)
@@ -105,12 +22,6 @@ local function http_get(port, path)
   local text = p:read("a")
   p:close()
   return text
-end
-
-local function write_identity(path, bits)
-  local id = assert(identity.generate(bits or 0))
-  assert(identity.save(id, path, { force = true }))
-  return id:peer_id()
 end
 
 describe("cli", function()
@@ -377,6 +288,24 @@ describe("cli", function()
       assert.equal("ECONNREFUSED", v.code)
     end)
 
+    it("probe explains a close during the handshake", function()
+      local path = dir .. "/strict.json"
+      write_identity(path)
+      -- a node that wants 20 bits of proof of work closes on our 0
+      local n = spawn(dir, "strict", string.format("node --identity %s " ..
+        "--listen 127.0.0.1:0 --pow 20 --log json --min-connections 0",
+        q(path)))
+      local started = events(wait_file(n.out, function(t)
+        return t:find('"started"', 1, true) end, 10, "strict started"))[1]
+      local out, err, code = run("probe " .. started.point)
+      fails(1, "no answer from " .. started.point:gsub("%.", "%%.") ..
+        ": the remote closed during the handshake: it likely requires " ..
+        "more proof of work %(try %-%-pow 26%) or another chain " ..
+        "%(%-%-chain%)", out, err, code)
+      n.kill("TERM")
+      assert.equal(0, n.wait_exit(10))
+    end)
+
     it("runs nodes: probe, SIGHUP after a policy edit, metrics, clean " ..
        "shutdown", function()
       local ida, idb = dir .. "/a.json", dir .. "/b.json"
@@ -448,7 +377,7 @@ describe("cli", function()
 
       -- metrics
       local page = http_get(mport, "/metrics")
-      assert.matches("^HTTP/1%.0 200 OK\r\n", page)
+      assert.matches("^HTTP/1%.[01] 200 OK\r\n", page)
       assert.matches("Content%-Type: text/plain; version=0%.0%.4", page)
       assert.matches('\nluap2p_connections{state="running",' ..
         'direction="incoming"} 1\n', page)
@@ -460,14 +389,14 @@ describe("cli", function()
       assert.matches("\nluap2p_bytes_out_total [1-9]%d*\n", page)
       assert.matches('\nluap2p_events_total{type="reloaded"} [1-9]', page)
       assert.matches('\nluap2p_info{peer_id="' .. peer_a, page)
-      assert.matches("^HTTP/1%.0 404", http_get(mport, "/nope"))
+      assert.matches("^HTTP/1%.[01] 404", http_get(mport, "/nope"))
       -- an oversized request head is refused, and the server lives on
       local p = assert(io.popen(string.format("timeout 5 bash -c %s", q(
-        string.format("exec 3<>/dev/tcp/127.0.0.1/%d; head -c 20000 " ..
+        string.format("exec 3<>/dev/tcp/127.0.0.1/%d; head -c 40000 " ..
           "/dev/zero | tr '\\0' a >&3; cat <&3", mport)))))
-      assert.matches("^HTTP/1%.0 431 ", p:read("a"))
+      assert.matches("^HTTP/1%.[01] 414 ", p:read("a"))
       p:close()
-      assert.matches("^HTTP/1%.0 200 OK\r\n", http_get(mport, "/metrics"))
+      assert.matches("^HTTP/1%.[01] 200 OK\r\n", http_get(mport, "/metrics"))
 
       -- SIGTERM a: exit 0, and b hears the Disconnect
       a.kill("TERM")

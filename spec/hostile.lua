@@ -142,11 +142,13 @@ end
 ---------------------------------------------------------------- nodes
 
 -- A node on 127.0.0.1 for these specs (default policies on: the acl
--- greylists misbehaving IPs as a deployed node would).
+-- greylists misbehaving IPs as a deployed node would; the attackers are
+-- on 127.x addresses, hence greylist_loopback).
 function _M.node(cfg)
   local c = { identity = core.identity_generate(), pow_bits = 0,
               listen = "127.0.0.1:0", min_connections = 0,
-              maintenance_interval = 3600, app_messages = "raw" }
+              maintenance_interval = 3600, app_messages = "raw",
+              greylist_loopback = true }
   for k, v in pairs(cfg or {}) do c[k] = v end
   local node = assert(p2p.new(c))
   node.addr = "127.0.0.1:" .. node.port

@@ -1,5 +1,6 @@
 -- luap2p.cli.metrics: Prometheus text exposition (format 0.0.4) of a node,
--- served by `luap2p node --metrics HOST:PORT` at /metrics.
+-- served at /metrics by the node's RPC server (luap2p.rpc; `luap2p node
+-- --rpc-addr HOST:PORT`, or `--metrics HOST:PORT` for /metrics alone).
 --
 -- Counters come from the node's event stream (node:on("*")), gauges and
 -- byte counts from node:stat() and node:connections() at scrape time.
@@ -196,21 +197,6 @@ function _M:render()
   end
   out[#out + 1] = ""
   return table.concat(out, "\n")
-end
-
--- Serve the metrics at http://host:port/metrics. Returns the server and
--- the bound port, or nil, "ENAME: message", "ENAME".
-function _M:serve(host, port)
-  return core.http_serve(host, port, function(target)
-    local path = target:match("^[^?#]*")
-    if path == "/metrics" then
-      return 200, _M.CONTENT_TYPE, self:render()
-    elseif path == "/" then
-      return 200, "text/plain; charset=utf-8",
-        "luap2p node " .. self.node.peer_id .. ": metrics at /metrics\n"
-    end
-    return 404, "text/plain; charset=utf-8", "not found; try /metrics\n"
-  end)
 end
 
 return _M

@@ -1,11 +1,13 @@
 -- luap2p node: a full node from the command line: listen, dial --peer
 -- points, run the default policies after any --policy files, reload them
 -- on SIGHUP, stop cleanly on SIGINT or SIGTERM (every peer gets a
--- Disconnect), log events, serve metrics.
+-- Disconnect), log events, serve the RPC (--rpc-addr: Octez's /network
+-- RPCs and /metrics) or metrics alone (--metrics).
 local p2p = require "luap2p"
 local config = require "luap2p.config"
 local identity = require "luap2p.identity"
 local metrics = require "luap2p.cli.metrics"
+local rpc = require "luap2p.rpc"
 local util = require "luap2p.cli.util"
 
 local core = p2p.core
@@ -23,7 +25,7 @@ local FLAGS = {
   max_connections = "--max-connections",
   max_incoming_connections = "--max-incoming", private_mode = "--private",
   log = "--log", app_messages = "--app-messages",
-  too_many_rule = "--too-many-rule",
+  too_many_rule = "--too-many-rule", greylist_timeout = "--greylist-timeout",
 }
 _M.FLAGS = FLAGS
 
@@ -59,7 +61,7 @@ function _M.define(parser)
       "  luap2p node --identity id.json --listen 0.0.0.0:9732 \\\n" ..
       "      --peer 203.0.113.5:9732 --log json\n" ..
       "  luap2p node --identity id.json --listen 127.0.0.1:9732 \\\n" ..
-      "      --policy examples/ban_policy.lua --metrics 127.0.0.1:9100\n" ..
+      "      --policy examples/ban_policy.lua --rpc-addr 127.0.0.1:8732\n" ..
       "HOST is an IP address (IPv6 in brackets); port 0 picks a free " ..
       "port.")
   cmd:option("--identity", "identity.json of this node " ..
@@ -84,7 +86,13 @@ function _M.define(parser)
     :argname("HOST:PORT"):count("*"):convert(util.peer_point)
   -- The command line logs by default; a library node does not.
   key_option(cmd, "log", "human|json", true):default("human")
-  cmd:option("--metrics", "Serve Prometheus metrics at " ..
+  key_option(cmd, "greylist_timeout", "SECONDS")
+  cmd:option("--rpc-addr", "Serve the RPC (Octez /network RPCs, " ..
+    "/luap2p/..., /metrics) at http://HOST:PORT.")
+    :argname("HOST:PORT"):convert(util.listen_point)
+  cmd:flag("--rpc-allow-write", "Allow the RPCs that change the node " ..
+    "(ban, trust, kick, reload); refused with 403 otherwise.")
+  cmd:option("--metrics", "Serve only Prometheus metrics at " ..
     "http://HOST:PORT/metrics.")
     :argname("HOST:PORT"):convert(util.listen_point)
 end
@@ -163,30 +171,38 @@ function _M.run(args)
 
   local point = string.format(args.listen.family == 6 and "[%s]:%d" or
     "%s:%d", args.listen.host, node.port)
-  local server, mport
-  if args.metrics then
-    local m = metrics.new(node)
-    local merr
-    server, mport, merr = m:serve(args.metrics.host, args.metrics.port)
-    if not server then
+  -- HTTP servers: the RPC (with /metrics) and/or metrics alone.
+  local servers = {}
+  local m = (args.metrics or args.rpc_addr) and metrics.new(node)
+  local function serve(addr, flag, metrics_only)
+    local r = rpc.new(node, { metrics = m, metrics_only = metrics_only,
+                              allow_write = args.rpc_allow_write })
+    local srv, port, code = r:serve(addr.host, addr.port)
+    if not srv then
       node:close()
-      if merr == "EADDRINUSE" then
-        util.fail(string.format("cannot serve --metrics on %s: address " ..
-          "already in use (EADDRINUSE); choose another port",
-          args.metrics.text))
+      if code == "EADDRINUSE" then
+        util.fail(string.format("cannot serve %s on %s: address " ..
+          "already in use (EADDRINUSE); choose another port", flag,
+          addr.text))
       end
-      util.fail(string.format("cannot serve --metrics on %s: %s",
-        args.metrics.text, plain(mport)))
+      util.fail(string.format("cannot serve %s on %s: %s", flag,
+        addr.text, plain(port)))
     end
+    servers[#servers + 1] = srv
+    return string.format(addr.family == 6 and "http://[%s]:%d" or
+      "http://%s:%d", addr.host, port)
   end
-  local murl = mport and string.format(args.metrics.family == 6 and
-    "http://[%s]:%d/metrics" or "http://%s:%d/metrics", args.metrics.host,
-    mport)
+  local rurl = args.rpc_addr and serve(args.rpc_addr, "--rpc-addr", false)
+  local murl = args.metrics and
+    serve(args.metrics, "--metrics", true) .. "/metrics"
+  local extra = ""
+  if rurl then extra = extra .. ", RPC at " .. rurl end
+  if murl then extra = extra .. ", metrics at " .. murl end
   say(string.format("luap2p node %s listening on %s (chain %s)%s",
-    node.peer_id, point, args.chain,
-    murl and ", metrics at " .. murl or ""),
+    node.peer_id, point, args.chain, extra),
     { type = "started", peer_id = node.peer_id, point = point,
-      chain = args.chain, metrics = murl, policies = node:policies() })
+      chain = args.chain, rpc = rurl, metrics = murl,
+      policies = node:policies() })
 
   local signals = {}
   local stopping = false
@@ -199,7 +215,7 @@ function _M.run(args)
     say("luap2p node: " .. signame .. ", closing connections",
       { type = "stopping", signal = signame })
     node:close() -- a Disconnect to every peer, then close
-    if server then server:close() end
+    for _, srv in ipairs(servers) do srv:close() end
     for _, s in ipairs(signals) do s:close() end
     -- A peer that does not read cannot hold the process forever.
     local t = core.timer(SHUTDOWN_GRACE, nil, function() p2p.stop() end)

@@ -197,7 +197,16 @@ function _M.run(args)
   elseif res.peer_id then
     io.stdout:write(human(res))
   end
-  if not res.ok then
+  if not res.ok and (res.code == "EOF" or res.code == "ECONNRESET") then
+    -- Connected, then dropped before any answer: Octez closes without a
+    -- word on a proof of work below its target or a chain it does not
+    -- serve.
+    util.fail(string.format("no answer from %s: the remote closed " ..
+      "during the handshake: it likely requires more proof of work " ..
+      "(try --pow %s) or another chain (--chain)", res.point,
+      args.identity and "N with a stronger --identity" or
+      (args.pow < 26 and "26" or "N > " .. args.pow)))
+  elseif not res.ok then
     util.fail(string.format("no answer from %s: %s", res.point,
       plain(res.error)))
   end

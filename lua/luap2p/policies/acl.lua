@@ -20,7 +20,10 @@
 -- and Swap messages, or application messages, over the node's
 -- p2p_message_* / app_message_* buckets) is greylisted and closed too.
 --
--- Trusted points and peers are never greylisted.
+-- Trusted points and peers are never greylisted, nor the IP of a trusted
+-- point; loopback addresses (127.0.0.0/8, ::1) are not either unless
+-- config.greylist_loopback is true: a local test network or a probe run
+-- on the node's own machine must not lock the operator out for a day.
 local cjson = require "cjson"
 local p2p = require "luap2p"
 local common = require "luap2p.policies.common"
@@ -144,6 +147,20 @@ local function greylisted(l, key)
   return n ~= nil and n.expires > now()
 end
 
+local function loopback(ip)
+  return ip ~= nil and (ip:match("^127%.%d+%.%d+%.%d+$") ~= nil or
+    ip == "::1" or ip:match("^::ffff:127%.") ~= nil)
+end
+_M._loopback = loopback
+
+-- True when ip is the address of a trusted point.
+local function trusted_ip(node, ip)
+  for p, rec in pairs(node.points) do
+    if rec.trusted and p2p.split_point(p) == ip then return true end
+  end
+  return false
+end
+
 -- Greylist an IP (and, for an authenticated connection, its peer id).
 -- Returns true when something was added.
 function _M._greylist(node, ip, peer_id, why)
@@ -151,6 +168,10 @@ function _M._greylist(node, ip, peer_id, why)
   local cfg = node.config
   local secs = cfg.greylist_timeout
   if secs <= 0 or cfg.greylist_size <= 0 then return false end
+  if ip and ((loopback(ip) and not cfg.greylist_loopback) or
+             trusted_ip(node, ip)) then
+    ip = nil
+  end
   local added = false
   local t = now()
   if ip and not s.admin[ip] then
