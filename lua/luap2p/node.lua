@@ -158,7 +158,8 @@ local DIAL_END = { "connected", "nacked", "disconnected" }
 -- node:dial(point[, {timeout, expected_peer_id, trusted}]) -> conn, or
 -- nil, "ENAME: message", ENAME[, nack] once the handshake ends: after the
 -- Ack (the running connection), a Nack (ENACK; nack = {motive,
--- motive_name, points}), a failure or the timeout (the dial is dropped).
+-- motive_name, points, peer_id}), a failure or the timeout (the dial is
+-- dropped).
 -- Inside a task.
 function Node:dial(p, opts)
   task.current("node:dial")
@@ -192,7 +193,7 @@ function Node:dial(p, opts)
     local name = MOTIVE_NAMES[ev.motive] or ("motive " .. tostring(ev.motive))
     return nil, "ENACK: " .. p .. " refused us (Nack: " .. name .. ")",
       "ENACK", { motive = ev.motive, motive_name = name,
-                 points = ev.points or {} }
+                 points = ev.points or {}, peer_id = ev.peer_id }
   end
   local c = ev.code or "ECLOSED"
   return nil, c .. ": " .. tostring(ev.reason or "closed"), c
