@@ -1,6 +1,7 @@
 -- luap2p inside a luv program: one luv loop drives everything, through
--- the bridge of luap2p.luv (a poll on p2p.backend_fd(), p2p.run_nowait(),
--- and a timer for p2p.backend_timeout()).
+-- the bridge of luap2p.luv (a poll on p2p.backend_fd(), p2p.run_nowait()
+-- before and after each luv poll, a timer for p2p.backend_timeout()),
+-- which re-arms itself on every luv iteration.
 --
 --   lua5.4 examples/embed_luv.lua      (from a built checkout; needs luv:
 --                                      apt install lua-luv)
@@ -51,8 +52,7 @@ b:on("message", function(ev)
   finish()
 end)
 
-assert(b:connect("127.0.0.1:" .. a.port))
-bridge:pump()
+assert(b:connect("127.0.0.1:" .. a.port)) -- the bridge sees it by itself
 -- A guard so the example never hangs.
 local guard = uv.new_timer()
 guard:start(10000, 0, function()

@@ -53,8 +53,7 @@ describe("embed", function()
       timed_out = true
       finish()
     end)
-    assert(b:connect(a.addr))
-    bridge:pump()
+    assert(b:connect(a.addr)) -- no bridge:pump(): the bridge re-arms itself
     uv.run()
 
     tick:close()
@@ -69,8 +68,37 @@ describe("embed", function()
     assert.same({ "pong 1", "pong 2", "pong 3" }, got_b)
     assert.equal(2, timer_fired)
     assert.is_true(ticks >= 5, "luv's own timer ran alongside: " .. ticks)
-    assert.is_true(bridge.pumps > 3)
+    assert.is_true(bridge.runs > 3)
     h.close()
+  end)
+
+  it("fires a luap2p timer made in a luv callback on time, and runs " ..
+     "tasks, with nothing but uv.run()", function()
+    local bridge = require("luap2p.luv").attach(uv)
+    local order = {}
+    local t = p2p.spawn(function()
+      p2p.sleep(0.1)
+      order[#order + 1] = "task slept 0.1"
+    end)
+    local start = uv.new_timer()
+    local later = uv.new_timer()
+    start:start(10, 0, function()
+      -- Created from luv, while luap2p's loop waits on nothing sooner.
+      p2p.after(0.2, function() order[#order + 1] = "luap2p timer 0.2" end)
+      later:start(250, 0, function()
+        order[#order + 1] = "luv timer 0.25"
+        uv.stop()
+      end)
+    end)
+    local guard = uv.new_timer()
+    guard:start(5000, 0, function() uv.stop() end)
+    uv.run()
+    for _, handle in ipairs{ start, later, guard } do handle:close() end
+    bridge:close()
+    uv.run("nowait")
+    assert.equal("done", t.status)
+    assert.same({ "task slept 0.1", "luap2p timer 0.2", "luv timer 0.25" },
+      order)
   end)
 
   it("runs examples/embed_luv.lua to completion", function()
