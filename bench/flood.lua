@@ -46,9 +46,9 @@ if role == "victim" then
     app_message_burst = default.app_message_burst })
   if not node then B.fail(err) end
   local dispatched = 0
-  node:on("message", function(conn, payload)
+  node:on("message", function(ev)
     dispatched = dispatched + 1
-    if payload:sub(1, 4) == "rtt:" then conn:send(payload) end
+    if ev.payload:sub(1, 4) == "rtt:" then ev.conn:send(ev.payload) end
   end)
   io.stdout:write("PORT ", node.port, "\n")
   io.stdout:flush()
@@ -95,8 +95,8 @@ elseif role == "ping" then
   if not node then B.fail(err) end
   local conn = connect(node)
   local sent, rtts = {}, {}
-  conn:on("message", function(_, payload)
-    local i = tonumber(payload:match("^rtt:(%d+)$"))
+  conn:on("message", function(ev)
+    local i = tonumber(ev.payload:match("^rtt:(%d+)$"))
     if i and sent[i] then
       rtts[#rtts + 1] = core.now() - sent[i]
       sent[i] = nil
