@@ -14,6 +14,9 @@
 #   make clean
 #   make env        print shell lines that put this checkout's modules and
 #                   the luap2p command on the paths: eval "$(make -s env)"
+#   make install    copy the module, the Lua files and the command to
+#                   INST_LIBDIR, INST_LUADIR, INST_BINDIR (LuaRocks calls
+#                   `make` then `make install`: luap2p-scm-1.rockspec)
 #
 # Variables (override on the command line: make CC=clang)
 #   CC          C compiler (default cc)
@@ -21,7 +24,16 @@
 #   LUA         Lua 5.4 interpreter used for specs and scripts (default lua5.4)
 #   PKG_CONFIG  pkg-config (default pkg-config); finds libuv, libsodium,
 #               libmicrohttpd, lua5.4
-#   EXTRA_CFLAGS / EXTRA_LDFLAGS  appended (sanitizers, coverage)
+#   LUA_CFLAGS  where lua.h is (default: pkg-config lua5.4; LuaRocks passes
+#               -I$(LUA_INCDIR))
+#   DEPS_LIBS   libuv and libsodium link flags (default: pkg-config, else
+#               -luv -lsodium)
+#   EXTRA_CFLAGS / EXTRA_LDFLAGS  appended (sanitizers, coverage; LuaRocks
+#               passes the libuv and libsodium directories it found)
+#   INST_LIBDIR / INST_LUADIR / INST_BINDIR  where `make install` copies
+#               core.so (as luap2p/core.so), lua/luap2p and scripts/luap2p
+#               (default /usr/local/lib/lua/5.4, /usr/local/share/lua/5.4,
+#               /usr/local/bin)
 #   BUSTED_ARGS extra arguments for busted (e.g. BUSTED_ARGS=spec/frame_spec.lua)
 #
 # Defines (-D): none required. LP2P_VERSION lives in core/wire/lp2p.h.
@@ -35,10 +47,16 @@ LUA ?= lua5.4
 PKG_CONFIG ?= pkg-config
 BUSTED ?= /usr/bin/busted
 
-DEPS_CFLAGS = $(shell $(PKG_CONFIG) --cflags libuv libsodium libmicrohttpd lua5.4 2>/dev/null)
+LUA_CFLAGS ?= $(shell $(PKG_CONFIG) --cflags lua5.4 2>/dev/null)
+DEPS_CFLAGS = $(shell $(PKG_CONFIG) --cflags libuv libsodium libmicrohttpd \
+                2>/dev/null) $(LUA_CFLAGS)
 # libmicrohttpd: headers only; the core dlopen()s it on first use (see
 # core/net/http.c for why it is not linked).
-DEPS_LIBS = $(shell $(PKG_CONFIG) --libs libuv libsodium 2>/dev/null) -ldl
+DEPS_LIBS ?= $(shell $(PKG_CONFIG) --libs libuv libsodium 2>/dev/null || \
+               echo -luv -lsodium) -ldl
+INST_LIBDIR ?= /usr/local/lib/lua/5.4
+INST_LUADIR ?= /usr/local/share/lua/5.4
+INST_BINDIR ?= /usr/local/bin
 
 CFLAGS = $(OPT) -std=c11 -D_GNU_SOURCE -fPIC -fvisibility=hidden \
          -Wall -Wextra -Wshadow -Wno-unused-parameter $(DEPS_CFLAGS) \
@@ -58,7 +76,8 @@ MODULE = build/luap2p/core.so
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/build/?.so;;
 
-.PHONY: all deps test demo bench bench-quick bench-peers clean readme-config embed env
+.PHONY: all deps test demo bench bench-quick bench-peers clean readme-config embed env \
+        install
 
 all: $(MODULE)
 
@@ -119,6 +138,14 @@ $(EMBED): examples/embed.c $(LIB) $(HDRS)
 	$(CC) $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow \
 	  -Wno-unused-parameter -Icore/net $(DEPS_CFLAGS) $(EXTRA_CFLAGS) \
 	  -o $@ examples/embed.c $(LIB) $(DEPS_LIBS) -lpthread -lm
+
+# Every Lua file under lua/luap2p keeps its path; the command is copied.
+install: $(MODULE)
+	install -d $(INST_LIBDIR)/luap2p $(INST_BINDIR)
+	install -m 0755 $(MODULE) $(INST_LIBDIR)/luap2p/core.so
+	cd lua && find luap2p -name '*.lua' | while read -r f; do \
+	  install -D -m 0644 "$$f" "$(INST_LUADIR)/$$f" || exit 1; done
+	install -m 0755 scripts/luap2p $(INST_BINDIR)/luap2p
 
 readme-config:
 	$(LUA) scripts/readme-config.lua README.md

@@ -3,8 +3,6 @@
 --   luarocks --lua-version 5.4 make                  (from a checkout)
 --   luarocks --lua-version 5.4 make --deps-mode=none (Debian: lua-cjson and
 --                                 lua-argparse installed with apt)
--- When core/ gains a .c file, add it to sources below (the Makefile finds
--- them by itself; builtin rockspecs list them).
 rockspec_format = "3.0"
 package = "luap2p"
 version = "scm-1"
@@ -31,91 +29,33 @@ dependencies = {
 test_dependencies = {
   "busted >= 2.0",
   "luv",
+  "luasocket",
 }
 external_dependencies = {
   LIBUV = { header = "uv.h", library = "uv" },
   SODIUM = { header = "sodium.h", library = "sodium" },
   MICROHTTPD = { header = "microhttpd.h", library = "microhttpd" },
 }
+-- One build: LuaRocks runs the Makefile (`make`, then `make install`),
+-- so a rock gets the same flags, defines and single exported symbol
+-- (luaopen_luap2p_core, -fvisibility=hidden) as a checkout, and new source
+-- files need no listing here.
 build = {
-  type = "builtin",
-  modules = {
-    ["luap2p.core"] = {
-      sources = {
-        "core/lua/lua_admission.c",
-        "core/lua/lua_config.c",
-        "core/lua/lua_core.c",
-        "core/lua/lua_frame.c",
-        "core/lua/lua_fs.c",
-        "core/lua/lua_guard.c",
-        "core/lua/lua_handshake.c",
-        "core/lua/lua_http.c",
-        "core/lua/lua_identity.c",
-        "core/lua/lua_loop.c",
-        "core/lua/lua_message.c",
-        "core/lua/lua_node.c",
-        "core/lua/lua_shell.c",
-        "core/net/conn.c",
-        "core/net/fs.c",
-        "core/net/handler.c",
-        "core/net/http.c",
-        "core/net/pow_workers.c",
-        "core/wire/admission.c",
-        "core/wire/ban.c",
-        "core/wire/base58.c",
-        "core/wire/conn_msg.c",
-        "core/wire/error.c",
-        "core/wire/frame.c",
-        "core/wire/handshake.c",
-        "core/wire/identity.c",
-        "core/wire/identity_json.c",
-        "core/wire/message.c",
-        "core/wire/point.c",
-        "core/wire/shell.c",
-      },
-      defines = { "_GNU_SOURCE" },
-      -- libmicrohttpd is dlopen()ed on first use (core/net/http.c)
-      libraries = { "uv", "sodium", "dl", "pthread", "m" },
-      incdirs = { "$(LIBUV_INCDIR)", "$(SODIUM_INCDIR)",
-                  "$(MICROHTTPD_INCDIR)" },
-      libdirs = { "$(LIBUV_LIBDIR)", "$(SODIUM_LIBDIR)",
-                  "$(MICROHTTPD_LIBDIR)" },
-    },
-    ["luap2p.cli.ban_policy"] = "lua/luap2p/cli/ban_policy.lua",
-    ["luap2p.cli.ctl"] = "lua/luap2p/cli/ctl.lua",
-    ["luap2p.cli.demo"] = "lua/luap2p/cli/demo.lua",
-    ["luap2p.cli.identity"] = "lua/luap2p/cli/identity.lua",
-    ["luap2p.cli"] = "lua/luap2p/cli/init.lua",
-    ["luap2p.cli.metrics"] = "lua/luap2p/cli/metrics.lua",
-    ["luap2p.cli.node"] = "lua/luap2p/cli/node.lua",
-    ["luap2p.cli.probe"] = "lua/luap2p/cli/probe.lua",
-    ["luap2p.cli.run"] = "lua/luap2p/cli/run.lua",
-    ["luap2p.cli.util"] = "lua/luap2p/cli/util.lua",
-    ["luap2p.config"] = "lua/luap2p/config.lua",
-    ["luap2p.conn"] = "lua/luap2p/conn.lua",
-    ["luap2p.dispatch"] = "lua/luap2p/dispatch.lua",
-    ["luap2p.node"] = "lua/luap2p/node.lua",
-    ["luap2p.points"] = "lua/luap2p/points.lua",
-    ["luap2p.stack"] = "lua/luap2p/stack.lua",
-    ["luap2p.task"] = "lua/luap2p/task.lua",
-    ["luap2p.identity"] = "lua/luap2p/identity.lua",
-    ["luap2p"] = "lua/luap2p/init.lua",
-    ["luap2p.luv"] = "lua/luap2p/luv.lua",
-    ["luap2p.policies.acl"] = "lua/luap2p/policies/acl.lua",
-    ["luap2p.policies.answerer"] = "lua/luap2p/policies/answerer.lua",
-    ["luap2p.policies.common"] = "lua/luap2p/policies/common.lua",
-    ["luap2p.policies.log"] = "lua/luap2p/policies/log.lua",
-    ["luap2p.policies.maintenance"] = "lua/luap2p/policies/maintenance.lua",
-    ["luap2p.policies.private_mode"] = "lua/luap2p/policies/private_mode.lua",
-    ["luap2p.policy"] = "lua/luap2p/policy.lua",
-    ["luap2p.report"] = "lua/luap2p/report.lua",
-    ["luap2p.rpc"] = "lua/luap2p/rpc.lua",
-    ["luap2p.shell"] = "lua/luap2p/shell.lua",
+  type = "make",
+  build_target = "all",
+  build_variables = {
+    LUA_CFLAGS = "-I$(LUA_INCDIR)",
+    EXTRA_CFLAGS = "-I$(LIBUV_INCDIR) -I$(SODIUM_INCDIR) " ..
+      "-I$(MICROHTTPD_INCDIR)",
+    EXTRA_LDFLAGS = "-L$(LIBUV_LIBDIR) -L$(SODIUM_LIBDIR)",
   },
-  install = {
-    bin = { luap2p = "scripts/luap2p" },
+  install_target = "install",
+  install_variables = {
+    INST_LIBDIR = "$(LIBDIR)",
+    INST_LUADIR = "$(LUADIR)",
+    INST_BINDIR = "$(BINDIR)",
   },
-  copy_directories = { "examples" },
+  copy_directories = { "examples", "docs" },
 }
 test = {
   type = "busted",

@@ -509,31 +509,54 @@ describe("cli", function()
   end)
 
   describe("luap2p-scm-1.rockspec", function()
-    it("lists every C source and every Lua module, and installs the CLI",
+    it("builds with the Makefile and lists every test dependency",
       function()
       local env = {}
       local chunk = assert(loadfile("luap2p-scm-1.rockspec", "t", env))
       chunk()
-      local mods = env.build.modules
-      local sources = {}
-      for _, s in ipairs(mods["luap2p.core"].sources) do sources[s] = true end
-      local p = io.popen("ls core/*/*.c")
-      for f in p:lines() do
-        assert.is_true(sources[f] == true, f .. " missing from the rockspec")
-        sources[f] = nil
-      end
-      p:close()
-      assert.is_nil(next(sources), "listed but absent")
-      p = io.popen("cd lua && find luap2p -name '*.lua' | sort")
-      for f in p:lines() do
-        local name = f:gsub("%.lua$", ""):gsub("/init$", ""):gsub("/", ".")
-        assert.equal("lua/" .. f, mods[name], name)
-      end
-      p:close()
-      assert.equal("scripts/luap2p", env.build.install.bin.luap2p)
-      assert.equal("builtin", env.build.type)
+      assert.equal("make", env.build.type)
+      assert.equal("install", env.build.install_target)
       assert.same({ header = "uv.h", library = "uv" },
         env.external_dependencies.LIBUV)
+      local deps = table.concat(env.test_dependencies, " ")
+      for _, rock in ipairs{ "busted", "luv", "luasocket" } do
+        assert.matches(rock, deps)
+      end
+    end)
+
+    it("installs every Lua module, the core and the command (make install)",
+      function()
+      local dir = h.tmpdir()
+      local f = io.popen(string.format("make -s install INST_LIBDIR=%s/lib " ..
+        "INST_LUADIR=%s/lua INST_BINDIR=%s/bin 2>&1; echo rc=$?", dir, dir,
+        dir))
+      local out = f:read("a")
+      f:close()
+      assert.matches("rc=0\n$", out)
+      local p = io.popen("cd lua && find luap2p -name '*.lua'")
+      local n = 0
+      for path in p:lines() do
+        n = n + 1
+        assert.truthy(h.read_file(dir .. "/lua/" .. path), path)
+      end
+      p:close()
+      assert.is_true(n > 20)
+      assert.truthy(h.read_file(dir .. "/lib/luap2p/core.so"))
+      assert.truthy(h.read_file(dir .. "/bin/luap2p"))
+      h.rmdir(dir)
+    end)
+  end)
+
+  describe("build/luap2p/core.so", function()
+    it("exports luaopen_luap2p_core and nothing else", function()
+      local p = io.popen("nm -D --defined-only build/luap2p/core.so 2>&1")
+      local out = p:read("a")
+      p:close()
+      local names = {}
+      for kind, name in out:gmatch("%x+ (%u) ([%w_]+)") do
+        if kind ~= "U" and kind ~= "w" then names[#names + 1] = name end
+      end
+      assert.same({ "luaopen_luap2p_core" }, names)
     end)
   end)
 end)
