@@ -17,7 +17,8 @@
 --     meaningless, so it is printed only and LeakSanitizer judges;
 --   - at exit, with the nodes closed and the loop drained, LeakSanitizer
 --     finds nothing (the process exit code says so).
--- Prints one summary line. Exit 0 when clean.
+-- Then the same with tasks (see below). Prints a summary line for each.
+-- Exit 0 when clean.
 package.path = "lua/?.lua;lua/?/init.lua;spec/?.lua;" .. package.path
 
 local p2p = require "luap2p"
@@ -138,9 +139,78 @@ if rss0 and not SANITIZED and (rss1 - rss0) > RSS_BOUND_KB then
   fail("VmRSS grew by %d KiB over %d cycles (bound %d KiB)", rss1 - rss0,
     CYCLES - WARMUP, RSS_BOUND_KB)
 end
+
+---------------------------------------------------------------- tasks
+
+-- The same with tasks, CYCLES / 4 times: a task of e dials a and makes a
+-- request (a echoes), a task blocked on receive and one on wait_for are
+-- canceled, the connection closes; every tenth cycle a node is closed
+-- under its own waiting tasks and another task waiting on it. Nothing may
+-- stay behind: no task, waiter or connection, and the heap stays flat.
+local task = require "luap2p.task"
+local TASK_CYCLES = math.max(100, CYCLES // 4)
+local e = new_node()
+
+local function task_cycle(i)
+  local ok
+  local t = e:spawn(function()
+    local conn = assert(e:dial(a_addr, { timeout = 5 }))
+    assert(conn:request("ping " .. i, nil, 5) == "ping " .. i)
+    local blocked = e:spawn(function() conn:receive() end)
+    local waiter = e:spawn(function() e:wait_for("banned") end)
+    p2p.sleep(0) -- both start and wait
+    assert(blocked.status == "waiting" and waiter.status == "waiting")
+    blocked:cancel()
+    waiter:cancel()
+    conn:close("cycle done")
+    ok = true
+  end)
+  wait(function() return t:done() end, "task cycle", i)
+  if not ok then fail("task cycle %d: %s", i, tostring(select(2,
+    t:result()))) end
+  if i % 10 == 0 then
+    local f = new_node()
+    f:spawn(function() f:wait_for("connected") end)
+    f:spawn(function() p2p.sleep(60) end)
+    local other = p2p.spawn(function() return f:wait_for("banned") end)
+    for _ = 1, 3 do p2p.run_nowait() end
+    f:close()
+    wait(function() return other:done() end, "a closed node's waiters", i)
+  end
+  wait(function() return idle(a) and idle(e) end, "task cycle closed", i)
+end
+
+local tlua0, trss0
+local t1 = core.now()
+for i = 1, TASK_CYCLES do
+  task_cycle(i)
+  if i == WARMUP then
+    collectgarbage()
+    collectgarbage()
+    tlua0, trss0 = collectgarbage("count"), rss_kb()
+  end
+end
+for _ = 1, 20 do p2p.run_nowait() end
+collectgarbage()
+collectgarbage()
+local tlua1, trss1 = collectgarbage("count"), rss_kb()
+if task.count() ~= 0 then fail("%d tasks left", task.count()) end
+if next(e._waits) or next(e._tasks) or next(a._waits) then
+  fail("waiters or tasks left on the nodes")
+end
+if tlua0 and tlua1 - tlua0 > 1024 then
+  fail("Lua memory grew by %.0f KiB over %d task cycles", tlua1 - tlua0,
+    TASK_CYCLES - WARMUP)
+end
+if trss0 and not SANITIZED and (trss1 - trss0) > RSS_BOUND_KB then
+  fail("VmRSS grew by %d KiB over %d task cycles (bound %d KiB)",
+    trss1 - trss0, TASK_CYCLES - WARMUP, RSS_BOUND_KB)
+end
+
 a:close()
 b:close()
 c:close()
+e:close()
 -- Drain: every handle's close callback runs and frees its memory.
 for _ = 1, 50 do p2p.run_nowait() end
 print(string.format("check-leaks (%s): %d cycles (%d handshakes failed " ..
@@ -148,4 +218,8 @@ print(string.format("check-leaks (%s): %d cycles (%d handshakes failed " ..
   SANITIZED and "ASan" or "plain", CYCLES, count.auth_failed,
   core.now() - t0, (lua1 - (lua0 or lua1)), rss1 - (rss0 or rss1),
   SANITIZED and "; LeakSanitizer reports at exit" or ""))
+print(string.format("check-leaks (%s): %d task cycles in %.1f s, 0 tasks " ..
+  "left; after warm-up: Lua heap %+.0f KiB, VmRSS %+d KiB",
+  SANITIZED and "ASan" or "plain", TASK_CYCLES, core.now() - t1,
+  (tlua1 - (tlua0 or tlua1)), trss1 - (trss0 or trss1)))
 os.exit(0, true) -- close the state: every __gc runs before LSan looks

@@ -115,6 +115,28 @@ describe("tasks", function()
       "listener", err_listener)
   end)
 
+  it("take turns with sleep(0) and bare yields, letting I/O in between",
+     function()
+    local a, b = keep(h.quiet(), h.quiet())
+    local turns = { x = 0, y = 0 }
+    local function spin(name)
+      return p2p.spawn(function()
+        for _ = 1, 50 do
+          turns[name] = turns[name] + 1
+          if name == "x" then p2p.sleep(0) else coroutine.yield() end
+        end
+      end)
+    end
+    local x, y = spin("x"), spin("y")
+    -- a dial completes meanwhile: the spinning tasks do not starve I/O
+    local d = b:spawn(function() return b:dial(a.addr) end)
+    settle(5, x, y, d)
+    assert.same({ x = 50, y = 50 }, turns)
+    assert.equal("done", x.status)
+    assert.equal("done", y.status)
+    assert.is_true((d:result()))
+  end)
+
   it("raise when a task runs the loop again, pointing to the waits",
      function()
     local errs = {}
@@ -161,6 +183,7 @@ describe("tasks", function()
       -- never early (the loop clock counts whole milliseconds)
       assert.is_true(core.now() - t0 >= 0.049)
       p2p.after(0.02, function() order[#order + 1] = "timer 0.02" end)
+      p2p.sleep(0) -- one turn of the loop: the timers are not due yet
       p2p.sleep(0.01)
       order[#order + 1] = "slept 0.01"
       p2p.sleep(0.02)

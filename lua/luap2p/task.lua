@@ -107,7 +107,9 @@ local function step(t)
     by_co[t.co] = t
     res = table.pack(coroutine.resume(t.co, t))
   else
-    res = table.pack(coroutine.resume(t.co, table.unpack(args, 1, args.n)))
+    -- sleep(0) and bare yields come back with nothing
+    res = table.pack(coroutine.resume(t.co, table.unpack(args or {}, 1,
+      args and args.n or 0)))
   end
   if coroutine.status(t.co) == "dead" then
     if not res[1] then -- not from the task's code: a bug here
