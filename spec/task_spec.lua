@@ -166,6 +166,31 @@ describe("tasks", function()
     assert.matches("use p2p.spawn", err)
   end)
 
+  it("let a policy's authenticated hook answer at once and spawn the " ..
+     "follow-up", function()
+    local verdicts = 0
+    local a = keep(h.quiet{ policies = { {
+      name = "welcome",
+      authenticated = function(node, info)
+        verdicts = verdicts + 1
+        node:spawn(function()
+          local ev = node:wait_for("connected", function(e)
+            return e.conn_id == info.conn_id end, 5)
+          if ev then ev.conn:send("welcome " .. ev.peer_id) end
+        end)
+        return nil -- no opinion: the default (Ack) decides now
+      end,
+    } } })
+    local b = keep(h.quiet())
+    local t = b:spawn(function()
+      local conn = assert(b:dial(a.addr))
+      return conn:receive(5)
+    end)
+    settle(5, t)
+    assert.same({ true, "welcome " .. b.peer_id, 16 }, { t:result() })
+    assert.equal(1, verdicts)
+  end)
+
   it("end a timeout in the loop turn of its deadline, before later timers",
      function()
     local order = {}
@@ -183,7 +208,6 @@ describe("tasks", function()
       -- never early (the loop clock counts whole milliseconds)
       assert.is_true(core.now() - t0 >= 0.049)
       p2p.after(0.02, function() order[#order + 1] = "timer 0.02" end)
-      p2p.sleep(0) -- one turn of the loop: the timers are not due yet
       p2p.sleep(0.01)
       order[#order + 1] = "slept 0.01"
       p2p.sleep(0.02)
