@@ -188,6 +188,30 @@ describe("rpc", function()
         'direction="outgoing"} 1\n', text)
     end)
 
+    it("GET /luap2p/events: numbered recent events, since a number",
+      function()
+      local v = get_json(port, "/luap2p/events")
+      assert.is_true(v.seq >= 1)
+      local types = {}
+      for _, e in ipairs(v.events) do types[e.type] = true end
+      assert.is_true(types.connected)
+      a:ban("10.9.9.9", 60, "events test")
+      local w = get_json(port, "/luap2p/events?since=" .. v.seq)
+      assert.equal(1, #w.events)
+      assert.equal("banned", w.events[1].type)
+      assert.equal("10.9.9.9", w.events[1].detail)
+      assert.equal(v.seq + 1, w.seq)
+      a:unban("10.9.9.9")
+    end)
+
+    it("GET / is the status page (HTML, no external resource)", function()
+      local status, text, head = http(port, "GET", "/")
+      assert.equal(200, status)
+      assert.matches("Content%-Type: text/html", head)
+      assert.matches('<table id="connections">', text, 1, true)
+      assert.falsy(text:find("https?://"), "an external resource")
+    end)
+
     it("unknown paths are 404, wrong methods 405 with Allow", function()
       assert.equal(404, (http(port, "GET", "/network/nope")))
       local status, _, head = http(port, "POST", "/network/self", "{}")

@@ -17,6 +17,7 @@
 -- is "ip:port" ("[v6]:port"), "empty" outputs are {}.
 local cjson = require "cjson"
 local core = require "luap2p.core"
+local STATUS_PAGE = require "luap2p.status_page"
 
 local error, ipairs, math, next, os, pairs, pcall, setmetatable, string,
       table, tonumber, tostring, type =
@@ -160,8 +161,21 @@ end
 
 -- Per-peer history Octez keeps and the node does not: the last times a
 -- peer connected, disconnected, failed, was refused, from which point.
+local EVENTS_KEPT = 200 -- for /luap2p/events (the status page)
+
 function _M:_observe(ev)
   local t = ev.type
+  -- The recent events, numbered, for pollers.
+  local n = self.event_seq + 1
+  self.event_seq = n
+  self.events[n] = {
+    seq = n, ts = ev.ts or os.time(), type = t,
+    peer_id = type(ev.peer_id) == "string" and ev.peer_id or nil,
+    point = type(ev.point) == "string" and ev.point or nil,
+    detail = (ev.target or ev.code or ev.reason) and
+      tostring(ev.target or ev.code or ev.reason) or nil,
+  }
+  self.events[n - EVENTS_KEPT] = nil
   local id = ev.peer_id
   if not id then return end
   local h = self.peers[id]
@@ -585,6 +599,16 @@ route("DELETE", "/luap2p/bans/(.+)", true, function(self, target)
   return json(200, { target = target, removed = removed and true or false })
 end)
 
+route("GET", "/luap2p/events", false, function(self, query)
+  local since = math.tointeger(tonumber(query.since) or 0) or 0
+  local list = array({})
+  for n = math.max(since + 1, self.event_seq - EVENTS_KEPT + 1),
+          self.event_seq do
+    list[#list + 1] = self.events[n]
+  end
+  return json(200, { seq = self.event_seq, events = list })
+end)
+
 route("POST", "/luap2p/reload", true, function(self)
   local ok, err = self.node:reload()
   if not ok then return fail(500, "reload_failed", tostring(err)) end
@@ -598,7 +622,7 @@ function _M.new(node, opts)
   local self = setmetatable({
     node = node, allow_write = opts.allow_write or false,
     metrics = opts.metrics, metrics_only = opts.metrics_only or false,
-    peers = {}, point_miss = {},
+    peers = {}, point_miss = {}, events = {}, event_seq = 0,
   }, mt)
   node:on("*", function(ev) self:_observe(ev) end)
   return self
@@ -615,9 +639,9 @@ function _M:handle(method, path, query, body)
     return 404, { ["Content-Type"] = TEXT }, "not found; try /metrics\n"
   end
   if path == "/" and (method == "GET" or method == "HEAD") then
-    return 200, { ["Content-Type"] = TEXT },
-      "luap2p node " .. self.node.peer_id .. ": RPC under /network, " ..
-      "metrics at /metrics\n"
+    return 200, { ["Content-Type"] = "text/html; charset=utf-8",
+                  ["Cache-Control"] = "no-store" },
+      STATUS_PAGE
   end
   if #path > 1 and path:sub(-1) == "/" then path = path:sub(1, -2) end
   local allowed = {}
