@@ -97,7 +97,8 @@ describe("errors", function()
       local Node = getmetatable(a).__index
       local Conn = require "luap2p.conn"
       local restore = { watch(Node, "node"), watch(Conn, "conn"),
-                        watch(p2p, "p2p"), watch(identity, "identity") }
+                        watch(p2p, "p2p"), watch(identity, "identity"),
+                        watch(p2p.policy, "policy") }
       finally(function() for _, r in ipairs(restore) do r() end end)
       local events = {}
       a:on("*", function(ev) events[#events + 1] = ev end)
@@ -136,6 +137,8 @@ describe("errors", function()
       local d = keep(h.quiet{ policies = { path } })
       h.write_file(path, "return {")
       assert.is_nil(d:reload(path))
+      assert.is_nil(p2p.policy.load_file(path))
+      assert.is_nil(p2p.policy.resolve("no.such.policy"))
       -- identity files
       assert.is_nil(identity.load(dir .. "/none.json"))
       h.write_file(dir .. "/open.json", core.identity_generate():to_json())

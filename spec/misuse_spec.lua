@@ -24,7 +24,9 @@ local MAKE = {
     return core.node({ pow_bits = 0 }, core.identity_generate(),
       function() end)
   end,
-  ["luap2p.Timer"] = function() return core.timer(3600, nil, function() end) end,
+  ["luap2p.Timer"] = function()
+    return core.timer(3600, nil, function() end)
+  end,
   ["luap2p.Signal"] = function()
     return assert(core.signal("SIGUSR2", function() end))
   end,

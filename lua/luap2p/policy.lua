@@ -141,12 +141,13 @@ function _M.known_list()
 end
 
 -- Load a policy file in a fresh environment (reads globals, writes stay
--- local to the policy). Returns the module table or nil, message.
-function _M.load_file(path, budget)
+-- local to the policy). The module table, or nil, message (internal: the
+-- stack puts the message in its own EPOLICY error and policy_error).
+local function load_file(path, limits)
   local env = setmetatable({}, { __index = _G })
   local chunk, err = loadfile(path, "t", env)
   if not chunk then return nil, err end
-  local ok, mod = _M.guard(budget or DEFAULT_LIMITS, chunk)
+  local ok, mod = _M.guard(limits or DEFAULT_LIMITS, chunk)
   if not ok then return nil, path .. ": " .. mod end
   local bad = _M.validate(mod)
   if bad then return nil, path .. ": " .. bad end
@@ -154,8 +155,8 @@ function _M.load_file(path, budget)
 end
 
 -- Resolve a policy spec: a file path, a module name ("luap2p.policies.x")
--- or a table. Returns entry {name, path, module} or nil, message.
-function _M.resolve(spec, budget)
+-- or a table. Entry {name, path, module} or nil, message (internal).
+function _M._resolve(spec, limits)
   if type(spec) == "table" then
     local bad = _M.validate(spec)
     if bad then return nil, bad end
@@ -170,9 +171,25 @@ function _M.resolve(spec, budget)
     if not found then return nil, "policy module not found: " .. err end
     path = found
   end
-  local mod, err = _M.load_file(path, budget)
+  local mod, err = load_file(path, limits)
   if not mod then return nil, err end
   return { name = mod.name or spec, path = path, module = mod }
+end
+
+-- p2p.policy.load_file(path[, limits]) -> module
+--                                     | nil, "EPOLICY: message", "EPOLICY"
+function _M.load_file(path, limits)
+  local mod, err = load_file(path, limits)
+  if not mod then return nil, "EPOLICY: " .. err, "EPOLICY" end
+  return mod
+end
+
+-- p2p.policy.resolve(spec[, limits]) -> entry {name, path, module}
+--                                     | nil, "EPOLICY: message", "EPOLICY"
+function _M.resolve(spec, limits)
+  local entry, err = _M._resolve(spec, limits)
+  if not entry then return nil, "EPOLICY: " .. err, "EPOLICY" end
+  return entry
 end
 
 -- Run the optional check(node) of a candidate: nil or an error message.

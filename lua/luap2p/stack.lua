@@ -28,7 +28,7 @@ function Node:_load_stack()
   end
   local stack = {}
   for _, spec in ipairs(specs) do
-    local entry, err = policy.resolve(spec, policy.limits(self.config))
+    local entry, err = policy._resolve(spec, policy.limits(self.config))
     if not entry then return nil, err end
     local bad = policy.run_check(entry, self,
       policy.entry_limits(entry, self.config))
@@ -58,7 +58,7 @@ function Node:reload(path)
   local failed
   for i, old in ipairs(self._stack) do
     if old.path and (path == nil or old.path == path) then
-      local entry, err = policy.resolve(old.path, policy.limits(self.config))
+      local entry, err = policy._resolve(old.path, policy.limits(self.config))
       if entry then
         err = policy.run_check(entry, self,
           policy.entry_limits(entry, self.config))
