@@ -183,19 +183,19 @@ function _M:_observe(ev)
     h = {}
     self.peers[id] = h
   end
-  local pt = ev.point or (ev.connection and ev.connection.addr)
+  local pt = ev.point or (ev.conn and ev.conn.addr)
   local now = core.now()
   if t == "connected" then
     h.last_established = { pt, now }
     h.last_seen = { pt, now }
-    local c = ev.connection
+    local c = ev.conn
     if c then
       h.reachable_at = c.point
       h.conn_metadata = { disable_mempool = c.metadata.disable_mempool,
                           private_node = c.metadata.private_node }
     end
   elseif t == "disconnected" then
-    if ev.connection then
+    if ev.conn then
       h.last_disconnection = { pt, now }
       h.last_seen = { pt, now }
     else
@@ -211,7 +211,7 @@ function _M:_observe(ev)
     h.last_failed = { pt, now }
     h.last_miss = { pt, now }
   end
-  if ev.point and t == "disconnected" and not ev.connection then
+  if ev.point and t == "disconnected" and not ev.conn then
     self.point_miss[ev.point] = now
   end
 end
