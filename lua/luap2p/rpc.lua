@@ -19,10 +19,10 @@ local cjson = require "cjson"
 local core = require "luap2p.core"
 local STATUS_PAGE = require "luap2p.status_page"
 
-local error, ipairs, math, next, os, pairs, pcall, setmetatable, string,
-      table, tonumber, tostring, type =
-      error, ipairs, math, next, os, pairs, pcall, setmetatable, string,
-      table, tonumber, tostring, type
+local ipairs, math, next, os, pairs, pcall, setmetatable, string, table,
+      tonumber, tostring, type =
+      ipairs, math, next, os, pairs, pcall, setmetatable, string, table,
+      tonumber, tostring, type
 
 local _M = {}
 local mt = { __index = _M }

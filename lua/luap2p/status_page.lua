@@ -13,7 +13,8 @@ body { font: 13px/1.4 system-ui, sans-serif; margin: 1em 2em; color: #222; }
 h1 { font-size: 18px; margin: 0 0 .2em; }
 h2 { font-size: 14px; margin: 1.2em 0 .3em; }
 table { border-collapse: collapse; min-width: 40em; }
-th, td { text-align: left; padding: 2px 10px 2px 0; border-bottom: 1px solid #eee; }
+th, td { text-align: left; padding: 2px 10px 2px 0;
+         border-bottom: 1px solid #eee; }
 th { color: #666; font-weight: 600; }
 code, td { font-family: ui-monospace, monospace; font-size: 12px; }
 #summary span { margin-right: 2em; }
