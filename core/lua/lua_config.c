@@ -24,7 +24,8 @@ typedef enum {
   K_MS,       /* a uint64_t of milliseconds, from seconds */
   K_CHAIN,    /* chain + chain_len, 1..LP2P_CHAIN_NAME_MAX bytes */
   K_VERSIONS, /* an lp2p_version_range, from a list of consecutive versions */
-  K_POW       /* pow_bits, and target derived from it */
+  K_POW,      /* pow_bits, and target derived from it */
+  K_ADDR      /* an IP address (port 0) into a sockaddr_storage, has_ flag */
 } key_kind;
 
 typedef struct key_desc {
@@ -66,6 +67,7 @@ static const key_desc keys[] = {
     {"authentication_timeout", K_MS, F(authentication_timeout_ms), 0, 1e9},
     {"ban_table_size", K_UINT, F(ban_table_size), 1, 1 << 24},
     {"backlog", K_UINT, F(backlog), 1, 65535},
+    {"bind_address", K_ADDR, F(bind_addr), 0, 0},
     {"admission_rate", K_NUM, F(admission.rate), 0, 1e9},
     {"admission_burst", K_NUM, F(admission.burst), 0, 1e9},
     {"admission_prefix_rate", K_NUM, F(admission.prefix_rate), 0, 1e9},
@@ -201,6 +203,15 @@ static void read_key(lua_State *L, int t, const char *who,
   case K_VERSIONS:
     read_versions(L, top, who, d, (lp2p_version_range *)p);
     break;
+  case K_ADDR: {
+    const char *s = type == LUA_TSTRING ? lua_tostring(L, top) : NULL;
+    struct sockaddr_storage *ss = (struct sockaddr_storage *)p;
+    if (s == NULL || (uv_ip4_addr(s, 0, (struct sockaddr_in *)ss) < 0 &&
+                      uv_ip6_addr(s, 0, (struct sockaddr_in6 *)ss) < 0))
+      bad(L, who, d->key, "an IP address");
+    c->has_bind_addr = 1;
+    break;
+  }
   }
   lua_pop(L, 1);
 }
@@ -316,6 +327,9 @@ static int l_config_keys(lua_State *L) {
       break;
     case K_CHAIN:
       lua_pushlstring(L, c.chain, c.chain_len);
+      break;
+    case K_ADDR:
+      lua_pushnil(L); /* none: the kernel picks */
       break;
     case K_VERSIONS: {
       const lp2p_version_range *r = (const lp2p_version_range *)p;

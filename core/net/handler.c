@@ -621,6 +621,8 @@ int lp2p_node_connect(lp2p_node *n, const lp2p_point *p,
   int rc = slot_assign(n, c);
   struct sockaddr_storage ss;
   sockaddr_from_point(&ss, p);
+  if (rc == 0 && n->cfg.has_bind_addr)
+    rc = uv_tcp_bind(&c->tcp, (struct sockaddr *)&n->cfg.bind_addr, 0);
   if (rc == 0)
     rc = uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&ss,
                         on_connect);

@@ -46,6 +46,11 @@ typedef struct lp2p_node_config {
   uint64_t connection_timeout_ms, authentication_timeout_ms;
   unsigned ban_table_size;
   int backlog;
+  /* Source address of outgoing connections (port 0): a node that listens
+   * on one of several local addresses dials from it too, so that its peers
+   * see the address it listens on. has_bind_addr 0: the kernel picks. */
+  struct sockaddr_storage bind_addr;
+  int has_bind_addr;
   lp2p_admission_config admission;
   /* Incoming memory: one node-wide budget for every byte buffered on the
    * read side (partial chunks and messages, input held back by the
