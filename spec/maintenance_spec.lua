@@ -188,6 +188,24 @@ describe("maintenance end to end", function()
     assert.equal(0, #rt.policy_error)
   end)
 
+  it("asks its first peer for points at once when it started with none " ..
+     "(a Bootstrap sent to nobody does not count)", function()
+    local asked = 0
+    local seed = keep(node{ policies = { {
+      name = "count_bootstrap",
+      bootstrap = function() asked = asked + 1 end,
+    } } })
+    local t = keep(node{ min_connections = 3, max_connections = 6,
+                         maintenance_interval = 120 })
+    -- Its first round at start (a 0 s timer) found nobody to ask.
+    p2p.run_nowait()
+    p2p.run_nowait()
+    assert.equal(-math.huge, t.state.maintenance.bootstrap)
+    assert(t:connect(seed.addr))
+    h.wait(function() return asked >= 1 end, 10, "a Bootstrap")
+    assert.truthy(t.state.maintenance.bootstrap > -math.huge)
+  end)
+
   it("drops random connections above max_threshold down to max_target, " ..
      "never a trusted one", function()
     -- min 0, expected 2, max 6: max_target 4, max_threshold 5

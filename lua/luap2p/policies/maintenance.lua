@@ -137,12 +137,15 @@ local function retry_later(node)
     end)
 end
 
+-- Returns how many peers were asked.
 local function send_bootstrap(node)
+  local sent = 0
   for _, c in pairs(node.conns) do
     if not c.closed and not (c.metadata and c.metadata.private_node) then
-      c:send_msg({ type = "bootstrap" })
+      if c:send_msg({ type = "bootstrap" }) then sent = sent + 1 end
     end
   end
+  return sent
 end
 
 local function too_few(node, b, n)
@@ -168,10 +171,13 @@ local function too_few(node, b, n)
   -- The last Bootstrap time lives in the node: a reload must not make
   -- every reload a broadcast to all peers.
   local t = now()
+  -- Only a Bootstrap actually sent counts: at start (no peer yet) the
+  -- first connection must be asked at once, not LOOK_DELAY later, or a
+  -- seed that drops it soon after leaves it with no point to dial.
   if not node.config.private_mode and t - inst.bootstrap >=
-     math.min(LOOK_DELAY, node.config.maintenance_interval) then
+     math.min(LOOK_DELAY, node.config.maintenance_interval) and
+     send_bootstrap(node) > 0 then
     inst.bootstrap = t
-    send_bootstrap(node)
   end
   retry_later(node)
 end
