@@ -206,7 +206,7 @@ describe("maintenance end to end", function()
     assert.truthy(t.state.maintenance.bootstrap > -math.huge)
   end)
 
-  it("drops random connections above max_threshold down to max_target, " ..
+  it("drops connections above max_threshold down to max_target, " ..
      "never a trusted one", function()
     -- min 0, expected 2, max 6: max_target 4, max_threshold 5
     local hub = keep(node{ min_connections = 0, expected_connections = 2,
@@ -231,6 +231,67 @@ describe("maintenance end to end", function()
       if ev.reason == "too many connections" then drops = drops + 1 end
     end
     assert.equal(2, drops)
+  end)
+
+  it("above max_threshold closes the newcomers of a crowded /24, not " ..
+     "its earlier peers (redialling attackers cannot take their slots)",
+    function()
+    -- min 0, expected 2, max 6: max_target 4, max_threshold 5
+    local hub = keep(node{ listen = "127.31.0.1:0", min_connections = 0,
+                           expected_connections = 2, max_connections = 6,
+                           maintenance_interval = 0.1 })
+    local hub_addr = "127.31.0.1:" .. hub.port
+    local function from(ip)
+      return keep(node{ listen = ip .. ":0", bind_address = ip })
+    end
+    local honest, attackers = {}, {}
+    for i = 1, 4 do honest[i] = from("127.32." .. i .. ".1") end
+    for i = 1, 4 do attackers[i] = from("127.66.6." .. i) end
+    local rh = h.record(hub)
+    for _, c in ipairs(honest) do assert(c:connect(hub_addr)) end
+    h.wait(function() return #rh.connected == 4 end, 5, "honest in")
+    for _, c in ipairs(attackers) do assert(c:connect(hub_addr)) end
+    h.wait(function() return #rh.disconnected >= 2 end, 5, "trimmed")
+    h.wait(function() return h.nconns(hub) <= 4 end, 5, "down to 4")
+    for _, c in ipairs(honest) do
+      assert.truthy(hub:connection(c.peer_id), "an honest peer was closed")
+    end
+    for _, ev in ipairs(rh.disconnected) do
+      assert.equal("127.66.6", M._prefix(ev.conn and
+        ev.conn.addr or ev.point))
+    end
+  end)
+
+  it("eviction order: the largest prefix's newest first, the older half " ..
+     "kept, then the newest of that half", function()
+    local function c(id, prefix, since)
+      return { conn = { id = id }, prefix = prefix, since = since }
+    end
+    local function ids(list)
+      local out = {}
+      for i, v in ipairs(list) do out[i] = v.id end
+      return out
+    end
+    local cands = {}
+    for i = 1, 8 do cands[#cands + 1] = c(i, "10.0." .. i, i) end
+    for i = 9, 13 do cands[#cands + 1] = c(i, "66.6.6", 100 + i) end
+    assert.same({ 13, 12, 11 }, ids(M._victims(cands, 3)))
+    -- Spread over many prefixes: the newest.
+    cands = {}
+    for i = 1, 8 do cands[#cands + 1] = c(i, "10.0." .. i, i) end
+    for i = 9, 13 do cands[#cands + 1] = c(i, "66." .. i, 100 + i) end
+    assert.same({ 13, 12, 11 }, ids(M._victims(cands, 3)))
+    -- More than the unprotected half: then the newest protected ones.
+    cands = {}
+    for i = 1, 4 do cands[#cands + 1] = c(i, "10.0." .. i, i) end
+    assert.same({ 4, 3, 2 }, ids(M._victims(cands, 3)))
+  end)
+
+  it("network prefixes: /24 for IPv4, /64 for IPv6", function()
+    assert.equal("127.1.2", M._prefix("127.1.2.3:9732"))
+    assert.equal("2001:db8:0:0", M._prefix("[2001:db8::1]:9732"))
+    assert.equal("2001:db8:1:2", M._prefix("[2001:DB8:1:2:3:4:5:6]:1"))
+    assert.equal("0:0:0:0", M._prefix("[::1]:1"))
   end)
 
   it("dials never-failed points first, then the oldest miss; skips " ..

@@ -100,6 +100,7 @@ _M.SCHEMA = {
   { "known_points_max", "integer", 400, min = 1, max = INF, read = "lua", doc = "known points kept; over it the least useful go first (learnt from an incoming connection, never connected, oldest miss; never trusted or in use)" },
   { "known_peers_max", "integer", 400, min = 1, max = INF, read = "lua", doc = "known peer ids kept; over it the oldest seen go first (never trusted or connected)" },
   { "maintenance_interval", "number", 120, min = 0, max = INF, read = "lua", doc = "seconds between maintenance runs (0 = off)" },
+  { "maintenance_eviction", "enum", "diverse", values = { "diverse", "random" }, read = "lua", doc = "connections maintenance closes above its bounds: the newest of the most represented /24 (/64), the older half kept (`diverse`), or random ones (`random`, Octez)" },
   { "swap_linger", "number", 30, min = 0, max = INF, read = "lua", doc = "seconds between swaps (0 = no swaps)" },
 }
 -- luacheck: pop

@@ -15,8 +15,11 @@
 --     that cannot reach min_target, send Bootstrap to the non-private
 --     peers (not in private mode) and look again on a new point or peer,
 --     or after min(5 s, interval).
---   * above max_threshold: close random connections down to max_target,
---     never a trusted point or peer.
+--   * above max_threshold: close connections down to max_target, never a
+--     trusted point or peer: not at random as Octez (config
+--     maintenance_eviction = "random" restores that) but, as Bitcoin
+--     Core's eviction, the newest from the most represented /24 (/64),
+--     the longest-running half protected (_victims below).
 --   * in between: send one Swap_request (not in private mode, and only
 --     when config.swap_linger > 0).
 -- Back-off, kept in the point records (node.points): a failed dial or a
@@ -45,13 +48,14 @@ local _M = {
 for k, v in pairs(common.RECONNECT) do _M._RECONNECT[k] = v end
 
 -- The node's maintenance state (node.state.maintenance): dials in flight
--- and the last Bootstrap outlive a reload; `run` is the running
+-- the last Bootstrap and when each connection started running (the
+-- eviction order) outlive a reload; `run` is the running
 -- instance's: start() makes a new one, stop() marks it dead, and a timer
 -- of a replaced instance that escaped finds its own run dead.
 local function state(node)
   return common.state(node, "maintenance", function()
     return { dials = {}, ndials = 0, looking = false,
-             bootstrap = -math.huge,
+             bootstrap = -math.huge, since = {},
              run = { alive = false, scheduled = false, retry = false } }
   end)
 end
@@ -182,16 +186,79 @@ local function too_few(node, b, n)
   retry_later(node)
 end
 
+-- The network prefix of a socket address: the /24 of an IPv4 address,
+-- the /64 of an IPv6 one (the groups before "::" and after it, padded).
+function _M._prefix(addr)
+  if type(addr) ~= "string" then return "?" end
+  local v4 = addr:match("^(%d+%.%d+%.%d+)%.%d+")
+  if v4 then return v4 end
+  local v6 = addr:match("^%[([^%]]+)%]") or addr
+  local head, tail = v6:match("^(.-)::(.*)$")
+  local groups = {}
+  for g in (head or v6):gmatch("[^:]+") do groups[#groups + 1] = g end
+  if head then
+    local rest = {}
+    for g in tail:gmatch("[^:]+") do rest[#rest + 1] = g end
+    for _ = 1, 8 - #groups - #rest do groups[#groups + 1] = "0" end
+    for _, g in ipairs(rest) do groups[#groups + 1] = g end
+  end
+  return table.concat(groups, ":", 1, math.min(4, #groups)):lower()
+end
+
+-- Which k of the candidates to close (Octez closes k at random, which
+-- lets attackers that redial at once replace every honest peer in a few
+-- rounds: an eclipse; see README "Network simulation"). Instead, as
+-- Bitcoin Core's inbound eviction: the longest-running half is protected;
+-- from the rest, close the newest connection of the most represented
+-- network prefix (/24, /64), recounting after each; then, if still
+-- short, the newest protected ones. cands: { {conn, prefix, since} }.
+function _M._victims(cands, k)
+  table.sort(cands, function(a, b)
+    if a.since ~= b.since then return a.since < b.since end
+    return a.conn.id < b.conn.id
+  end)
+  local per = {}
+  for _, c in ipairs(cands) do per[c.prefix] = (per[c.prefix] or 0) + 1 end
+  local pool = {}
+  for i = #cands // 2 + 1, #cands do pool[#pool + 1] = cands[i] end
+  local out = {}
+  while #out < k and #pool > 0 do
+    -- The newest member of the largest prefix (pool is oldest first).
+    local best
+    for i = #pool, 1, -1 do
+      if not best or per[pool[i].prefix] > per[pool[best].prefix] then
+        best = i
+      end
+    end
+    local v = table.remove(pool, best)
+    per[v.prefix] = per[v.prefix] - 1
+    out[#out + 1] = v.conn
+  end
+  for i = #cands // 2, 1, -1 do
+    if #out >= k then break end
+    out[#out + 1] = cands[i].conn
+  end
+  return out
+end
+
 local function too_many(node, b, n)
+  local since = state(node).since
   local cands = {}
-  for _, c in pairs(node.conns) do
+  for id, c in pairs(node.conns) do
     if not c.closed and not node:trusted(c.point, c.peer_id) then
-      cands[#cands + 1] = c
+      cands[#cands + 1] = { conn = c, prefix = _M._prefix(c.addr),
+                            since = since[id] or 0 }
     end
   end
-  shuffle(cands)
-  for i = 1, math.min(n - b.max_target, #cands) do
-    cands[i]:close("too many connections")
+  if node.config.maintenance_eviction == "random" then
+    shuffle(cands)
+    for i = 1, math.min(n - b.max_target, #cands) do
+      cands[i].conn:close("too many connections")
+    end
+    return
+  end
+  for _, c in ipairs(_M._victims(cands, n - b.max_target)) do
+    c:close("too many connections")
   end
 end
 
@@ -254,6 +321,12 @@ function _M.event(node, ev)
   if not enabled(node) then return end
   local inst = state(node)
   local t = ev.type
+  -- When each connection started running, for the eviction order.
+  if t == "connected" then
+    inst.since[ev.conn_id] = now()
+  elseif t == "disconnected" then
+    inst.since[ev.conn_id] = nil
+  end
   if t == "disconnected" then
     -- Back-off applies whether or not this policy dialed.
     local rec = ev.point and node.points[ev.point]
