@@ -407,6 +407,36 @@ end)
 describe("default answerer (Octez p2p_protocol.ml)", function()
   local keep = h.keeper(before_each, after_each)
 
+  it("registers a refused newcomer's listening point and names it in " ..
+     "the next Nack (Octez p2p_connect_handler.ml, authenticate)",
+    function()
+    -- max_connections 1 admits one or two (Octez allows one more at
+    -- random); newcomers are dialled until one is Nacked.
+    local full = keep(node{ max_connections = 1 })
+    local rf = h.record(full)
+    local function nacked_newcomer()
+      for _ = 1, 3 do
+        local n = keep(node())
+        local rn = h.record(n)
+        local acked = #rf.connected
+        assert(n:connect(full.addr))
+        h.wait(function()
+          return #rf.connected > acked or #rn.nacked > 0
+        end, 5, "an answer")
+        if #rn.nacked > 0 then return n, rn.nacked[1] end
+      end
+    end
+    local refused = nacked_newcomer()
+    assert.truthy(refused, "a newcomer was Nacked")
+    local rec = full.points[refused.addr]
+    assert.truthy(rec, "the refused point is known")
+    assert.equal(false, rec.private)
+    local _, nack = nacked_newcomer()
+    local named = {}
+    for _, p in ipairs(nack.points or {}) do named[p] = true end
+    assert.truthy(named[refused.addr])
+  end)
+
   -- A node recording the Advertise messages it receives (before the
   -- default policies, returning nil so they still run).
   local function tapped(cfg)

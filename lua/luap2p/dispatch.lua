@@ -264,6 +264,21 @@ function _M.dispatcher(weak)
       return ok, why
     elseif kind == "authenticated" then
       a.conn_id = a.conn -- the events' name for the number
+      -- As Octez (p2p_connect_handler.ml, authenticate): the remote's
+      -- listening point is registered before the verdict, even if it is
+      -- then refused, so that a full node's Nack and Advertise can name
+      -- newcomers still looking for peers. Under the known_points_max
+      -- cap, like the points of a Nack or an Advertise, and first to go
+      -- when learnt this way (source "incoming", as in points.lua).
+      if a.point then
+        local known = node.points[a.point]
+        node:add_points({ a.point })
+        local rec = node.points[a.point]
+        if rec then
+          rec.private = a.private_node
+          if not known and a.incoming then rec.source = "incoming" end
+        end
+      end
       local v, x, y = node:_verdict("authenticated", a)
       if v == nil then
         -- Octez default: Nack with known points on a hard refusal.
