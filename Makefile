@@ -11,6 +11,9 @@
 #                   against build/libluap2p.a (no Lua)
 #   make readme-config  regenerate README.md's config table from the schema
 #                   (lua/luap2p/config.lua); a spec fails when it drifts
+#   make sim        a SIM_NODES-node cold start (luap2p sim, about 1.5 min);
+#                   prints whether it converged and in how long, writes
+#                   build/sim/cold_start/report.html
 #   make clean
 #   make env        print shell lines that put this checkout's modules and
 #                   the luap2p command on the paths: eval "$(make -s env)"
@@ -35,6 +38,8 @@
 #               (default /usr/local/lib/lua/5.4, /usr/local/share/lua/5.4,
 #               /usr/local/bin)
 #   BUSTED_ARGS extra arguments for busted (e.g. BUSTED_ARGS=spec/frame_spec.lua)
+#   SIM_NODES   honest nodes of `make sim` (default 1000)
+#   SIM_ARGS    extra arguments for `luap2p sim` (e.g. SIM_ARGS=--seconds=90)
 #
 # Defines (-D): none required. LP2P_VERSION lives in core/wire/lp2p.h.
 #
@@ -76,7 +81,10 @@ MODULE = build/luap2p/core.so
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/spec/?.lua;;
 export LUA_CPATH := $(CURDIR)/build/?.so;;
 
-.PHONY: all deps test demo bench bench-quick bench-peers clean readme-config embed env \
+SIM_NODES ?= 1000
+SIM_ARGS ?=
+
+.PHONY: all deps test demo bench bench-quick bench-peers sim clean readme-config embed env \
         install
 
 all: $(MODULE)
@@ -109,6 +117,11 @@ bench: deps
 	@scripts/install-deps bench
 	@$(MAKE) --no-print-directory all
 	$(LUA) bench/run.lua
+
+sim: deps
+	@$(MAKE) --no-print-directory all
+	$(LUA) scripts/luap2p sim examples/sim/cold_start.lua \
+	  --nodes $(SIM_NODES) --report build/sim/cold_start $(SIM_ARGS)
 
 bench-quick: deps
 	@scripts/install-deps bench
