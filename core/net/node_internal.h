@@ -117,10 +117,21 @@ void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c);
 void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, lp2p_event_type type);
 /* conn.c: free the buffers of an idle connection. */
 void lp2p__conn_trim(lp2p_conn *c);
-/* conn.c: the bytes c holds on the read side; refresh node->buffered. */
+/* conn.c: an event about c with a code and reason; fail c (auth_failed
+ * during the handshake, then closed); write what the handshake queued. */
+void lp2p__conn_emit(lp2p_conn *c, lp2p_event_type type, int code,
+                     const char *reason);
+void lp2p__conn_fail(lp2p_conn *c, int code, const char *reason);
+int lp2p__conn_flush_handshake(lp2p_conn *c);
+/* conn_read.c: start reading c; resume it after a pause or a throttle;
+ * does c hold input back (stashed by the fairness caps)? */
+int lp2p__conn_read_start(lp2p_conn *c);
+void lp2p__conn_resume(lp2p_conn *c);
+int lp2p__conn_has_stash(const lp2p_conn *c);
+/* conn_read.c: the bytes c holds on the read side; refresh node->buffered. */
 size_t lp2p__conn_usage(const lp2p_conn *c);
 void lp2p__conn_recount(lp2p_conn *c);
-/* conn.c: the rate tick's checks (stalled partial message, a paused
+/* conn_read.c: the rate tick's checks (stalled partial message, a paused
  * connection whose peer hung up); resume the yielded (the pass tick). */
 void lp2p__conn_tick(lp2p_conn *c, uint64_t tick_ms);
 void lp2p__node_resume(lp2p_node *n);
