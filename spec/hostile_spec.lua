@@ -684,7 +684,7 @@ describe("hostile", function()
      "stalled ones after partial_message_timeout", function()
     local MiB = 1024 * 1024
     local v = victim{ incoming_buffer_bytes = 8 * MiB,
-                      partial_message_timeout = 2 }
+                      partial_message_timeout = 4 }
     local tally = X.tally(v)
     local H = honest(v, 1)
     local lua0, rss0 = X.mem()
@@ -695,17 +695,23 @@ describe("hostile", function()
     end)
     -- Four peers each announce a 10 MiB message and send 1, 1, 1 then 6
     -- MiB of it: 9 MiB > 8 MiB, the largest (the fourth, over 5 MiB when
-    -- the budget is crossed) is cut (ENOBUFS).
+    -- the budget is crossed) is cut (ENOBUFS). All four handshake first,
+    -- so that the writes follow each other well within the stall timeout.
     local peers = {}
     local sizes = { 1, 1, 1, 6 }
     for i = 1, 4 do
       local src = X.src(10, i)
-      local r = raw(v.port, src, { handshake = true })
-      X.wait(function() return r.ch ~= nil end, 5, "peer " .. i)
+      peers[i] = { raw = raw(v.port, src, { handshake = true }), src = src }
+    end
+    X.wait(function()
+      for i = 1, 4 do if not peers[i].raw.ch then return false end end
+      return true
+    end, 5, "four peers")
+    for i = 1, 4 do
+      local r = peers[i].raw
       local msg = X.envelope(0x10, string.rep("P", 10 * MiB - 2))
       r:write(r.ch:seal(msg:sub(1, sizes[i] * MiB)))
-      peers[i] = { raw = r, src = src }
-      X.run_for(0.2)
+      X.run_for(0.05)
     end
     X.wait(function() return codes[peers[4].src] ~= nil end, 5,
       "the largest cut")
@@ -715,7 +721,7 @@ describe("hostile", function()
     assert.are.equal(1, s.cut_budget)
     -- The others now trickle 1 byte of their message a second (a 19-byte
     -- chunk): under partial_message_min_rate (1 KiB/s), they are stalled
-    -- and cut with ETIMEDOUT after 2 s (not greylisted: a slow link is
+    -- and cut with ETIMEDOUT after 4 s (not greylisted: a slow link is
     -- no offence).
     local drip = uv.new_timer()
     drip:start(0, 1000, function()
@@ -728,7 +734,7 @@ describe("hostile", function()
     X.wait(function()
       return codes[peers[1].src] and codes[peers[2].src] and
         codes[peers[3].src]
-    end, 8, "the stalled cut")
+    end, 10, "the stalled cut")
     local stalled_after = X.now() - t0
     drip:close()
     for i = 1, 3 do assert.are.equal("ETIMEDOUT", codes[peers[i].src]) end
