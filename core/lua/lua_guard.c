@@ -208,7 +208,8 @@ static int core_guard(lua_State *L) {
   lua_settop(L, rc == LUA_OK ? 2 : 3); /* flag, msgh[, error] */
   if (g->tripped != TRIP_NONE)
     trip_message(L, g);
-  else if (rc == LUA_ERRMEM && g->mem_tripped)
+  else if (g->mem_tripped && rc != LUA_ERRRUN)
+    /* LUA_ERRMEM, or LUA_ERRERR: the message handler itself ran out. */
     lua_pushfstring(L, "memory limit exceeded (%I bytes)",
                     (lua_Integer)g->mem_limit);
   else if (lua_type(L, 3) != LUA_TSTRING)
