@@ -32,7 +32,8 @@ describe("cli", function()
   describe("help and usage", function()
     it("prints --help for every command and exits 0", function()
       for _, c in ipairs({ "", "identity", "identity generate",
-                           "identity show", "node", "probe", "demo" }) do
+                           "identity show", "node", "probe", "ctl",
+                           "ctl ban", "ctl stat", "demo" }) do
         local out, err, code = run(c .. " --help")
         assert.equal(0, code, c .. ": " .. err)
         assert.matches("Usage: luap2p" .. (c ~= "" and " " ..
@@ -50,7 +51,8 @@ describe("cli", function()
     it("exits 2 with one line on an unknown flag, for every command",
       function()
       for _, c in ipairs({ "", "identity generate", "identity show x",
-                           "node", "probe 127.0.0.1:1", "demo" }) do
+                           "node", "probe 127.0.0.1:1", "ctl stat",
+                           "demo" }) do
         local out, err, code = run(c .. " --bogus")
         fails(2, "unknown option '%-%-bogus'", out, err, code)
         assert.matches("see 'luap2p.*%-%-help'", err)
