@@ -4,8 +4,8 @@ local core = require "luap2p.core"
 local shell = require "luap2p.shell"
 local task = require "luap2p.task"
 
-local string, table, tostring, type, ipairs, error, setmetatable =
-      string, table, tostring, type, ipairs, error, setmetatable
+local string, table, tostring, type, error, pcall, setmetatable =
+      string, table, tostring, type, error, pcall, setmetatable
 
 local APP_TAG = 0x10
 
@@ -34,8 +34,13 @@ end
 -- Connection listeners get the same event table as node listeners:
 -- fn(ev), ev.conn being this connection.
 function Conn:_emit(kind, ev)
-  for _, fn in ipairs(self._on[kind] or {}) do
-    local ok, err = task.pcall(fn, ev)
+  local list = self._on[kind]
+  if not list then return end
+  local held = task.held
+  for i = 1, #list do
+    held.n = held.n + 1 -- a listener must not wait (see luap2p.task)
+    local ok, err = pcall(list[i], ev)
+    held.n = held.n - 1
     if not ok then self.node:_error("conn " .. kind .. " handler", err) end
   end
 end

@@ -7,10 +7,8 @@ local Conn = require "luap2p.conn"
 local shell = require "luap2p.shell"
 local task = require "luap2p.task"
 
-local io, ipairs, math, os, pairs, setmetatable, string, table, tostring,
-      type =
-      io, ipairs, math, os, pairs, setmetatable, string, table, tostring,
-      type
+local io, ipairs, math, os, pairs, pcall, string, table, tostring, type =
+      io, ipairs, math, os, pairs, pcall, string, table, tostring, type
 
 local Node = {}
 local _M = { methods = Node, APP_TAG = 0x10 }
@@ -86,8 +84,11 @@ end
 function Node:_listeners(kind, ev)
   local list = self._on[kind]
   if not list then return end
-  for _, fn in ipairs(list) do
-    local ok, err = task.pcall(fn, ev)
+  local held = task.held
+  for i = 1, #list do
+    held.n = held.n + 1 -- a listener must not wait (see luap2p.task)
+    local ok, err = pcall(list[i], ev)
+    held.n = held.n - 1
     if not ok then self:_error(kind .. " listener", err) end
   end
 end

@@ -46,7 +46,10 @@ local rq, rq_head, rq_tail = {}, 1, 0 -- ready queue
 local later = {}           -- yielded with sleep(0): next drain
 local drain_timer
 local draining = false
-local hold = 0             -- > 0 while hooks and listeners run
+-- held.n > 0 while hooks and listeners run (a table, so that the hot
+-- listener loops count inline: see dispatch.lua and conn.lua)
+local held = { n = 0 }
+_M.held = held
 local next_id = 0
 
 ---------------------------------------------------------------- queue
@@ -197,17 +200,17 @@ end
 -- Call fn(...) protected where waiting is forbidden (hooks, listeners,
 -- match functions): they run on someone else's stack.
 function _M.pcall(fn, ...)
-  hold = hold + 1
+  held.n = held.n + 1
   local ok, a, b, c = pcall(fn, ...)
-  hold = hold - 1
+  held.n = held.n - 1
   return ok, a, b, c
 end
 
-function _M.hold(n) hold = hold + n end
+function _M.hold(n) held.n = held.n + n end
 
 -- The running task, for a waiting call named `who`; raises elsewhere.
 local function current(who)
-  if hold > 0 then
+  if held.n > 0 then
     error(who .. ": cannot wait inside a policy hook or a listener; " ..
       "spawn a task from there (node:spawn(fn))", 3)
   end
