@@ -12,11 +12,8 @@ return {
   seconds = 60,
   seeds = 3,
   join = { over = 5 },
-  -- hook_time = 0: the wall-clock limit of a hook call counts the 5 s a
-  -- stopped process spends stopped, so a hook caught mid-call by SIGSTOP
-  -- would be a policy error.
   config = { min_connections = 4, expected_connections = 8,
-             max_connections = 12, hook_time = 0 },
+             max_connections = 12 },
   churn = { from = 15, to = 40, rate = 0.02, downtime = { 3, 10 },
             fresh_identity = true },
   faults = {
