@@ -15,6 +15,8 @@ local function start(dir, name, args)
   local peer_id = write_identity(path)
   local p = spawn(dir, name, string.format("node --identity %s --listen " ..
     "127.0.0.1:0 --pow 0 --log json --min-connections 0 %s", q(path), args))
+  -- A failing assertion must not leave the node running.
+  finally(function() os.execute("kill " .. p.pid .. " 2>/dev/null") end)
   local started = events(wait_file(p.out, function(t)
     return t:find('"started"', 1, true) end, 10, name .. " started"))[1]
   p.peer_id = peer_id
