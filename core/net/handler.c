@@ -42,11 +42,11 @@ void lp2p_node_config_defaults(lp2p_node_config *cfg) {
   cfg->partial_min_rate = 1024;
   cfg->partial_stall_ms = 10000;
   cfg->read_pass_bytes = 1024 * 1024;
-  cfg->read_pass_msgs = 1000;
+  cfg->read_pass_msgs = 256;
   cfg->p2p_rate = 10;
   cfg->p2p_burst = 100;
-  cfg->app_rate = 50000;
-  cfg->app_burst = 100000;
+  cfg->app_rate = 20000;
+  cfg->app_burst = 40000;
 }
 
 
