@@ -15,14 +15,15 @@ local _M = {}
 -- otherwise: Octez defaults, no proof of work, bounds scaled down for a
 -- laptop (Octez's 10/50/100 min/expected/max become 4/8/12: maintenance
 -- thresholds 5/6/10/11), and loopback treated as the real network it
--- stands for. hook_time = 0: the wall-clock limit of a hook call counts
+-- stands for (admission limits and greylists apply). hook_time = 0: the wall-clock limit of a hook call counts
 -- the time its process spends stopped (the stop faults) or waiting for a
 -- CPU (hundreds of nodes per process on a busy machine), which would make
 -- policy errors of hooks that did nothing wrong; the instruction and
 -- memory limits stay.
 _M.NODE_DEFAULTS = {
   pow_bits = 0, min_connections = 4, expected_connections = 8,
-  max_connections = 12, admission_exempt_loopback = false, hook_time = 0,
+  max_connections = 12, admission_exempt_loopback = false,
+  greylist_loopback = true, hook_time = 0,
 }
 
 _M.ATTACKS = { eclipse = true, sybil = true, poison = true, slow = true }
