@@ -311,6 +311,7 @@ function _M.run(args)
   if args.check and not all then
     util.fail("some expectations of the demo were not met (see summary)")
   end
+  if stop_reason == "interrupted" then return util.EXIT_INTERRUPTED end
   return util.EXIT_OK
 end
 

@@ -211,7 +211,7 @@ function _M.run(args)
       -- A second signal: the user wants out now.
       os.exit(130)
     end
-    stopping = true
+    stopping = signame
     say("luap2p node: " .. signame .. ", closing connections",
       { type = "stopping", signal = signame })
     node:close() -- a Disconnect to every peer, then close
@@ -241,6 +241,9 @@ function _M.run(args)
   end
   say("luap2p node: stopped", { type = "stopped" })
   io.stdout:flush()
+  -- Ctrl-C is an interruption for the shell (130, as every command);
+  -- SIGTERM is how a service manager stops a node: a clean exit.
+  if stopping == "SIGINT" then return util.EXIT_INTERRUPTED end
   return util.EXIT_OK
 end
 
