@@ -188,7 +188,6 @@ describe("acl greylist", function()
     -- Only the acl: the other default policies are not under test here.
     local srv = keep(node{ default_policies = false, greylist_size = cap,
                            policies = { "luap2p.policies.acl" } })
-    local t0 = p2p.now()
     local mem0
     for i = 1, 100000 do
       local ip = string.format("10.%d.%d.%d", i >> 16 & 255, i >> 8 & 255,
@@ -217,7 +216,6 @@ describe("acl greylist", function()
     -- memory did not grow with the flood (beyond noise)
     assert.truthy(mem < mem0 * 1.5 + 256,
       string.format("memory %.0f KiB after, %.0f KiB at 2*cap", mem, mem0))
-    assert.truthy(p2p.now() - t0 < 20)
   end)
 
   it("keeps the peer-id greylist at 1023 (Octez FIFO size)", function()
