@@ -331,4 +331,40 @@ describe("luap2p sim", function()
     assert.truthy(res[1].text:find("[FAILED] deg_min >= 1000", 1, true))
     assert.truthy(res[1].text:find("1 of 1 properties failed", 1, true))
   end)
+  it("starts again on another port when its random one is in use",
+    function()
+    -- A stand-in coordinator: the first run meets a port in use.
+    local ports, real = {}, package.loaded["luap2p.sim.coordinator"]
+    package.loaded["luap2p.sim.coordinator"] = { run = function(opts)
+      ports[#ports + 1] = opts.port
+      local summary = { scenario = "s", honest = 2, bounds = { 1, 2 },
+        converged_at = 1, last_join = 0, max_lag = 0,
+        cost = { cpu_seconds = 0, cpu_share_per_node = 0,
+                 rss_kb_per_node = 0 } }
+      if #ports == 1 then
+        summary.failure = "worker 1 cannot start node 1: EADDRINUSE"
+      end
+      return { summary = summary, properties = {}, report_dir = "x" }
+    end }
+    finally(function()
+      package.loaded["luap2p.sim.coordinator"] = real
+    end)
+    local sim = require "luap2p.cli.sim"
+    local stdout = io.stdout
+    io.stdout = assert(io.open("/dev/null", "w"))
+    finally(function() io.stdout:close(); io.stdout = stdout end)
+    math.randomseed(7) -- two draws that differ, every time
+    local ok, code = pcall(sim.run, { scenario = ROOT ..
+      "/examples/sim/cold_start.lua", quiet = true })
+    assert.is_true(ok, tostring(code))
+    assert.equal(0, code)
+    assert.equal(2, #ports)
+    assert.are_not.equal(ports[1], ports[2])
+    -- A port given on the command line is used once, as given.
+    ports = {}
+    ok = pcall(sim.run, { scenario = ROOT .. "/examples/sim/cold_start.lua",
+      quiet = true, port = 20001 })
+    assert.is_false(ok)
+    assert.same({ 20001 }, ports)
+  end)
 end)

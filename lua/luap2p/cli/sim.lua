@@ -7,6 +7,7 @@ local io, ipairs, math, string = io, ipairs, math, string
 local _M = {}
 
 local LAG_WARN = 0.5 -- s of loop lag worth a warning
+local PORT_TRIES = 5 -- runs on a random port before giving up
 
 function _M.define(parser)
   local cmd = parser:command("sim",
@@ -37,17 +38,26 @@ function _M.run(args)
   util.line_buffered()
   util.check_readable(args.scenario, "scenario file")
   local coordinator = require "luap2p.sim.coordinator"
-  local res, err = coordinator.run({
-    scenario = args.scenario, nodes = args.nodes,
-    processes = args.processes, seconds = args.seconds,
-    report = args.report, seed = args.seed,
-    -- Lua 5.4 seeds math.random per process (time and address): two
-    -- runs at once pick different ports (a clash stops the later one).
-    port = args.port or math.random(20000, 32000),
-    say = not args.quiet and function(line)
-      io.stdout:write(line, "\n")
-    end,
-  })
+  local res, err
+  for _ = 1, args.port and 1 or PORT_TRIES do
+    res, err = coordinator.run({
+      scenario = args.scenario, nodes = args.nodes,
+      processes = args.processes, seconds = args.seconds,
+      report = args.report, seed = args.seed,
+      -- Lua 5.4 seeds math.random per process (time and address): two
+      -- runs at once pick different ports, and a clash (another program
+      -- on that port of some 127.x address) retries with another one.
+      port = args.port or math.random(20000, 32000),
+      say = not args.quiet and function(line)
+        io.stdout:write(line, "\n")
+      end,
+    })
+    local failure = res and res.summary.failure or err
+    if not (failure and failure:find("EADDRINUSE", 1, true)) then break end
+    if not args.quiet then
+      io.stdout:write("sim: port in use, starting again on another\n")
+    end
+  end
   if not res then util.fail(err) end
   local s = res.summary
   local w = function(fmt, ...) io.stdout:write(string.format(fmt, ...)) end
