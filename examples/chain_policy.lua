@@ -7,6 +7,8 @@
 --                         peers only, as Octez
 --   Get_block_headers  -> one Block_header per known hash
 --   Deactivate         -> the peer is no longer active
+--   a new connection   -> Get_current_branch sent to the peer, as Octez
+--                         does (P2p_reader.on_launch)
 -- and every `interval` seconds a new block is "baked" and its Current_head
 -- sent to the active peers (Distributed_db.Advertise.current_head).
 -- Needs app_messages = "shell" (the default on TEZOS_* chains).
@@ -157,8 +159,21 @@ local function new(opts)
     elseif t == "deactivate" then
       if msg.chain_id == s.chain_id then s.active[conn.id] = nil end
       return true
+    elseif t == "current_branch" or t == "current_head" then
+      return true -- other chains' heads: this chain is made up, ignore
     end
     return nil -- others reach the application
+  end
+
+  -- Like Octez (P2p_reader.on_launch): every new peer is asked for its
+  -- branch of our chain, which also tells it our chain id.
+  function M.event(node, ev)
+    if ev.type ~= "connected" then return end
+    local conn = ev.conn
+    local s = state(node)
+    if conn and s then
+      conn:send_shell{ type = "get_current_branch", chain_id = s.chain_id }
+    end
   end
 
   function M.disconnect(node, conn)

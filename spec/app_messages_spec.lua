@@ -142,9 +142,19 @@ describe("examples/chain_policy.lua", function()
     local srv = keep(shell_node{ policies = { chain } })
     local cli = keep(shell_node())
     local got = {}
-    cli:on("shell", function(ev) got[#got + 1] = ev.msg end)
+    local asked
+    cli:on("shell", function(ev)
+      -- The server asks every new peer for its branch, as Octez does.
+      if ev.msg.type == "get_current_branch" then
+        asked = ev.msg.chain_id
+      else
+        got[#got + 1] = ev.msg
+      end
+    end)
     local c = link(srv, cli)
     local id = chain._config.chain_id
+    h.wait(function() return asked end, 5, "asked for our branch")
+    assert.equal(id, asked)
     -- Not active yet: Octez ignores Get_current_head from such a peer.
     assert(c:send_shell{ type = "get_current_head", chain_id = id })
     assert(c:send_shell{ type = "get_current_branch", chain_id = id })

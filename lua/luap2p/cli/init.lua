@@ -14,7 +14,8 @@ local debug, io, ipairs, os, pcall, require, string, table, tostring,
 
 local _M = {}
 
-_M.COMMANDS = { "identity", "node", "probe", "ctl", "demo", "run", "sim" }
+_M.COMMANDS = { "identity", "node", "probe", "ctl", "crawl", "monitor",
+                 "demo", "run", "sim" }
 
 -- argparse prints the whole usage and exits 1 on a bad command line; the
 -- contract wants one line and exit 2, so every parser gets this handler.
