@@ -103,7 +103,8 @@ void lp2p_node_config_defaults(lp2p_node_config *cfg);
  *   TOO_FEW_CONNECTIONS, TOO_MANY_CONNECTIONS   value = active
  *   UNDER_LOAD, LOAD_NORMAL   value = pending handshakes, reason
  *   RATE_EXCEEDED   conn, point, peer_id, value = messages throttled since
- *                   the last one, reason "app" or "p2p"
+ *                   the last one, reason "application messages" or
+ *                   "p2p messages"
  */
 #define LP2P_EVENT_MAP(XX)                                                  \
   XX(ACCEPTED, "accepted")                                                  \
