@@ -62,6 +62,9 @@ describe("a luap2p node next to an Octez node", function()
       others[i] = keep(h.quiet{})
       assert(others[i]:connect(n.addr))
     end
+    -- Their points must be known public before o asks: with none, the
+    -- node has nothing to advertise and stays silent.
+    h.wait(function() return h.nconns(n) == 3 end, 5, "three peers")
     local rn = h.record(n)
     assert(n:connect(o.addr))
     h.wait(function() return h.nconns(o) == 1 end, 5, "connected")
