@@ -130,10 +130,13 @@ describe("ctl", function()
 
   it("fails with one line when the RPC is unreachable or the usage bad",
     function()
-    local holder = h.node({ default_policies = false })
-    local port = holder.port
-    h.close(holder) -- a port nobody listens on
+    -- A port bound but never listened on: connecting is refused, and no
+    -- other process can take the port meanwhile (a closed one could be).
+    local holder = assert(require("socket").tcp())
+    assert(holder:bind("127.0.0.1", 0))
+    local _, port = holder:getsockname()
     local out, err, code = run("ctl --rpc 127.0.0.1:" .. port .. " stat")
+    holder:close()
     fails(1, "cannot reach the node's RPC at 127%.0%.0%.1:%d+: " ..
       "connection refused; is the node running with %-%-rpc%-addr", out,
       err, code)
