@@ -19,7 +19,6 @@
 
 typedef enum {
   K_UINT,     /* an unsigned field of 2, 4 or 8 bytes, from an integer */
-  K_INT,      /* an int, from an integer */
   K_NUM,      /* a double */
   K_BOOL,     /* an int, 0 or 1 */
   K_MS,       /* a uint64_t of milliseconds, from seconds */
@@ -89,8 +88,6 @@ static const key_desc keys[] = {
     {"p2p_message_burst", K_NUM, F(p2p_burst), 1, 1e9},
     {"app_message_rate", K_NUM, F(app_rate), 0, 1e9},
     {"app_message_burst", K_NUM, F(app_burst), 1, 1e9},
-    {"crypto_workers", K_INT, F(crypto_workers), -1,
-     LP2P_CRYPTO_WORKERS_MAX},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -162,8 +159,7 @@ static void read_key(lua_State *L, int t, const char *who,
     return;
   }
   switch (d->kind) {
-  case K_UINT:
-  case K_INT: {
+  case K_UINT: {
     int ok;
     lua_Integer v = lua_tointegerx(L, top, &ok);
     if (type != LUA_TNUMBER || !ok || v < (lua_Integer)d->lo ||
@@ -172,10 +168,7 @@ static void read_key(lua_State *L, int t, const char *who,
                d->hi);
       bad(L, who, d->key, what);
     }
-    if (d->kind == K_INT)
-      *(int *)p = (int)v;
-    else
-      store_uint(p, d->size, v);
+    store_uint(p, d->size, v);
     break;
   }
   case K_NUM:
@@ -321,9 +314,6 @@ static int l_config_keys(lua_State *L) {
     switch (d->kind) {
     case K_UINT:
       lua_pushinteger(L, load_uint(p, d->size));
-      break;
-    case K_INT:
-      lua_pushinteger(L, *(const int *)p);
       break;
     case K_NUM:
     case K_POW:
