@@ -652,9 +652,23 @@ describe("identity file loading", function()
     got, err, code = identity.load("/dev/zero", { check_mode = false })
     assert.is_nil(got)
     assert.equal("EFBIG", code)
-    -- /dev/zero is 0666: refused before a byte is read
+    -- /dev/zero is 0666, but a device's mode says nothing of who reads
+    -- the key (the advice "chmod 600 /dev/zero" would break the system):
+    -- only a regular file's mode is checked, a device is bounded by size
     got, err, code = identity.load("/dev/zero")
-    assert.equal("EPERM", code)
+    assert.equal("EFBIG", code)
+    assert.equal("EFBIG: identity file /dev/zero is larger than 64 KiB", err)
+    -- a directory is named as one, whatever its mode
+    local sub = dir .. "/sub.json"
+    assert(os.execute("mkdir -m 755 '" .. sub .. "'"))
+    got, err, code = identity.load(sub)
+    assert.is_nil(got)
+    assert.equal("EISDIR", code)
+    assert.equal("EISDIR: identity file " .. sub .. " is a directory", err)
+    assert.same({ tonumber("755", 8), "directory" },
+      { core.file_mode(sub) })
+    assert.same({ tonumber("666", 8), "other" }, { core.file_mode("/dev/zero") })
+    os.remove(sub)
     -- 64 KiB of valid JSON padding is still read
     local id = core.identity_generate()
     local padded = write("padded.json",

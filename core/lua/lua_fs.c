@@ -47,17 +47,22 @@ static int core_isatty(lua_State *L) {
 }
 
 
-/* core.file_mode(path) -> permission bits (e.g. 0x180 for 0600)
- *                       | nil, "ENAME: ...", "ENAME": for checks and specs. */
+/* core.file_mode(path) -> permission bits (e.g. 0x180 for 0600), type
+ *                       | nil, "ENAME: ...", "ENAME": for checks and specs.
+ * type is "file", "directory" or "other" (a device, a FIFO, a socket). */
 static int core_file_mode(lua_State *L) {
   const char *path = luaL_checkstring(L, 1);
   unsigned mode = 0;
   int rc = lp2p_file_mode(path, &mode);
-  if (rc != 0)
+  int type = rc == 0 ? lp2p_file_type(path) : rc;
+  if (type < 0)
     return lp2p__push_error_msg(
-        L, rc, lua_pushfstring(L, "%s: %s", path, lp2p_strerror(rc)));
+        L, type, lua_pushfstring(L, "%s: %s", path, lp2p_strerror(type)));
   lua_pushinteger(L, (lua_Integer)mode);
-  return 1;
+  lua_pushstring(L, type == LP2P_FILE_REGULAR     ? "file"
+                    : type == LP2P_FILE_DIRECTORY ? "directory"
+                                                  : "other");
+  return 2;
 }
 
 

@@ -119,3 +119,13 @@ int lp2p_file_mode(const char *path, unsigned *mode) {
   *mode = (unsigned)(st.st_mode & 07777);
   return 0;
 }
+
+
+int lp2p_file_type(const char *path) {
+  struct stat st;
+  if (stat(path, &st) != 0)
+    return uv_translate_sys_error(errno);
+  if (S_ISREG(st.st_mode))
+    return LP2P_FILE_REGULAR;
+  return S_ISDIR(st.st_mode) ? LP2P_FILE_DIRECTORY : LP2P_FILE_OTHER;
+}

@@ -275,5 +275,10 @@ int lp2p_file_write_private(const char *path, const void *data, size_t len,
                             int overwrite);
 /* The permission bits of path (e.g. 0600) in *mode, or a UV_E* code. */
 int lp2p_file_mode(const char *path, unsigned *mode);
+/* What path is (after symbolic links): one of these, or a UV_E* code. */
+#define LP2P_FILE_REGULAR 1
+#define LP2P_FILE_DIRECTORY 2
+#define LP2P_FILE_OTHER 3 /* a device, a FIFO, a socket */
+int lp2p_file_type(const char *path);
 
 #endif /* LP2P_NODE_H */

@@ -39,9 +39,17 @@ function _M.load(path, opts)
     return nil, name .. ": cannot read identity file: " .. tostring(err),
       name
   end
-  if not (opts and opts.check_mode == false) then
-    local mode = core.file_mode(path)
-    if mode and mode & 63 ~= 0 then -- 0077: any bit for group or others
+  local mode, kind = core.file_mode(path)
+  if kind == "directory" then
+    f:close()
+    return nil, string.format("EISDIR: identity file %s is a directory",
+      path), "EISDIR"
+  end
+  -- The mode of a device or a pipe (/dev/zero, <(...)) says nothing of
+  -- who can read the key: only a regular file is checked (a device is
+  -- still bounded by MAX_FILE_BYTES below).
+  if kind == "file" and not (opts and opts.check_mode == false) then
+    if mode & 63 ~= 0 then -- 0077: any bit for group or others
       f:close()
       return nil, string.format("EPERM: identity file %s is accessible " ..
         "by others (mode %04o): run chmod 600 %s", path, mode, path), "EPERM"

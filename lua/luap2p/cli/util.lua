@@ -179,7 +179,7 @@ function _M.load_identity(path)
   if code == "EIDENTITY" then
     _M.fail(_M.plain(err) .. "; is this an Octez identity.json?")
   end
-  if code == "EPERM" or code == "EFBIG" then _M.fail(_M.plain(err)) end
+  if code ~= "ENOENT" then _M.fail(_M.plain(err)) end
   _M.fail(_M.plain(err) .. "; create one with 'luap2p identity generate " ..
     "--output " .. path .. "'")
 end
