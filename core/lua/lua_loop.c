@@ -352,19 +352,32 @@ static void on_timer(uv_timer_t *t) {
 }
 
 
+/* Seconds to libuv milliseconds. A repeating period is at least 1 ms:
+ * libuv reads a repeat of 0 as "no repeat", so every(0.0005) would fire
+ * once. Past about 292 million years the cast would be undefined. */
+#define TIMER_MAX_SECONDS 1e13
+
+static uint64_t timer_ms(lua_Number s, int repeat) {
+  uint64_t ms = (uint64_t)(s * 1000);
+  return repeat && s > 0 && ms == 0 ? 1 : ms;
+}
+
+
 /* core.timer(seconds, repeat_seconds|nil, fn) -> Timer */
 static int core_timer(lua_State *L) {
   lua_Number after = luaL_checknumber(L, 1);
   lua_Number every = luaL_optnumber(L, 2, 0);
-  luaL_argcheck(L, after >= 0, 1, "must be >= 0");
-  luaL_argcheck(L, every >= 0, 2, "must be >= 0");
+  luaL_argcheck(L, after >= 0 && after <= TIMER_MAX_SECONDS, 1,
+                "must be >= 0 and <= 1e13");
+  luaL_argcheck(L, every >= 0 && every <= TIMER_MAX_SECONDS, 2,
+                "must be >= 0 and <= 1e13");
   lhandle *h = lhandle_new(L, TIMER_MT, 3);
   uv_loop_t *loop = lp2p__loop(L);
   /* The loop's cached time is stale when Lua ran long outside it. */
   uv_update_time(loop);
   uv_timer_init(loop, &h->u.timer);
-  uv_timer_start(&h->u.timer, on_timer, (uint64_t)(after * 1000),
-                 (uint64_t)(every * 1000));
+  uv_timer_start(&h->u.timer, on_timer, timer_ms(after, 0),
+                 timer_ms(every, 1));
   return 1;
 }
 

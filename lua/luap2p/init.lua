@@ -76,7 +76,14 @@ _M.backend_fd = core.backend_fd
 _M.backend_timeout = core.backend_timeout
 _M.now = core.now
 _M.after = function(seconds, fn) return core.timer(seconds, nil, fn) end
-_M.every = function(seconds, fn) return core.timer(seconds, seconds, fn) end
+_M.every = function(seconds, fn)
+  -- A period of 0 would be a one-shot timer (libuv's repeat 0).
+  if type(seconds) ~= "number" or not (seconds > 0) then
+    error("p2p.every: expected a period in seconds > 0, got " ..
+      tostring(seconds), 2)
+  end
+  return core.timer(seconds, seconds, fn)
+end
 
 -- Run the loop until pred() is true or `timeout` seconds pass.
 -- Returns true, or nil, "ETIMEDOUT: ...", "ETIMEDOUT".

@@ -116,6 +116,9 @@ end
 -- the rest. opts.exclude: a point to leave out.
 function Node:known_points(n, opts)
   n = n or 50
+  if math.type(n) ~= "integer" or n < 0 then
+    error("node:known_points: expected a count >= 0, got " .. tostring(n), 2)
+  end
   local exclude = opts and opts.exclude
   local list = {}
   for p, rec in pairs(self.points) do

@@ -147,6 +147,13 @@ end
 
 function Node:after(seconds, fn) return self:_timer(seconds, nil, fn) end
 
-function Node:every(seconds, fn) return self:_timer(seconds, seconds, fn) end
+function Node:every(seconds, fn)
+  -- A period of 0 would be a one-shot timer (libuv's repeat 0).
+  if type(seconds) ~= "number" or not (seconds > 0) then
+    error("node:every: expected a period in seconds > 0, got " ..
+      tostring(seconds), 2)
+  end
+  return self:_timer(seconds, seconds, fn)
+end
 
 return _M

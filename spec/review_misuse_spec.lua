@@ -1,0 +1,42 @@
+-- Found by trying the API as a new user would: misuse that passed silently
+-- or raised a message that names neither the call nor the fix.
+local p2p = require "luap2p"
+
+describe("review: timers", function()
+  it("a period below a millisecond repeats (libuv reads a repeat of 0 " ..
+     "as one-shot)", function()
+    local ticks = 0
+    local t = p2p.every(0.0004, function() ticks = ticks + 1 end)
+    finally(function() t:stop() end)
+    -- a one-shot timer stops at 1 tick: this waits for the 3rd or times out
+    assert(p2p.wait(function() return ticks >= 3 end, 5))
+  end)
+
+  it("every(0) raises instead of making a one-shot timer", function()
+    assert.has_error(function() p2p.every(0, print) end,
+      "p2p.every: expected a period in seconds > 0, got 0")
+    local node = assert(p2p.new{ identity = p2p.core.identity_generate(),
+                                 pow_bits = 0 })
+    finally(function() node:close() end)
+    assert.has_error(function() node:every(0, print) end,
+      "node:every: expected a period in seconds > 0, got 0")
+    assert.has_error(function() node:every("1", print) end,
+      "node:every: expected a period in seconds > 0, got 1")
+  end)
+
+  it("a delay past the range of libuv's milliseconds raises", function()
+    assert.has_error(function() p2p.after(1e300, print) end)
+    assert.has_error(function() p2p.after(0 / 0, print) end)
+  end)
+end)
+
+describe("review: node methods", function()
+  it("known_points with a wrong count names the method", function()
+    local node = assert(p2p.new{ identity = p2p.core.identity_generate(),
+                                 pow_bits = 0 })
+    finally(function() node:close() end)
+    assert.has_error(function() node:known_points("x") end,
+      "node:known_points: expected a count >= 0, got x")
+    assert.same({}, node:known_points(3))
+  end)
+end)
