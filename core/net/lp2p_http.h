@@ -26,7 +26,9 @@ typedef struct lp2p_http_limits {
   unsigned max_connections; /* open client connections, all IPs */
   unsigned max_per_ip;      /* open client connections from one IP */
   unsigned idle_timeout;    /* s without traffic before a client is closed */
-  size_t max_head;          /* request line + headers, bytes (431 above) */
+  size_t max_head;          /* request line + headers, bytes (431 above
+                               max_head + 4 KiB: the pool's room for the
+                               answer's head) */
   size_t max_body;          /* request body, bytes (413 above) */
 } lp2p_http_limits;
 

@@ -125,7 +125,8 @@ local function generate(args)
   local threads = args.threads or cpus()
   if args.pow >= SLOW_BITS then
     io.stderr:write(string.format("note: %g bits takes a while (about " ..
-      "%s tries; tens of seconds to minutes); use --pow 0 for tests\n",
+      "%s tries; the progress line shows the time left); use --pow 0 " ..
+      "for tests\n",
       args.pow, util.si(identity.expected_tries(args.pow))))
   end
   local rep = reporter(args.pow, threads)

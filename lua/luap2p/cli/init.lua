@@ -41,7 +41,8 @@ function _M.parser()
   local parser = argparse("luap2p",
       "An Octez-compatible peer-to-peer node, prober and demo network.")
     :epilog("Run 'luap2p COMMAND --help' for the options of a command.\n" ..
-      "Exit codes: 0 ok, 1 runtime failure, 2 usage error.")
+      "Exit codes: 0 ok, 1 runtime failure, 2 usage error, 130 " ..
+      "interrupted.")
     :help_max_width(80)
     :command_target("command")
   parser:flag("--version", "Print the version and exit.")
