@@ -517,7 +517,9 @@ static int node_ban(lua_State *L) {
   ban_target t;
   t.kind = parse_target(L, 2, &t);
   lua_Number secs = luaL_optnumber(L, 3, 0);
-  luaL_argcheck(L, secs >= 0, 3, "must be >= 0");
+  /* Bounded (NaN, inf or 1e300 would make an undefined cast, and an
+   * event, a log line and an RPC answer that JSON cannot carry). */
+  luaL_argcheck(L, secs >= 0 && secs <= 1e13, 3, "must be >= 0 and <= 1e13");
   uint64_t now = loop_now(L);
   uint64_t until = secs > 0 ? now + (uint64_t)(secs * 1000) : 0;
   int rc = t.kind == LP2P_BAN_PEER

@@ -581,14 +581,19 @@ route("POST", "/luap2p/bans", true, function(self, _, body)
       '..., "reason": ...}')
   end
   local secs = v.seconds
-  if secs ~= nil and (type(secs) ~= "number" or secs <= 0) then
-    return fail(400, "bad_seconds", "seconds must be a positive number")
+  -- cjson reads 1e400 as inf and NaN as NaN: both are refused here.
+  if secs ~= nil and (type(secs) ~= "number" or not (secs > 0) or
+                      secs > 1e13) then
+    return fail(400, "bad_seconds", "seconds must be a positive number " ..
+      "(at most 1e13)")
   end
   -- node:ban raises on a malformed target (misuse in Lua, a 400 here).
   local called, ok, err = pcall(self.node.ban, self.node, v.target, secs,
     type(v.reason) == "string" and v.reason or "rpc")
   if not called or not ok then
-    return fail(400, "bad_target", tostring(called and err or ok))
+    -- the message without the position in node.lua it was raised at
+    local msg = tostring(called and err or ok):gsub("^[^\n]-:%d+: ", "")
+    return fail(400, "bad_target", msg)
   end
   return json(200, { target = v.target, seconds = secs })
 end)
