@@ -40,3 +40,31 @@ describe("review: node methods", function()
     assert.same({}, node:known_points(3))
   end)
 end)
+
+describe("review: conn:send tags", function()
+  it("a tag below 0x10 (a P2P message's: 1 is Disconnect) raises instead " ..
+     "of going out raw", function()
+    local function new()
+      return assert(p2p.new{ identity = p2p.core.identity_generate(),
+        pow_bits = 0, listen = "127.0.0.1:0", app_messages = "raw",
+        min_connections = 0, expected_connections = 0 })
+    end
+    local a, b = new(), new()
+    finally(function() a:close(); b:close() end)
+    local conn
+    p2p.spawn(function() conn = assert(b:dial("127.0.0.1:" .. a.port)) end)
+    assert(p2p.wait(function() return conn ~= nil end, 10))
+    for _, tag in ipairs({ 0, 1, 5, 0x0f, 0x10000, 16.5 }) do
+      assert.has_error(function() conn:send("", tag) end,
+        "conn:send: expected an application message tag in 0x10..0xffff " ..
+        "(P2P messages go through conn:send_msg), got " .. tostring(tag))
+    end
+    -- the connection is still up and application tags still go through
+    local got
+    a:on("message", function(ev) got = ev.tag end)
+    assert(conn:send("x", 0x20))
+    assert(p2p.wait(function() return got ~= nil end, 10))
+    assert.equal(0x20, got)
+    assert.is_nil(conn.closed)
+  end)
+end)

@@ -159,6 +159,14 @@ function Conn:send(payload, tag)
   if type(payload) ~= "string" then
     error("conn:send: expected a string payload, got " .. type(payload), 2)
   end
+  -- Below 0x10 a tag is a P2P message's (1 is Disconnect, 5 Swap_ack):
+  -- sent raw it would close the connection or get us greylisted.
+  if tag ~= nil and (math.type(tag) ~= "integer" or tag < APP_TAG or
+                     tag > 0xffff) then
+    error("conn:send: expected an application message tag in " ..
+      "0x10..0xffff (P2P messages go through conn:send_msg), got " ..
+      tostring(tag), 2)
+  end
   if self.closed then return nil, "ECLOSED: connection closed", "ECLOSED" end
   if self.node._shell then
     local m, err, code = shell.decode(payload, tag or APP_TAG)
