@@ -470,13 +470,16 @@ describe("cli", function()
         "p2p.spawn(function() while true do p2p.sleep(0.05) end end)\n",
         "print('running')\np2p.run()\n")
       f:close()
+      local mo = spawn(dir, "monitor_int", "monitor 127.0.0.1:" .. port)
       local r = spawn(dir, "run_int", "run " .. q(script))
       wait_file(r.out, function(t) return t:match("running") end, 10,
         "the script to start")
-      sleep(0.3) -- the probe is dialling by now
+      sleep(0.3) -- the probe and the monitor are dialling by now
       pr.kill("INT")
+      mo.kill("INT")
       r.kill("INT")
       assert.equal(130, pr.wait_exit(10))
+      assert.equal(130, mo.wait_exit(10))
       assert.equal(130, r.wait_exit(10))
       srv:close()
       assert.equal("luap2p probe: interrupted\n", h.read_file(pr.err))

@@ -27,7 +27,8 @@ function _M.define(parser)
       "Stay connected to Tezos nodes and print each new head (level, " ..
       "hash, timestamp, first peer, how many agree).")
     :epilog("Example:\n  luap2p monitor 127.0.0.1:9732 127.0.0.1:9733 " ..
-      "--json\nRuns until SIGINT/SIGTERM (exit 0), or --count heads.")
+      "--json\nRuns until --count heads or SIGTERM (exit 0), or Ctrl-C " ..
+      "(exit 130).")
   cmd:argument("point", "Nodes to follow (HOST:PORT).")
     :args("+"):convert(util.peer_point)
   cmd:flag("--json", "One JSON object per line.")
@@ -211,6 +212,7 @@ function _M.run(args)
   h.stop()
   node:close()
   for _ = 1, 10 do p2p.run_nowait() end
+  if trap.signal == "SIGINT" then return util.EXIT_INTERRUPTED end
   return util.EXIT_OK
 end
 
