@@ -26,7 +26,25 @@
 #include "lua_shell.h"
 
 
-/* ------------------------------------------------------------- decode */
+/* ------------------------------------------------------------- shared */
+
+lp2p_hash_kind lp2p__shell_request_kind(uint16_t tag) {
+  return tag == LP2P_SHELL_GET_OPERATIONS  ? LP2P_HASH_OPERATION
+         : tag == LP2P_SHELL_GET_PROTOCOLS ? LP2P_HASH_PROTOCOL
+                                           : LP2P_HASH_BLOCK;
+}
+
+
+int lp2p__shell_push_error(lua_State *L, int rc, const lp2p_shell_msg *m) {
+  const char *name = lp2p_shell_name(m->tag);
+  char msg[160];
+  if (name != NULL)
+    snprintf(msg, sizeof msg, "%s: %s", name, m->why);
+  else
+    snprintf(msg, sizeof msg, "%s (tag 0x%04x)", m->why, (unsigned)m->tag);
+  return lp2p__push_error_msg(L, rc, msg);
+}
+
 
 void lp2p__shell_push_hash(lua_State *L, lp2p_hash_kind kind,
                            const uint8_t *raw) {
@@ -87,6 +105,13 @@ static void push_header(lua_State *L, const lp2p_shell_header *h) {
 }
 
 
+static void set_header(lua_State *L, const char *k,
+                       const lp2p_shell_header *h) {
+  push_header(L, h);
+  lua_setfield(L, -2, k);
+}
+
+
 /* {branch, data, hash} of one operation's bytes (branch || data). */
 static void push_operation(lua_State *L, const uint8_t *op, size_t len) {
   lua_createtable(L, 0, 3);
@@ -102,8 +127,7 @@ static void set_chain_id(lua_State *L, const lp2p_shell_msg *m) {
 
 
 static void set_locator(lua_State *L, const lp2p_shell_msg *m) {
-  push_header(L, &m->header);
-  lua_setfield(L, -2, "head");
+  set_header(L, "head", &m->header);
   push_hashes(L, &m->list, LP2P_HASH_BLOCK);
   lua_setfield(L, -2, "history");
 }
@@ -126,8 +150,7 @@ static void push_fields(lua_State *L, const lp2p_shell_msg *m) {
     break;
   case LP2P_SHELL_CURRENT_HEAD:
     set_chain_id(L, m);
-    push_header(L, &m->header);
-    lua_setfield(L, -2, "header");
+    set_header(L, "header", &m->header);
     lua_createtable(L, 0, 2);
     push_hashes(L, &m->list, LP2P_HASH_OPERATION);
     lua_setfield(L, -2, "known_valid");
@@ -136,20 +159,13 @@ static void push_fields(lua_State *L, const lp2p_shell_msg *m) {
     lua_setfield(L, -2, "mempool");
     break;
   case LP2P_SHELL_GET_BLOCK_HEADERS:
-    push_hashes(L, &m->list, LP2P_HASH_BLOCK);
-    lua_setfield(L, -2, "hashes");
-    break;
   case LP2P_SHELL_GET_OPERATIONS:
-    push_hashes(L, &m->list, LP2P_HASH_OPERATION);
-    lua_setfield(L, -2, "hashes");
-    break;
   case LP2P_SHELL_GET_PROTOCOLS:
-    push_hashes(L, &m->list, LP2P_HASH_PROTOCOL);
+    push_hashes(L, &m->list, lp2p__shell_request_kind(m->tag));
     lua_setfield(L, -2, "hashes");
     break;
   case LP2P_SHELL_BLOCK_HEADER:
-    push_header(L, &m->header);
-    lua_setfield(L, -2, "header");
+    set_header(L, "header", &m->header);
     break;
   case LP2P_SHELL_OPERATION:
     set_hash(L, "branch", LP2P_HASH_BLOCK, m->branch);
@@ -214,8 +230,7 @@ static void push_fields(lua_State *L, const lp2p_shell_msg *m) {
     break;
   case LP2P_SHELL_CHECKPOINT:
     set_chain_id(L, m);
-    push_header(L, &m->header);
-    lua_setfield(L, -2, "header");
+    set_header(L, "header", &m->header);
     break;
   case LP2P_SHELL_GET_PROTOCOL_BRANCH:
   case LP2P_SHELL_PROTOCOL_BRANCH:
@@ -228,10 +243,8 @@ static void push_fields(lua_State *L, const lp2p_shell_msg *m) {
   case LP2P_SHELL_PREDECESSOR_HEADER:
     set_hash(L, "block", LP2P_HASH_BLOCK, m->block);
     lp2p__set_int(L, "offset", m->offset);
-    if (m->tag == LP2P_SHELL_PREDECESSOR_HEADER) {
-      push_header(L, &m->header);
-      lua_setfield(L, -2, "header");
-    }
+    if (m->tag == LP2P_SHELL_PREDECESSOR_HEADER)
+      set_header(L, "header", &m->header);
     break;
   }
 }
@@ -250,15 +263,8 @@ static int core_shell_decode(lua_State *L) {
   luaL_argcheck(L, tag >= 0 && tag <= 0xffff, 2, "tag in 0..65535 expected");
   lp2p_shell_msg m;
   int rc = lp2p_shell_decode(&m, (uint16_t)tag, s, len);
-  if (rc != 0) {
-    const char *name = lp2p_shell_name((uint16_t)tag);
-    char msg[160];
-    if (name != NULL)
-      snprintf(msg, sizeof msg, "%s: %s", name, m.why);
-    else
-      snprintf(msg, sizeof msg, "%s (tag 0x%04x)", m.why, (unsigned)tag);
-    return lp2p__push_error_msg(L, rc, msg);
-  }
+  if (rc != 0)
+    return lp2p__shell_push_error(L, rc, &m);
   lua_createtable(L, 0, 8);
   lp2p__set_str(L, "type", lp2p_shell_name(m.tag));
   lp2p__set_int(L, "tag", m.tag);

@@ -49,6 +49,14 @@ static int field_error(lua_State *L, const char *path, const char *why) {
 }
 
 
+/* Raise "<path>: <what> expected, got <type of the value on top>". */
+static int type_error(lua_State *L, const char *path, const char *what) {
+  return field_error(L, path,
+                     lua_pushfstring(L, "%s expected, got %s", what,
+                                     luaL_typename(L, -1)));
+}
+
+
 static const char *hash_letters[LP2P__HASH_KINDS] = {
     [LP2P_HASH_BLOCK] = "B",
     [LP2P_HASH_OPERATION] = "o",
@@ -122,9 +130,7 @@ static const uint8_t *get_bytes(lua_State *L, int t, const char *k,
     return (const uint8_t *)"";
   }
   if (ty != LUA_TSTRING)
-    field_error(L, sub(&f, parent, k),
-                lua_pushfstring(L, "string expected, got %s",
-                                luaL_typename(L, -1)));
+    type_error(L, sub(&f, parent, k), "string");
   return (const uint8_t *)lua_tolstring(L, -1, len);
 }
 
@@ -141,9 +147,7 @@ static lua_Integer get_array(lua_State *L, int t, const char *k, int optional,
     ty = LUA_TTABLE;
   }
   if (ty != LUA_TTABLE)
-    field_error(L, sub(&f, parent, k),
-                lua_pushfstring(L, "array expected, got %s",
-                                luaL_typename(L, -1)));
+    type_error(L, sub(&f, parent, k), "array");
   return luaL_len(L, -1);
 }
 
@@ -195,9 +199,7 @@ static void get_blobs(lua_State *L, int t, const char *k, lp2p_shell_list *l,
   size_t total = 0, len;
   for (lua_Integer i = 1; i <= n; i++) {
     if (lua_geti(L, arr, i) != LUA_TSTRING)
-      field_error(L, idx(&e, f.path, i),
-                  lua_pushfstring(L, "string expected, got %s",
-                                  luaL_typename(L, -1)));
+      type_error(L, idx(&e, f.path, i), "string");
     lua_tolstring(L, -1, &len);
     if (len > UINT32_MAX || total + 4 + len < total)
       field_error(L, idx(&e, f.path, i), "too long");
@@ -223,9 +225,7 @@ static void get_blobs(lua_State *L, int t, const char *k, lp2p_shell_list *l,
 static void get_header(lua_State *L, int t, const char *k,
                        lp2p_shell_header *h) {
   if (lua_getfield(L, t, k) != LUA_TTABLE)
-    field_error(L, k,
-                lua_pushfstring(L, "header table expected, got %s",
-                                luaL_typename(L, -1)));
+    type_error(L, k, "header table");
   int ht = lua_gettop(L);
   h->level = (int32_t)get_int(L, ht, "level", INT32_MIN, INT32_MAX, k);
   h->proto_level = (uint8_t)get_int(L, ht, "proto_level", 0, 255, k);
@@ -250,9 +250,7 @@ static void get_operations(lua_State *L, int t, lp2p_shell_list *l) {
   size_t total = 0, len;
   for (lua_Integer i = 1; i <= n; i++) {
     if (lua_geti(L, arr, i) != LUA_TTABLE)
-      field_error(L, idx(&e, "operations", i),
-                  lua_pushfstring(L, "operation table expected, got %s",
-                                  luaL_typename(L, -1)));
+      type_error(L, idx(&e, "operations", i), "operation table");
     get_bytes(L, -1, "data", &len, 1, idx(&e, "operations", i));
     if (len > UINT32_MAX - 4 - LP2P_HASH_BYTES ||
         total + 4 + LP2P_HASH_BYTES + len < total)
@@ -287,9 +285,7 @@ static void get_pairs(lua_State *L, int t, lp2p_shell_list *l) {
   for (lua_Integer i = 1; i <= n; i++) {
     idx(&e, "blocks", i);
     if (lua_geti(L, arr, i) != LUA_TTABLE)
-      field_error(L, e.path,
-                  lua_pushfstring(L, "table expected, got %s",
-                                  luaL_typename(L, -1)));
+      type_error(L, e.path, "table");
     uint8_t *w = buf + (i - 1) * (LP2P_HASH_BYTES + 1);
     get_hash(L, -1, "block", LP2P_HASH_BLOCK, w, e.path);
     w[LP2P_HASH_BYTES] =
@@ -315,9 +311,7 @@ static void get_path(lua_State *L, int t, lp2p_shell_msg *m) {
   for (lua_Integer i = 1; i <= n; i++) {
     idx(&e, "path", i);
     if (lua_geti(L, arr, i) != LUA_TTABLE)
-      field_error(L, e.path,
-                  lua_pushfstring(L, "table expected, got %s",
-                                  luaL_typename(L, -1)));
+      type_error(L, e.path, "table");
     lua_getfield(L, -1, "side");
     const char *side = lua_tostring(L, -1);
     int left = side != NULL && strcmp(side, "left") == 0;
@@ -371,13 +365,10 @@ static void get_fields(lua_State *L, lp2p_shell_msg *m) {
     break;
   }
   case LP2P_SHELL_GET_BLOCK_HEADERS:
-    get_hashes(L, 1, "hashes", LP2P_HASH_BLOCK, &m->list, NULL);
-    break;
   case LP2P_SHELL_GET_OPERATIONS:
-    get_hashes(L, 1, "hashes", LP2P_HASH_OPERATION, &m->list, NULL);
-    break;
   case LP2P_SHELL_GET_PROTOCOLS:
-    get_hashes(L, 1, "hashes", LP2P_HASH_PROTOCOL, &m->list, NULL);
+    get_hashes(L, 1, "hashes", lp2p__shell_request_kind(m->tag), &m->list,
+               NULL);
     break;
   case LP2P_SHELL_BLOCK_HEADER:
     get_header(L, 1, "header", &m->header);
@@ -446,11 +437,8 @@ static int core_shell_encode(lua_State *L) {
   long total = lp2p_shell_encode(NULL, 0, &m);
   if (total == LP2P_EINVAL)
     return luaL_error(L, "shell_encode: %s", m.why); /* a binding bug */
-  if (total < 0) {
-    char msg[160];
-    snprintf(msg, sizeof msg, "%s: %s", type, m.why);
-    return lp2p__push_error_msg(L, (int)total, msg);
-  }
+  if (total < 0)
+    return lp2p__shell_push_error(L, (int)total, &m);
   luaL_Buffer b;
   uint8_t *out = (uint8_t *)luaL_buffinitsize(L, &b, (size_t)total);
   if (lp2p_shell_encode(out, (size_t)total, &m) != total)
