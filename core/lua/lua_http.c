@@ -7,7 +7,8 @@
  *       return 200, { ["Content-Type"] = "application/json" }, "{}"
  *     end,
  *     { max_connections = 256, max_per_ip = 16, idle_timeout = 10,
- *       max_head = 16384, max_body = 65536 })          -- all optional
+ *       request_timeout = 10, max_head = 16384,
+ *       max_body = 65536 })                            -- all optional
  *   srv:clients()  -- connected clients
  *   srv:close()
  *
@@ -207,6 +208,8 @@ static int core_http_serve(lua_State *L) {
   lim.max_connections = (unsigned)limit_field(L, 4, "max_connections", 65535);
   lim.max_per_ip = (unsigned)limit_field(L, 4, "max_per_ip", 65535);
   lim.idle_timeout = (unsigned)limit_field(L, 4, "idle_timeout", 86400);
+  lim.request_timeout =
+      (unsigned)limit_field(L, 4, "request_timeout", 86400);
   lim.max_head = (size_t)limit_field(L, 4, "max_head", 1 << 20);
   lim.max_body = (size_t)limit_field(L, 4, "max_body", 64 << 20);
 

@@ -11,7 +11,15 @@
  *     them is ready, so one uv_poll_t on it wakes us, and MHD_run()
  *     processes what is ready without blocking;
  *   - MHD_get_timeout() after each run arms one uv_timer_t: it fires for
- *     idle timeouts and for work MHD left pending (0 ms).
+ *     idle timeouts and for work MHD left pending (0 ms);
+ *   - a request deadline MHD does not have: the idle timeout restarts
+ *     with every byte, so a client dripping one byte under it holds its
+ *     slot for ever, and clients of enough IPs hold them all. Each
+ *     connection is on a list ordered by deadline from its accept (or
+ *     the end of its previous answer) until its request is read in full;
+ *     a second uv_timer_t fires at the earliest, and a connection past it
+ *     gets a 408 and a shutdown(2), which MHD sees as the client's EOF
+ *     and closes as usual (the descriptor stays MHD's to close).
  *
  * We bind and listen ourselves (MHD_OPTION_LISTEN_SOCKET) so that a failure
  * has its errno (EADDRINUSE, EACCES), which MHD_start_daemon() does not
@@ -35,6 +43,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <microhttpd.h>
@@ -50,6 +59,7 @@
   X(MHD_add_response_header)                                              \
   X(MHD_create_response_from_buffer)                                      \
   X(MHD_destroy_response)                                                 \
+  X(MHD_get_connection_info)                                              \
   X(MHD_get_connection_values)                                            \
   X(MHD_get_daemon_info)                                                  \
   X(MHD_get_timeout)                                                      \
@@ -91,13 +101,28 @@ int lp2p_http_available(void) {
 }
 
 
+/* One per client connection (MHD's socket context), from its accept to
+ * its close. On srv's deadline list while a request is being read. */
+typedef struct http_client {
+  lp2p_http *srv;
+  struct MHD_Connection *conn;
+  uint64_t deadline; /* uv_now() ms; meaningful while listed */
+  struct http_client *prev, *next;
+  int listed;
+} http_client;
+
 struct lp2p_http {
   uv_poll_t poll;
   uv_timer_t timer;
+  uv_timer_t deadline_timer;
   struct MHD_Daemon *mhd;
   lp2p_http_cb cb;
   void *data;
   size_t max_body;
+  unsigned max_connections;
+  int was_full;                 /* at max_connections after the last run */
+  uint64_t request_ms;          /* the whole-request deadline */
+  http_client *first, *last;    /* deadline list, earliest first */
   int port;
   int handles;  /* libuv handles not yet closed: freed at 0 */
   int in_run;   /* inside MHD_run(): closing waits for its end */
@@ -106,6 +131,7 @@ struct lp2p_http {
 
 struct lp2p_http_req {
   lp2p_http *srv;
+  http_client *client; /* NULL if MHD had no socket context for it */
   struct MHD_Connection *conn;
   const char *method;
   const char *path;
@@ -130,6 +156,7 @@ static void handle_closed(uv_handle_t *h) {
 static void finish_close(lp2p_http *srv) {
   uv_close((uv_handle_t *)&srv->poll, handle_closed);
   uv_close((uv_handle_t *)&srv->timer, handle_closed);
+  uv_close((uv_handle_t *)&srv->deadline_timer, handle_closed);
   if (srv->mhd != NULL) {
     mhd.MHD_stop_daemon(srv->mhd);
     srv->mhd = NULL;
@@ -152,7 +179,14 @@ static void on_timer(uv_timer_t *t);
 
 /* Let MHD process whatever is ready, then arm the timer for its next
  * deadline. A close requested by a request callback happens here, once
- * MHD_run() has returned. */
+ * MHD_run() has returned.
+ *
+ * At max_connections MHD takes the listening socket out of its epoll set
+ * (clients wait in the kernel's backlog) and puts it back only at the
+ * start of a later MHD_run(). When a run closes clients of a full server,
+ * nothing would call that later run (the epoll descriptor is not readable
+ * for a backlog MHD no longer watches), and a server whose clients all
+ * timed out would stop accepting for good: run again at once. */
 static void run(lp2p_http *srv) {
   srv->in_run = 1;
   mhd.MHD_run(srv->mhd);
@@ -161,8 +195,13 @@ static void run(lp2p_http *srv) {
     finish_close(srv);
     return;
   }
+  int full = lp2p_http_clients(srv) >= srv->max_connections;
+  int freed = srv->was_full && !full;
+  srv->was_full = full;
   MHD_UNSIGNED_LONG_LONG ms;
-  if (mhd.MHD_get_timeout(srv->mhd, &ms) == MHD_YES) {
+  if (freed) {
+    uv_timer_start(&srv->timer, on_timer, 0, 0);
+  } else if (mhd.MHD_get_timeout(srv->mhd, &ms) == MHD_YES) {
     if (ms > 3600000)
       ms = 3600000;
     uv_timer_start(&srv->timer, on_timer, (uint64_t)ms, 0);
@@ -184,6 +223,117 @@ static void on_timer(uv_timer_t *t) {
 }
 
 
+/* ------------------------------------------------------------ deadlines */
+
+static void on_deadline(uv_timer_t *t);
+
+/* Arm the deadline timer for the earliest listed client, or stop it. */
+static void arm_deadline(lp2p_http *srv) {
+  if (srv->closing)
+    return;
+  if (srv->first == NULL) {
+    uv_timer_stop(&srv->deadline_timer);
+    return;
+  }
+  uint64_t now = uv_now(srv->timer.loop);
+  uint64_t at = srv->first->deadline;
+  uv_timer_start(&srv->deadline_timer, on_deadline, at > now ? at - now : 0,
+                 0);
+}
+
+
+static void unlist(http_client *c) {
+  if (!c->listed)
+    return;
+  lp2p_http *srv = c->srv;
+  if (c->prev != NULL)
+    c->prev->next = c->next;
+  else
+    srv->first = c->next;
+  if (c->next != NULL)
+    c->next->prev = c->prev;
+  else
+    srv->last = c->prev;
+  c->prev = c->next = NULL;
+  c->listed = 0;
+}
+
+
+/* Start c's clock for one request. Every deadline is now + the same span,
+ * so appending keeps the list ordered. */
+static void list(http_client *c) {
+  lp2p_http *srv = c->srv;
+  unlist(c);
+  c->deadline = uv_now(srv->timer.loop) + srv->request_ms;
+  c->prev = srv->last;
+  c->next = NULL;
+  if (srv->last != NULL)
+    srv->last->next = c;
+  else
+    srv->first = c;
+  srv->last = c;
+  c->listed = 1;
+  if (srv->first == c)
+    arm_deadline(srv);
+}
+
+
+static const char TIMED_OUT[] =
+    "HTTP/1.1 408 Request Timeout\r\n"
+    "Content-Type: text/plain; charset=utf-8\r\n"
+    "Content-Length: 20\r\n"
+    "Connection: close\r\n"
+    "\r\n"
+    "408 request timeout\n";
+
+/* Cut every client past its deadline. MHD is reading from them and has
+ * written nothing of an answer (a client is listed only until its request
+ * is read, and again once the answer is sent), so the 408 cannot land in
+ * the middle of one; it is best effort (MSG_DONTWAIT). shutdown() wakes
+ * MHD's epoll with an EOF and MHD closes the connection, which unlists
+ * it for good (NOTIFY_CLOSED). */
+static void on_deadline(uv_timer_t *t) {
+  lp2p_http *srv = t->data;
+  uint64_t now = uv_now(t->loop);
+  while (srv->first != NULL && srv->first->deadline <= now) {
+    http_client *c = srv->first;
+    unlist(c);
+    const union MHD_ConnectionInfo *info = mhd.MHD_get_connection_info(
+        c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (info != NULL) {
+      ssize_t n = send(info->connect_fd, TIMED_OUT, sizeof TIMED_OUT - 1,
+                       MSG_DONTWAIT | MSG_NOSIGNAL);
+      (void)n;
+      shutdown(info->connect_fd, SHUT_RDWR);
+    }
+  }
+  arm_deadline(srv);
+}
+
+
+static void on_connection(void *cls, struct MHD_Connection *conn,
+                          void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
+  lp2p_http *srv = cls;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    http_client *c = calloc(1, sizeof *c);
+    *socket_context = c;
+    if (c == NULL)
+      return; /* no deadline for this one rather than no service */
+    c->srv = srv;
+    c->conn = conn;
+    list(c);
+  } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+    http_client *c = *socket_context;
+    if (c != NULL) {
+      unlist(c);
+      free(c);
+    }
+    *socket_context = NULL;
+  }
+}
+
+
 /* ------------------------------------------------------------ requests */
 
 static void free_req(lp2p_http_req *req) {
@@ -199,8 +349,13 @@ static void on_completed(void *cls, struct MHD_Connection *conn,
                          enum MHD_RequestTerminationCode toe) {
   (void)cls;
   (void)conn;
-  (void)toe;
-  free_req(*con_cls);
+  lp2p_http_req *req = *con_cls;
+  /* The answer is sent: the clock starts for the next request of this
+   * keep-alive connection (MHD closes it otherwise, which unlists it). */
+  if (req != NULL && req->client != NULL &&
+      toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+    list(req->client);
+  free_req(req);
   *con_cls = NULL;
 }
 
@@ -270,6 +425,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     req->srv = srv;
     req->conn = conn;
     *con_cls = req;
+    const union MHD_ConnectionInfo *info = mhd.MHD_get_connection_info(
+        conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (info != NULL)
+      req->client = info->socket_context;
     /* A declared length over the bound is refused before reading it. */
     const char *cl = mhd.MHD_lookup_connection_value(
         conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -289,6 +448,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
     *upload_data_size = 0;
     return MHD_YES;
   }
+  /* Read in full: what is left is ours (answering), not the client's. */
+  if (req->client != NULL)
+    unlist(req->client);
   if (req->answered)
     return MHD_YES;
   if (req->too_large) {
@@ -450,6 +612,8 @@ int lp2p_http_start(lp2p_http **out, uv_loop_t *loop,
     lim.max_head = LP2P_HTTP_DEFAULT_HEAD;
   if (lim.max_body == 0)
     lim.max_body = LP2P_HTTP_DEFAULT_BODY;
+  if (lim.request_timeout == 0)
+    lim.request_timeout = LP2P_HTTP_DEFAULT_REQUEST_TIMEOUT;
 
   int fd = -1;
   int rc = listen_on(addr, &fd);
@@ -465,6 +629,8 @@ int lp2p_http_start(lp2p_http **out, uv_loop_t *loop,
   srv->cb = cb;
   srv->data = data;
   srv->max_body = lim.max_body;
+  srv->max_connections = lim.max_connections;
+  srv->request_ms = (uint64_t)lim.request_timeout * 1000;
   srv->port = port;
   unsigned flags = MHD_USE_EPOLL;
   if (addr->sa_family == AF_INET6)
@@ -478,6 +644,7 @@ int lp2p_http_start(lp2p_http **out, uv_loop_t *loop,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)(lim.max_head + HTTP_HEAD_SLACK),
       MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)NULL,
+      MHD_OPTION_NOTIFY_CONNECTION, on_connection, (void *)srv,
       MHD_OPTION_END);
   if (srv->mhd == NULL) {
     /* MHD did not take the socket: it is still ours. */
@@ -494,9 +661,11 @@ int lp2p_http_start(lp2p_http **out, uv_loop_t *loop,
     return UV_EINVAL;
   }
   uv_timer_init(loop, &srv->timer);
+  uv_timer_init(loop, &srv->deadline_timer);
   srv->poll.data = srv;
   srv->timer.data = srv;
-  srv->handles = 2;
+  srv->deadline_timer.data = srv;
+  srv->handles = 3;
   uv_poll_start(&srv->poll, UV_READABLE, on_poll);
   *out = srv;
   return 0;

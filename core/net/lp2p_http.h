@@ -26,6 +26,10 @@ typedef struct lp2p_http_limits {
   unsigned max_connections; /* open client connections, all IPs */
   unsigned max_per_ip;      /* open client connections from one IP */
   unsigned idle_timeout;    /* s without traffic before a client is closed */
+  unsigned request_timeout; /* s to read a whole request (head and body)
+                               from the accept or the end of the previous
+                               answer; past it a 408 and the client is
+                               closed, however steadily it sends */
   size_t max_head;          /* request line + headers, bytes (431 above
                                max_head + 4 KiB: the pool's room for the
                                answer's head) */
@@ -35,6 +39,7 @@ typedef struct lp2p_http_limits {
 #define LP2P_HTTP_DEFAULT_CONNECTIONS 256
 #define LP2P_HTTP_DEFAULT_PER_IP 16
 #define LP2P_HTTP_DEFAULT_TIMEOUT 10
+#define LP2P_HTTP_DEFAULT_REQUEST_TIMEOUT 10
 #define LP2P_HTTP_DEFAULT_HEAD 16384
 #define LP2P_HTTP_DEFAULT_BODY 65536
 

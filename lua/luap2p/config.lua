@@ -81,6 +81,13 @@ _M.SCHEMA = {
   { "admission_table_size", "integer", 4096, min = 2, max = 1 << 24, read = "core", doc = "admission table entries (LRU)" },
   { "admission_exempt_loopback", "boolean", true, read = "core", doc = "loopback addresses skip the rates and caps" },
   { "load_threshold", "integer", 10, min = 0, max = BIG, read = "core", doc = "pending handshakes that switch to \"under load\" (rates halved; 0 = off)" },
+  -- the RPC server (luap2p.rpc, `luap2p node --rpc-addr`)
+  { "rpc_max_clients", "integer", 256, min = 1, max = 65535, read = "lua", doc = "RPC clients connected at once, all IPs (more wait in the kernel's backlog)" },
+  { "rpc_max_clients_per_ip", "integer", 16, min = 1, max = 65535, read = "lua", doc = "RPC clients connected at once from one IP" },
+  { "rpc_idle_timeout", "integer", 10, min = 1, max = 86400, read = "lua", doc = "seconds an RPC client may stay silent before it is closed" },
+  { "rpc_request_timeout", "integer", 10, min = 1, max = 86400, read = "lua", cli = "--rpc-request-timeout", doc = "seconds an RPC client has to send a whole request (head and body), from its connect or the end of its previous answer; past them it gets a 408 and is closed, however steadily it sends (so clients dripping bytes from many IPs cannot hold every slot)" },
+  { "rpc_max_head", "integer", 16384, min = 1, max = 1 << 20, read = "lua", shown = "16 KiB", doc = "bytes of an RPC request line and headers (431 above it plus the 4 KiB kept for the answer's head)" },
+  { "rpc_max_body", "integer", 65536, min = 1, max = 64 << 20, read = "lua", shown = "64 KiB", doc = "bytes of an RPC request body (413 above)" },
   -- application messages
   { "app_messages", "enum", nil, values = { "shell", "raw" }, read = "lua", shown = "`\"shell\"` on `TEZOS*` chains, else `\"raw\"`", doc = "application messages: `\"shell\"` = Octez's shell messages only (what does not encode is refused before sending, what does not decode is a decoding error, as Octez), `\"raw\"` = any payload (luap2p-only networks)" },
   -- policies

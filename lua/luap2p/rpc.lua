@@ -676,12 +676,23 @@ function _M:handle(method, path, query, body)
   return not_found("RPC", path)
 end
 
--- Serve on host:port (port 0: any). limits: see core.http_serve.
+-- The limits of core.http_serve from a node config's rpc_* keys.
+local LIMIT_KEYS = {
+  max_connections = "rpc_max_clients", max_per_ip = "rpc_max_clients_per_ip",
+  idle_timeout = "rpc_idle_timeout", request_timeout = "rpc_request_timeout",
+  max_head = "rpc_max_head", max_body = "rpc_max_body",
+}
+
+-- Serve on host:port (port 0: any). limits (see core.http_serve) default
+-- to the node config's rpc_* keys; a field given here wins.
 -- Returns the server and its port, or nil, "ENAME: message", "ENAME".
 function _M:serve(host, port, limits)
+  local lim, config = {}, self.node.config or {}
+  for field, key in pairs(LIMIT_KEYS) do lim[field] = config[key] end
+  for field, v in pairs(limits or {}) do lim[field] = v end
   return core.http_serve(host, port, function(method, path, query, body)
     return self:handle(method, path, query, body)
-  end, limits)
+  end, lim)
 end
 
 _M.ROUTES = ROUTES

@@ -26,6 +26,7 @@ local FLAGS = {
   max_incoming_connections = "--max-incoming", private_mode = "--private",
   log = "--log", app_messages = "--app-messages",
   too_many_rule = "--too-many-rule", greylist_timeout = "--greylist-timeout",
+  rpc_request_timeout = "--rpc-request-timeout",
 }
 _M.FLAGS = FLAGS
 
@@ -92,6 +93,7 @@ function _M.define(parser)
     :argname("HOST:PORT"):convert(util.listen_point)
   cmd:flag("--rpc-allow-write", "Allow the RPCs that change the node " ..
     "(ban, trust, kick, reload); refused with 403 otherwise.")
+  key_option(cmd, "rpc_request_timeout", "SECONDS")
   cmd:option("--metrics", "Serve only Prometheus metrics at " ..
     "http://HOST:PORT/metrics.")
     :argname("HOST:PORT"):convert(util.listen_point)
