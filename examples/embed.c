@@ -106,13 +106,31 @@ static int hook_message(void *ud, uint64_t conn, const uint8_t *msg,
 }
 
 
+/* Every event: its kind, the connection's point (lp2p_event_conn: the
+ * part every connection event has) and, for a close or a refusal, its
+ * code. Each kind's own fields are in its struct of ev->u (lp2p_node.h). */
 static void hook_event(void *ud, const lp2p_event *ev) {
   side *s = ud;
   char point[LP2P_POINT_TEXT_MAX + 1] = "";
-  if (ev->point != NULL)
-    lp2p_point_format(point, ev->point);
+  const lp2p_ev_conn *who = lp2p_event_conn(ev);
+  int code = 0;
+  if (who != NULL)
+    lp2p_point_format(point, who->point);
+  switch (ev->type) {
+  case LP2P_EV_AUTH_FAILED:
+  case LP2P_EV_DECODING_ERROR:
+  case LP2P_EV_DISCONNECTED:
+    code = ev->u.closed.code;
+    break;
+  case LP2P_EV_REFUSED:
+    lp2p_point_format(point, ev->u.refused.addr);
+    code = ev->u.refused.code;
+    break;
+  default:
+    break;
+  }
   printf("%s event %s %s%s%s\n", s->name, lp2p_event_name(ev->type), point,
-         ev->code ? " " : "", ev->code ? lp2p_err_name(ev->code) : "");
+         code ? " " : "", code ? lp2p_err_name(code) : "");
   switch (ev->type) {
   case LP2P_EV_CONNECTED:
     if (s->is_dialer) {
@@ -123,8 +141,13 @@ static void hook_event(void *ud, const lp2p_event *ev) {
       }
     }
     break;
-  case LP2P_EV_AUTH_FAILED:
   case LP2P_EV_NACKED:
+    fprintf(stderr, "embed: %s was Nacked (motive %d)\n", s->name,
+            ev->u.nack.motive);
+    if (s->is_dialer)
+      finish(1);
+    break;
+  case LP2P_EV_AUTH_FAILED:
     if (s->is_dialer)
       finish(1);
     break;

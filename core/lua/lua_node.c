@@ -159,40 +159,83 @@ static int hook_message(void *ud, uint64_t conn, const uint8_t *msg,
 }
 
 
-static void hook_event(void *ud, const lp2p_event *ev) {
-  node_box *b = ud;
-  lua_State *L = begin(b, "event");
-  int top = lua_gettop(L) - 2;
+/* code (its ENAME) and reason (the code's text when NULL), or the reason
+ * alone when code is 0. Table on top. */
+static void set_code(lua_State *L, int code, const char *reason) {
+  if (code != 0) {
+    lp2p__set_str(L, "code", lp2p_err_name(code));
+    lp2p__set_str(L, "reason", reason ? reason : lp2p_strerror(code));
+  } else if (reason != NULL) {
+    lp2p__set_str(L, "reason", reason);
+  }
+}
+
+
+/* ev as the table dispatch("event", ev) gets: type, conn (the id), then
+ * the fields of its kind (lp2p_node.h): point, peer_id and incoming for
+ * a connection; code and reason; motive and points of a Nack (theirs
+ * always with code ENACK); count and kind (with the reason) of a rate
+ * limit; active of a trigger. */
+static void push_event(lua_State *L, const lp2p_event *ev) {
   lua_createtable(L, 0, 8);
   lp2p__set_str(L, "type", lp2p_event_name(ev->type));
   if (ev->conn)
     lp2p__set_int(L, "conn", (lua_Integer)ev->conn);
-  if (ev->point)
-    lp2p__set_point(L, "point", ev->point);
-  if (ev->peer_id)
-    lp2p__set_str(L, "peer_id", ev->peer_id);
-  if (ev->incoming >= 0)
-    lp2p__set_bool(L, "incoming", ev->incoming);
-  if (ev->code) {
-    lp2p__set_str(L, "code", lp2p_err_name(ev->code));
-    lp2p__set_str(L, "reason", ev->reason ? ev->reason : lp2p_strerror(ev->code));
-  } else if (ev->reason) {
-    lp2p__set_str(L, "reason", ev->reason);
+  const lp2p_ev_conn *who = lp2p_event_conn(ev);
+  if (who != NULL) {
+    lp2p__set_point(L, "point", who->point);
+    if (who->peer_id)
+      lp2p__set_str(L, "peer_id", who->peer_id);
+    lp2p__set_bool(L, "incoming", who->incoming);
   }
-  if (ev->motive >= 0 || (ev->code == LP2P_ENACK))
-    lp2p__set_int(L, "motive", ev->motive);
-  if (ev->points || ev->npoints) {
-    lp2p__push_points(L, ev->points, ev->npoints);
+  switch (ev->type) {
+  case LP2P_EV_AUTH_FAILED:
+  case LP2P_EV_DECODING_ERROR:
+  case LP2P_EV_DISCONNECTED:
+    set_code(L, ev->u.closed.code, ev->u.closed.reason);
+    break;
+  case LP2P_EV_NACK_SENT:
+  case LP2P_EV_NACKED: {
+    const lp2p_ev_nack *k = &ev->u.nack;
+    if (ev->type == LP2P_EV_NACKED)
+      set_code(L, LP2P_ENACK, NULL);
+    else
+      set_code(L, 0, k->reason);
+    if (k->motive >= 0 || ev->type == LP2P_EV_NACKED)
+      lp2p__set_int(L, "motive", k->motive);
+    lp2p__push_points(L, k->points, k->npoints);
     lua_setfield(L, -2, "points");
+    break;
   }
-  if (ev->type == LP2P_EV_TOO_FEW_CONNECTIONS ||
-      ev->type == LP2P_EV_TOO_MANY_CONNECTIONS)
-    lp2p__set_int(L, "active", ev->value);
-  else if (ev->type == LP2P_EV_RATE_EXCEEDED) {
-    lp2p__set_int(L, "count", ev->value);
-    lp2p__set_str(L, "kind", ev->reason && ev->reason[0] == 'a' ? "app"
-                                                                 : "p2p");
+  case LP2P_EV_RATE_EXCEEDED:
+    lp2p__set_str(L, "reason", ev->u.rate.app ? "application messages"
+                                              : "p2p messages");
+    lp2p__set_int(L, "count", (lua_Integer)ev->u.rate.count);
+    lp2p__set_str(L, "kind", ev->u.rate.app ? "app" : "p2p");
+    break;
+  case LP2P_EV_REFUSED:
+    lp2p__set_point(L, "point", ev->u.refused.addr);
+    set_code(L, ev->u.refused.code, ev->u.refused.reason);
+    break;
+  case LP2P_EV_TOO_FEW_CONNECTIONS:
+  case LP2P_EV_TOO_MANY_CONNECTIONS:
+    lp2p__set_int(L, "active", ev->u.trigger.active);
+    break;
+  case LP2P_EV_UNDER_LOAD:
+  case LP2P_EV_LOAD_NORMAL:
+    set_code(L, 0, ev->u.load.reason);
+    break;
+  default:
+    break;
   }
+}
+
+
+static void hook_event(void *ud, const lp2p_event *ev) {
+  node_box *b = ud;
+  lua_State *L = begin(b, "event");
+  int top = lua_gettop(L) - 2;
+  push_event(L, ev);
   lp2p__pcall(L, 2, 0, "event hook");
   lua_settop(L, top);
 }

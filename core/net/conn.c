@@ -26,23 +26,19 @@
 static void flush_queue(lp2p_conn *c);
 
 
-void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, lp2p_event_type type) {
-  memset(ev, 0, sizeof *ev);
-  ev->type = type;
-  ev->conn = c->id;
-  ev->point = c->point.family ? &c->point : &c->addr;
-  ev->peer_id = c->has_peer_id ? c->peer_id_text : NULL;
-  ev->incoming = c->incoming;
-  ev->motive = -1;
+void lp2p__conn_who(const lp2p_conn *c, lp2p_ev_conn *who) {
+  who->point = c->point.family ? &c->point : &c->addr;
+  who->peer_id = c->has_peer_id ? c->peer_id_text : NULL;
+  who->incoming = c->incoming;
 }
 
 
-void lp2p__conn_emit(lp2p_conn *c, lp2p_event_type type, int code,
-                 const char *reason) {
-  lp2p_event ev;
-  lp2p__conn_event(c, &ev, type);
-  ev.code = code;
-  ev.reason = reason;
+void lp2p__conn_emit_closed(lp2p_conn *c, lp2p_event_type type, int code,
+                            const char *reason) {
+  lp2p_event ev = {.type = type, .conn = c->id};
+  lp2p__conn_who(c, &ev.u.closed.who);
+  ev.u.closed.code = code;
+  ev.u.closed.reason = reason ? reason : lp2p_strerror(code);
   lp2p__node_emit(c->node, &ev);
 }
 
@@ -306,7 +302,7 @@ void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
     snprintf(c->close_reason, sizeof c->close_reason, "%s",
              reason ? reason : (code ? lp2p_strerror(code) : "closed"));
     if (c->id != 0)
-      lp2p__conn_emit(c, LP2P_EV_DISCONNECTED, code, c->close_reason);
+      lp2p__conn_emit_closed(c, LP2P_EV_DISCONNECTED, code, c->close_reason);
     lp2p__node_conn_released(c->node, c);
     c->node->buffered -= c->counted;
     c->counted = 0;
@@ -350,7 +346,7 @@ void lp2p__conn_force_close(lp2p_conn *c) {
 
 void lp2p__conn_fail(lp2p_conn *c, int code, const char *reason) {
   if (c->state == LP2P_CONN_HANDSHAKE)
-    lp2p__conn_emit(c, LP2P_EV_AUTH_FAILED, code, reason);
+    lp2p__conn_emit_closed(c, LP2P_EV_AUTH_FAILED, code, reason);
   lp2p_conn_close(c, code, reason, 0);
 }
 

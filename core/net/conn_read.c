@@ -94,10 +94,10 @@ static void throttle(lp2p_conn *c, int app, double rate, double tokens) {
   lp2p__conn_arm_timeout(c, wait);
   if (c->rate_event_at == 0 || now - c->rate_event_at >= 1000) {
     c->rate_event_at = now;
-    lp2p_event ev;
-    lp2p__conn_event(c, &ev, LP2P_EV_RATE_EXCEEDED);
-    ev.reason = app ? "application messages" : "p2p messages";
-    ev.value = (long)c->rate_hits;
+    lp2p_event ev = {.type = LP2P_EV_RATE_EXCEEDED, .conn = c->id};
+    lp2p__conn_who(c, &ev.u.rate.who);
+    ev.u.rate.app = app;
+    ev.u.rate.count = c->rate_hits;
     c->rate_hits = 0;
     lp2p__node_emit(n, &ev);
   }
@@ -119,7 +119,8 @@ static int deliver(void *ud, const uint8_t *msg, size_t len) {
       /* Octez greylists the peer and its IP on a message that does not
        * decode (p2p_conn.ml, "decoding error"), then closes: the event
        * lets the acl policy do the first, returning rc does the second. */
-      lp2p__conn_emit(c, LP2P_EV_DECODING_ERROR, rc, "P2P message does not decode");
+      lp2p__conn_emit_closed(c, LP2P_EV_DECODING_ERROR, rc,
+                             "P2P message does not decode");
       return c->state == LP2P_CONN_RUNNING ? rc : 1;
     }
     if (tag == LP2P_MSG_DISCONNECT) {
@@ -384,12 +385,11 @@ static int handshake_input(lp2p_conn *c, const uint8_t **data, size_t *len) {
       return 0;
     } else if (ev == LP2P_HS_NACKED) {
       const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
-      lp2p_event e;
-      lp2p__conn_event(c, &e, LP2P_EV_NACKED);
-      e.code = LP2P_ENACK;
-      e.motive = r->nack_motive;
-      e.points = r->nack_points;
-      e.npoints = r->nack_npoints;
+      lp2p_event e = {.type = LP2P_EV_NACKED, .conn = c->id};
+      lp2p__conn_who(c, &e.u.nack.who);
+      e.u.nack.motive = r->nack_motive;
+      e.u.nack.points = r->nack_points;
+      e.u.nack.npoints = r->nack_npoints;
       lp2p__node_emit(c->node, &e);
       lp2p_conn_close(c, LP2P_ENACK, "rejected by the peer (Nack)", 0);
       return 0;

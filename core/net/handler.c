@@ -63,34 +63,57 @@ const char *lp2p_event_name(lp2p_event_type type) {
 }
 
 
+const lp2p_ev_conn *lp2p_event_conn(const lp2p_event *ev) {
+  switch (ev->type) {
+  case LP2P_EV_ACCEPTED:
+  case LP2P_EV_CONNECTING:
+  case LP2P_EV_AUTHENTICATED:
+  case LP2P_EV_CONNECTED:
+    return &ev->u.conn;
+  case LP2P_EV_AUTH_FAILED:
+  case LP2P_EV_DECODING_ERROR:
+  case LP2P_EV_DISCONNECTED:
+    return &ev->u.closed.who;
+  case LP2P_EV_NACK_SENT:
+  case LP2P_EV_NACKED:
+    return &ev->u.nack.who;
+  case LP2P_EV_RATE_EXCEEDED:
+    return &ev->u.rate.who;
+  default:
+    return NULL;
+  }
+}
+
+
 void lp2p__node_emit(lp2p_node *n, const lp2p_event *ev) {
   if (!n->closing)
     n->hooks.event(n->hooks.ud, ev);
 }
 
 
-static void emit_simple(lp2p_node *n, lp2p_event_type type,
-                        const lp2p_point *p,
-                        int code, const char *reason, long value) {
-  lp2p_event ev = {0};
-  ev.type = type;
-  ev.point = p;
-  ev.incoming = -1;
-  ev.code = code;
-  ev.reason = reason;
-  ev.value = value;
-  ev.motive = -1;
+/* An lp2p_ev_conn kind about c. */
+static void emit_conn(lp2p_node *n, lp2p_conn *c, lp2p_event_type type) {
+  lp2p_event ev = {.type = type, .conn = c->id};
+  lp2p__conn_who(c, &ev.u.conn);
+  lp2p__node_emit(n, &ev);
+}
+
+
+static void emit_trigger(lp2p_node *n, lp2p_event_type type) {
+  lp2p_event ev = {.type = type};
+  ev.u.trigger.active = n->active;
   lp2p__node_emit(n, &ev);
 }
 
 
 static void on_admission_load(void *ud, int under_load, unsigned pending) {
-  emit_simple(ud, under_load ? LP2P_EV_UNDER_LOAD : LP2P_EV_LOAD_NORMAL,
-              NULL, 0,
-              under_load
-                  ? "pending handshakes over the threshold: accept rates halved"
-                  : "pending handshakes back under half the threshold",
-              (long)pending);
+  lp2p_event ev = {.type = under_load ? LP2P_EV_UNDER_LOAD
+                                      : LP2P_EV_LOAD_NORMAL};
+  ev.u.load.pending = pending;
+  ev.u.load.reason =
+      under_load ? "pending handshakes over the threshold: accept rates halved"
+                 : "pending handshakes back under half the threshold";
+  lp2p__node_emit(ud, &ev);
 }
 
 
@@ -177,7 +200,7 @@ void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c) {
     c->counted_active = 0;
     n->active--;
     if (n->active < n->cfg.min_connections && !n->closing)
-      emit_simple(n, LP2P_EV_TOO_FEW_CONNECTIONS, NULL, 0, NULL, n->active);
+      emit_trigger(n, LP2P_EV_TOO_FEW_CONNECTIONS);
   }
 }
 
@@ -473,7 +496,11 @@ static void on_connection(uv_stream_t *server, int status) {
   if (code == 0 && n->closing) /* the hook closed the node */
     code = LP2P_ECLOSED;
   if (code < 0) {
-    emit_simple(n, LP2P_EV_REFUSED, &c->addr, code, reason, 0);
+    lp2p_event ev = {.type = LP2P_EV_REFUSED};
+    ev.u.refused.addr = &c->addr;
+    ev.u.refused.code = code;
+    ev.u.refused.reason = reason;
+    lp2p__node_emit(n, &ev);
     lp2p_conn_close(c, code, reason, 0);
     return;
   }
@@ -486,9 +513,7 @@ static void on_connection(uv_stream_t *server, int status) {
   c->counted_admission = 1;
   c->counted_pending = 1;
   n->pending_incoming++;
-  lp2p_event ev;
-  lp2p__conn_event(c, &ev, LP2P_EV_ACCEPTED);
-  lp2p__node_emit(n, &ev);
+  emit_conn(n, c, LP2P_EV_ACCEPTED);
   lp2p__conn_arm_timeout(c, n->cfg.authentication_timeout_ms);
   lp2p__conn_start_handshake(c);
 }
@@ -527,9 +552,7 @@ int lp2p_node_adopt(lp2p_node *n, uv_os_sock_t sock, uint64_t *id) {
   c->counted_pending = 1;
   n->pending_incoming++;
   *id = c->id;
-  lp2p_event ev;
-  lp2p__conn_event(c, &ev, LP2P_EV_ACCEPTED);
-  lp2p__node_emit(n, &ev);
+  emit_conn(n, c, LP2P_EV_ACCEPTED);
   lp2p__conn_arm_timeout(c, n->cfg.authentication_timeout_ms);
   lp2p__conn_start_handshake(c);
   return 0;
@@ -637,9 +660,7 @@ int lp2p_node_connect(lp2p_node *n, const lp2p_point *p,
   lp2p__conn_arm_timeout(c, timeout_ms ? timeout_ms
                                        : n->cfg.connection_timeout_ms);
   *id = c->id;
-  lp2p_event ev;
-  lp2p__conn_event(c, &ev, LP2P_EV_CONNECTING);
-  lp2p__node_emit(n, &ev);
+  emit_conn(n, c, LP2P_EV_CONNECTING);
   return 0;
 }
 
@@ -753,9 +774,7 @@ void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c) {
   v.motive = info.motive;
   if (info.refusal != 0)
     snprintf(v.reason, sizeof v.reason, "%s", lp2p_strerror(info.refusal));
-  lp2p_event ev;
-  lp2p__conn_event(c, &ev, LP2P_EV_AUTHENTICATED);
-  lp2p__node_emit(n, &ev);
+  emit_conn(n, c, LP2P_EV_AUTHENTICATED);
   if (c->state == LP2P_CONN_HANDSHAKE && !n->closing)
     n->hooks.authenticated(n->hooks.ud, &info, &v);
   if (c->state != LP2P_CONN_HANDSHAKE || n->closing)
@@ -776,13 +795,13 @@ void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c) {
   } else if (v.kind == LP2P_VERDICT_NACK) {
     rc = lp2p_hs_nack(c->hs, v.motive, v.points, v.npoints);
     if (rc == 0) {
-      lp2p_event ne = ev;
-      ne.type = LP2P_EV_NACK_SENT;
-      ne.motive = v.motive;
-      ne.reason = v.reason;
-      ne.points = v.points;
-      ne.npoints = v.npoints;
-      lp2p__node_emit(n, &ne);
+      lp2p_event ev = {.type = LP2P_EV_NACK_SENT, .conn = c->id};
+      lp2p__conn_who(c, &ev.u.nack.who);
+      ev.u.nack.motive = v.motive;
+      ev.u.nack.points = v.points;
+      ev.u.nack.npoints = v.npoints;
+      ev.u.nack.reason = v.reason;
+      lp2p__node_emit(n, &ev);
       /* The Nack is the last thing said: close once it is written. */
       lp2p__conn_finish(c, info.refusal ? info.refusal : LP2P_EREFUSED,
                         v.reason[0] ? v.reason : "nack sent");
@@ -817,11 +836,9 @@ void lp2p__node_established(lp2p_node *n, lp2p_conn *c) {
   c->pass = n->pass;
   c->counted_active = 1;
   n->active++;
-  lp2p_event ev;
-  lp2p__conn_event(c, &ev, LP2P_EV_CONNECTED);
-  lp2p__node_emit(n, &ev);
+  emit_conn(n, c, LP2P_EV_CONNECTED);
   if (n->active > n->cfg.max_connections && c->state == LP2P_CONN_RUNNING)
-    emit_simple(n, LP2P_EV_TOO_MANY_CONNECTIONS, NULL, 0, NULL, n->active);
+    emit_trigger(n, LP2P_EV_TOO_MANY_CONNECTIONS);
 }
 
 

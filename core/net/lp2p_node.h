@@ -77,28 +77,20 @@ void lp2p_node_config_defaults(lp2p_node_config *cfg);
 /*
  * Events: what the handler tells its owner (hooks.event). One enum value
  * per kind (LP2P_EVENT_MAP gives each its name, as the Lua binding shows
- * it); every event is one lp2p_event whose fields are set as below (the
- * others are 0/NULL; incoming -1 and motive -1 when unknown). Pointers
- * are valid during the callback only.
+ * it). An lp2p_event is the kind, the connection's id and, in the union u,
+ * one struct per group of kinds that carry the same data:
  *
- *   ACCEPTED        conn, point (socket address), incoming = 1
- *   REFUSED         point, code (LP2P_E* / UV_E*), reason: an incoming
- *                   connection refused before any byte (cap, ban, hook)
- *   CONNECTING      conn, point, incoming = 0
- *   AUTHENTICATED   conn, point, peer_id, incoming
- *   AUTH_FAILED     conn, point, peer_id (when known), code, reason
- *   NACK_SENT       conn, point, peer_id, motive, points/npoints
- *   NACKED          conn, point, peer_id, motive, points/npoints
- *   CONNECTED       conn, point, peer_id, incoming: running
- *   DISCONNECTED    conn, point, peer_id, code, reason: a running
- *                   connection closed
- *   DECODING_ERROR  conn, point, peer_id, code, reason: a P2P message
- *                   that does not decode (the connection is closed)
- *   TOO_FEW_CONNECTIONS, TOO_MANY_CONNECTIONS   value = active
- *   UNDER_LOAD, LOAD_NORMAL   value = pending handshakes, reason
- *   RATE_EXCEEDED   conn, point, peer_id, value = messages throttled since
- *                   the last one, reason "application messages" or
- *                   "p2p messages"
+ *   u.conn     lp2p_ev_conn     ACCEPTED, CONNECTING, AUTHENTICATED,
+ *                               CONNECTED
+ *   u.closed   lp2p_ev_closed   AUTH_FAILED, DECODING_ERROR, DISCONNECTED
+ *   u.nack     lp2p_ev_nack     NACK_SENT, NACKED
+ *   u.rate     lp2p_ev_rate     RATE_EXCEEDED
+ *   u.refused  lp2p_ev_refused  REFUSED
+ *   u.trigger  lp2p_ev_trigger  TOO_FEW_CONNECTIONS, TOO_MANY_CONNECTIONS
+ *   u.load     lp2p_ev_load     UNDER_LOAD, LOAD_NORMAL
+ *
+ * lp2p_event_conn() gives the connection part of any kind that has one.
+ * Pointers are valid during the callback only.
  */
 #define LP2P_EVENT_MAP(XX)                                                  \
   XX(ACCEPTED, "accepted")                                                  \
@@ -127,19 +119,99 @@ typedef enum lp2p_event_type {
 /* The event's name ("accepted", ...), or "unknown". */
 const char *lp2p_event_name(lp2p_event_type type);
 
+/* The connection an event is about, as it stands at that moment.
+ *   ACCEPTED       a socket accepted (or adopted) and admitted: no peer
+ *                  id yet
+ *   CONNECTING     a dial started: no peer id yet
+ *   AUTHENTICATED  the remote's metadata read, before our verdict
+ *   CONNECTED      both Acks exchanged: the connection runs */
+typedef struct lp2p_ev_conn {
+  /* Its listening point when known (dialled, or announced in its
+   * connection message), else its socket address (family 0: an adopted
+   * socket that is not IP). Never NULL. */
+  const lp2p_point *point;
+  const char *peer_id; /* Base58 ("id...") once known, else NULL */
+  int incoming;        /* 1 accepted or adopted, 0 dialled */
+} lp2p_ev_conn;
+
+/* A connection that failed or closed.
+ *   AUTH_FAILED     the handshake failed (timeout, EOF, bad input, proof
+ *                   of work...); DISCONNECTED follows with the same code
+ *   DECODING_ERROR  a P2P message that does not decode; the connection
+ *                   closes (DISCONNECTED follows)
+ *   DISCONNECTED    a connection with an id closed, whatever its state */
+typedef struct lp2p_ev_closed {
+  lp2p_ev_conn who;
+  int code;           /* LP2P_E* / UV_E*; 0 only for DISCONNECTED: a close
+                       * without error (ours, or the peer's Disconnect) */
+  const char *reason; /* human text, never NULL */
+} lp2p_ev_closed;
+
+/* A Nack, the last word of a handshake (a DISCONNECTED follows).
+ *   NACK_SENT  ours: a hard check or the authenticated hook refused
+ *   NACKED     theirs (the connection closes with LP2P_ENACK) */
+typedef struct lp2p_ev_nack {
+  lp2p_ev_conn who;
+  int motive; /* the Octez motive (LP2P_NACK_*) */
+  const lp2p_point *points; /* the points offered instead (may be NULL */
+  size_t npoints;           /* when npoints is 0) */
+  /* NACK_SENT: why we refused ("" when the hook gave no reason); NACKED:
+   * NULL. */
+  const char *reason;
+} lp2p_ev_nack;
+
+/* RATE_EXCEEDED: a connection ran out of tokens for one kind of message
+ * (config p2p_rate/app_rate); reading pauses until one is back. At most
+ * one a second per connection. */
+typedef struct lp2p_ev_rate {
+  lp2p_ev_conn who;
+  int app;             /* 1 application messages, 0 P2P messages */
+  unsigned long count; /* times throttled since the last RATE_EXCEEDED */
+} lp2p_ev_rate;
+
+/* REFUSED: an incoming connection refused at accept, before any byte and
+ * without a connection id (ban, admission rate or cap, pending cap, the
+ * accept hook). */
+typedef struct lp2p_ev_refused {
+  const lp2p_point *addr; /* its socket address */
+  int code;               /* LP2P_EBANNED, LP2P_ETOOMANY, LP2P_EREFUSED... */
+  const char *reason;     /* human text, never NULL */
+} lp2p_ev_refused;
+
+/* The node's running connections crossed a bound.
+ *   TOO_FEW_CONNECTIONS   one closed and fewer than min_connections run
+ *   TOO_MANY_CONNECTIONS  one started and more than max_connections run */
+typedef struct lp2p_ev_trigger {
+  unsigned active; /* running connections now */
+} lp2p_ev_trigger;
+
+/* Admission load (config admission.load_threshold).
+ *   UNDER_LOAD   pending handshakes went over the threshold: accept rates
+ *                are halved
+ *   LOAD_NORMAL  they went back to half of it */
+typedef struct lp2p_ev_load {
+  unsigned pending;   /* pending incoming handshakes at the switch */
+  const char *reason; /* human text, never NULL */
+} lp2p_ev_load;
+
 typedef struct lp2p_event {
   lp2p_event_type type;
-  uint64_t conn;       /* 0 when no connection id */
-  const lp2p_point *point;
-  const char *peer_id; /* Base58 text ("id...") or NULL */
-  int incoming;        /* -1 unknown */
-  int code;            /* 0 or LP2P_E* / UV_E* */
-  const char *reason;  /* human text or NULL */
-  long value;          /* count for trigger events */
-  int motive;          /* Nack motive, -1 none */
-  const lp2p_point *points; /* Nack points */
-  size_t npoints;
+  uint64_t conn; /* the connection's id; 0 for REFUSED, the triggers and
+                  * the load events */
+  union {
+    lp2p_ev_conn conn;
+    lp2p_ev_closed closed;
+    lp2p_ev_nack nack;
+    lp2p_ev_rate rate;
+    lp2p_ev_refused refused;
+    lp2p_ev_trigger trigger;
+    lp2p_ev_load load;
+  } u;
 } lp2p_event;
+
+/* The connection part of ev (u.conn, or the who of u.closed, u.nack,
+ * u.rate), or NULL for a kind about no connection. */
+const lp2p_ev_conn *lp2p_event_conn(const lp2p_event *ev);
 
 enum { LP2P_VERDICT_ACK = 0, LP2P_VERDICT_NACK = 1, LP2P_VERDICT_CLOSE = 2 };
 

@@ -113,14 +113,15 @@ void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c);
 void lp2p__node_established(lp2p_node *n, lp2p_conn *c);
 void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c);
 void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c);
-/* conn.c: an event about connection c (id, point, peer id, direction). */
-void lp2p__conn_event(lp2p_conn *c, lp2p_event *ev, lp2p_event_type type);
+/* conn.c: who c is, for an event about it (pointers into c). */
+void lp2p__conn_who(const lp2p_conn *c, lp2p_ev_conn *who);
 /* conn.c: free the buffers of an idle connection. */
 void lp2p__conn_trim(lp2p_conn *c);
-/* conn.c: an event about c with a code and reason; fail c (auth_failed
- * during the handshake, then closed); write what the handshake queued. */
-void lp2p__conn_emit(lp2p_conn *c, lp2p_event_type type, int code,
-                     const char *reason);
+/* conn.c: emit an lp2p_ev_closed kind about c (reason NULL: the code's
+ * text); fail c (auth_failed during the handshake, then closed); write
+ * what the handshake queued. */
+void lp2p__conn_emit_closed(lp2p_conn *c, lp2p_event_type type, int code,
+                            const char *reason);
 void lp2p__conn_fail(lp2p_conn *c, int code, const char *reason);
 int lp2p__conn_flush_handshake(lp2p_conn *c);
 /* conn_read.c: start reading c; resume it after a pause or a throttle;
