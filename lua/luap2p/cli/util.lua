@@ -1,7 +1,7 @@
 -- luap2p.cli.util: what every subcommand shares: failing with one clear
 -- line and the right exit code, HOST:PORT arguments, JSON output, terminals.
 local core = require "luap2p.core"
-local cjson = require "cjson"
+local json = require "luap2p.json"
 
 local error, getmetatable, io, ipairs, math, next, pairs, require,
       setmetatable, string, tonumber, tostring, type =
@@ -109,33 +109,9 @@ end
 
 ---------------------------------------------------------------- JSON
 
--- lua-cjson (2.1.0) cannot tell an empty array from an empty object, and
--- encodes both as {}. Values wrapped with array() always encode as arrays.
-local ARRAY = setmetatable({}, { __mode = "k" })
-
-function _M.array(t)
-  ARRAY[t] = true
-  return t
-end
-
-local EMPTY = "\0luap2p-empty-array\0"
-
-local function prepare(v)
-  if type(v) ~= "table" then return v end
-  if ARRAY[v] and next(v) == nil then return EMPTY end
-  local out = {}
-  for k, x in pairs(v) do out[k] = prepare(x) end
-  return out
-end
-
--- One line of JSON (no trailing newline).
-function _M.json(v)
-  local text = cjson.encode(prepare(v))
-  -- cjson escapes NUL as \u0000; the marker cannot occur otherwise.
-  return (text:gsub('"\\u0000luap2p%-empty%-array\\u0000"', "[]"))
-end
-
-_M.json_decode = cjson.decode
+-- luap2p.json: json(v) is one line (no trailing newline); wrap a table
+-- with array() to write it as an array even when empty.
+_M.array, _M.json, _M.json_decode = json.array, json.encode, json.decode
 
 ---------------------------------------------------------------- output
 

@@ -24,7 +24,7 @@
 -- point; loopback addresses (127.0.0.0/8, ::1) are not either unless
 -- config.greylist_loopback is true: a local test network or a probe run
 -- on the node's own machine must not lock the operator out for a day.
-local cjson = require "cjson"
+local json = require "luap2p.json"
 local p2p = require "luap2p"
 local common = require "luap2p.policies.common"
 
@@ -230,7 +230,7 @@ local function flush(node, s)
       bans[target] = { ["until"] = b.until_wall, reason = b.reason }
     end
   end
-  local text = cjson.encode({ version = 1, bans = bans })
+  local text = json.encode({ version = 1, bans = bans })
   local tmp = path .. ".tmp"
   local f, err = io.open(tmp, "wb")
   if not f then error("ban_file: cannot write: " .. tostring(err), 0) end
@@ -255,10 +255,10 @@ local function load_bans(node, s)
   if not path then return end
   local text = read_file(path)
   if not text or text:match("^%s*$") then return end
-  local ok, doc = pcall(cjson.decode, text)
-  if not ok or type(doc) ~= "table" or type(doc.bans) ~= "table" then
+  local doc, err = json.decode(text)
+  if type(doc) ~= "table" or type(doc.bans) ~= "table" then
     error("ban_file " .. path .. ": not a luap2p ban file (" ..
-      tostring(ok and "no 'bans' object" or doc) .. ")", 0)
+      tostring(doc and "no 'bans' object" or err) .. ")", 0)
   end
   local wall = walltime()
   for target, b in pairs(doc.bans) do

@@ -14,7 +14,7 @@
 -- JSON: {"ts":<unix seconds>,"type":"<event>","level":"<level>",...} with
 -- the event's scalar fields (and its list of points), keys sorted.
 -- Human: 2024-01-31T12:00:00Z INFO  connected conn_id=... peer_id=...
-local cjson = require "cjson"
+local json = require "luap2p.json"
 
 local io, ipairs, math, os, pairs, string, table, tostring, type =
       io, ipairs, math, os, pairs, string, table, tostring, type
@@ -76,19 +76,14 @@ end
 
 local function json_line(ev, level)
   local parts = {
-    '{"ts":', cjson.encode(ev.ts or os.time()),
-    ',"type":', cjson.encode(tostring(ev.type)),
-    ',"level":', cjson.encode(level),
+    '{"ts":', json.encode(ev.ts or os.time()),
+    ',"type":', json.encode(tostring(ev.type)),
+    ',"level":', json.encode(level),
   }
   for _, k in ipairs(fields(ev)) do
     local v = ev[k]
-    local text
-    if type(v) == "table" then
-      if #v == 0 then text = "[]" else text = cjson.encode(v) end
-    else
-      text = cjson.encode(v)
-    end
-    parts[#parts + 1] = "," .. cjson.encode(k) .. ":" .. text
+    if type(v) == "table" then v = json.array(v) end -- [] when empty
+    parts[#parts + 1] = "," .. json.encode(k) .. ":" .. json.encode(v)
   end
   parts[#parts + 1] = "}"
   return table.concat(parts)

@@ -9,7 +9,7 @@
 --
 -- Its loop is luv's (processes, pipes, signals); the nodes live only in
 -- the workers.
-local cjson = require "cjson"
+local json = require "luap2p.json"
 local metrics = require "luap2p.sim.metrics"
 local report = require "luap2p.sim.report"
 local scenario = require "luap2p.sim.scenario"
@@ -129,7 +129,7 @@ function _M.run(opts)
     samples[#samples + 1] = s
     hist = h
     if s.lag > max_lag then max_lag = s.lag end
-    out:write(cjson.encode(s), "\n")
+    out:write(json.encode(s), "\n")
     if t - last_said >= 5 or final then
       last_said = t
       say(string.format("t=%5.1fs honest %d, degree %d/%d/%d " ..
@@ -174,8 +174,8 @@ function _M.run(opts)
   end
 
   local function on_line(wk, line)
-    local ok, msg = pcall(cjson.decode, line)
-    if not ok or type(msg) ~= "table" then
+    local msg = json.decode(line)
+    if type(msg) ~= "table" then
       io.stderr:write("sim worker ", wk.w, ": ", line, "\n")
       return
     end
@@ -292,7 +292,7 @@ function _M.run(opts)
       rss_kb_per_node = last.hosted > 0 and last.rss / last.hosted or 0,
     },
   }
-  write_file(dir .. "/summary.json", cjson.encode(summary))
+  write_file(dir .. "/summary.json", json.encode(summary))
   write_file(dir .. "/report.html", report.html(plan, samples, summary))
   return { ok = all, properties = props, summary = summary,
            report_dir = dir, samples = samples }

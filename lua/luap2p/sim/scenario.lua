@@ -3,7 +3,7 @@
 -- role, worker process, join and leave times, and every timed action. The
 -- coordinator makes the plan once, writes it as JSON, and the workers read
 -- it: all processes share one plan, no process draws its own.
-local cjson = require "cjson"
+local json = require "luap2p.json"
 
 local error, ipairs, math, pairs, setmetatable, string, table, tostring,
       type = error, ipairs, math, pairs, setmetatable, string, table,
@@ -279,10 +279,11 @@ function _M.index(plan)
   return by_ip
 end
 
-function _M.encode(plan) return cjson.encode(plan) end
+function _M.encode(plan) return json.encode(plan) end
 
 function _M.decode(text)
-  local plan = cjson.decode(text)
+  local plan, err = json.decode(text)
+  if not plan then error(err, 2) end
   return setmetatable(plan, nil)
 end
 

@@ -10,7 +10,7 @@
 -- Neighbours are node indices (from the socket address of each
 -- connection: every node dials from the address it listens on), 0 for an
 -- address that is no node's.
-local cjson = require "cjson"
+local json = require "luap2p.json"
 local p2p = require "luap2p"
 local attacks = require "luap2p.sim.attacks"
 local scenario = require "luap2p.sim.scenario"
@@ -33,7 +33,7 @@ local COUNTED = {
 
 -- A line to the coordinator; false once it is gone (EPIPE).
 local function emit(obj)
-  local ok = io.stdout:write(cjson.encode(obj), "\n")
+  local ok = io.stdout:write(json.encode(obj), "\n")
   return ok and io.stdout:flush() and true or false
 end
 
