@@ -1,0 +1,21 @@
+/*
+ * lua_node.h - the luap2p.Node userdata (lua_node.c) and its hooks
+ * (lua_node_hooks.c). Internal to the binding.
+ */
+#ifndef LUA_NODE_H
+#define LUA_NODE_H
+
+#include "lua_config.h"
+
+/* The userdata: the node (NULL once closed: no hook runs then), the main
+ * thread its hooks call Lua on, and its dispatcher in the registry. */
+typedef struct lp2p_node_box {
+  lp2p_node *node;
+  lua_State *L;
+  int dispatch_ref;
+} lp2p_node_box;
+
+/* Fill hooks with the four hooks that call b's dispatcher (ud = b). */
+void lp2p__node_hooks(lp2p_node_hooks *hooks, lp2p_node_box *b);
+
+#endif /* LUA_NODE_H */
