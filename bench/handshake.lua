@@ -2,10 +2,11 @@
 -- handshake + Ack both ways), pow_bits 0, a fresh client identity (so a
 -- fresh node) per connection, both ends on this machine.
 --
---   lua5.4 bench/handshake.lua server secs=S defaults=0|1
+--   lua5.4 bench/handshake.lua server secs=S defaults=0|1 [workers=N]
 --       prints PORT; counts "connected" events for S seconds from the
 --       first one; defaults=1 runs the default policy stack (the Lua hooks
---       of a stock node), defaults=0 none (default_policies = false)
+--       of a stock node), defaults=0 none (default_policies = false);
+--       workers: crypto_workers of the server (default: one per CPU)
 --   lua5.4 bench/handshake.lua client port=P secs=S conc=K
 --       keeps K connections in the handshake at once; each client node is
 --       closed as soon as it is connected, then a new one starts
@@ -22,7 +23,8 @@ B.hello()
 
 if role == "server" then
   local node, err = B.node({ listen = "127.0.0.1:0",
-                             default_policies = a.defaults == 1 })
+                             default_policies = a.defaults == 1,
+                             crypto_workers = a.workers })
   if not node then B.fail(err) end
   io.stdout:write("PORT ", node.port, "\n")
   io.stdout:flush()

@@ -10,8 +10,8 @@
 -- or libuv (bench/*.c, built here into build/bench/). Every child runs under
 -- timeout(1) and is killed at the end. Not part of `make test`.
 --
--- Figures (names for --only): stream, small, handshake, syscalls, idle, pow,
--- crypto, flood.
+-- Figures (names for --only): stream, small, handshake, syscalls, workers,
+-- idle, pow, crypto, flood.
 local ROOT do
   local dir = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/.."
   local p = io.popen('cd "' .. dir .. '" && pwd')
@@ -40,7 +40,8 @@ do
     else
       io.stderr:write("usage: lua5.4 bench/run.lua [--quick] [--peers] ",
         "[--runs N] ",
-        "[--only stream,small,handshake,syscalls,idle,pow,crypto,flood] " ..
+        "[--only stream,small,handshake,syscalls,workers,idle,pow,crypto," ..
+        "flood] " ..
         "[--json FILE]\n")
       os.exit(2)
     end
@@ -332,6 +333,19 @@ local function fig_handshake()
       note(string.format("handshake (defaults=%d): %d handshakes failed " ..
         "at the server", defaults, s.failed))
     end
+  end
+end
+
+-- The handshake's key job off the loop: the same server with its key jobs
+-- on the loop (crypto_workers = 0) and on 1 and 2 worker threads, each
+-- against the same two client processes (a pair of runs, in turn).
+local function fig_workers()
+  for _, w in ipairs({ 0, 1, 2 }) do
+    local s = pair("workers" .. w, "handshake.lua",
+      "server secs=" .. P.hs_secs .. " defaults=0 workers=" .. w,
+      "client conc=32 secs=" .. (P.hs_secs + 10), P.hs_secs + 25, 2)
+    add("lp_hs_w" .. w, s.hs_per_s)
+    add("lp_hs_w" .. w .. "_cpu", s.cpu_per_hs)
   end
 end
 
@@ -768,6 +782,15 @@ local function build_table()
       string.format("%.1f / %.1f", M.sys_server, M.sys_client or 0),
       "server: " .. table.concat(parts, ", "), "", "", "")
   end
+  if M.lp_hs_w0 then
+    row("  ref: server handshakes/s, key jobs on the loop / 1 / 2 workers",
+      string.format("%s / %s / %s", si(M.lp_hs_w0, "/s"),
+        si(M.lp_hs_w1, "/s"), si(M.lp_hs_w2, "/s")),
+      string.format("server CPU %.0f / %.0f / %.0f us per handshake",
+        (M.lp_hs_w0_cpu or 0) * 1e6, (M.lp_hs_w1_cpu or 0) * 1e6,
+        (M.lp_hs_w2_cpu or 0) * 1e6),
+      pct(div(M.lp_hs_w2, M.lp_hs_w0)), "", "")
+  end
   if M.tcp_connect then
     row("  ref: TCP connect + 1 B each way + close, libuv, 16 in flight",
       "", si(M.tcp_connect, "/s"),
@@ -910,6 +933,7 @@ local function main()
       guarded("crypto", fig_crypto)
     end
     if want("syscalls") and r == 1 then guarded("syscalls", fig_syscalls) end
+    if want("workers") then guarded("workers", fig_workers) end
     if want("pow") then guarded("pow", fig_pow) end
     if want("idle") and r <= P.idle_runs then guarded("idle", fig_idle) end
     if want("flood") and r <= P.flood_runs then

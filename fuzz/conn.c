@@ -300,6 +300,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   cfg.app_burst = 1 + fuzz_u8(&in) % 64;
   cfg.incoming_buffer_bytes = 64 * 1024 + (size_t)fuzz_u16(&in) * 16;
   cfg.max_message_size = 1 << 20;
+  cfg.crypto_workers = 0; /* key jobs on the loop: one thread, replayable */
   size_t chunk = LP2P_CHUNK_SIZE_MIN + fuzz_u16(&in) % 2048;
 
   harness h = {0};

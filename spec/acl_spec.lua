@@ -77,7 +77,8 @@ describe("acl greylist", function()
     local cli = keep(node{})
     local rs = h.record(srv)
     assert(cli:connect(srv.addr))
-    h.wait(function() return h.nconns(srv) == 1 end, 5, "connected")
+    h.wait(function() return h.nconns(srv) == 1 and h.nconns(cli) == 1 end,
+      5, "connected")
     local conn = cli:connection(srv.peer_id)
     -- tag 0x0004 (Swap_request) with a 3-byte body: truncated
     assert(cli._c:send_raw(conn.id, "\0\0\0\5\0\4abc"))
@@ -95,7 +96,8 @@ describe("acl greylist", function()
     local cli = keep(node{})
     local rs = h.record(srv)
     assert(cli:connect(srv.addr))
-    h.wait(function() return h.nconns(srv) == 1 end, 5, "connected")
+    h.wait(function() return h.nconns(srv) == 1 and h.nconns(cli) == 1 end,
+      5, "connected")
     local conn = cli:connection(srv.peer_id)
     -- Advertise (tag 0x0003) of one point "not-a-point:1" (u32 length +
     -- text): the envelope decodes, the point does not.

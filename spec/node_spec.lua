@@ -110,8 +110,10 @@ describe("node", function()
     local a = mk{ max_incoming_connections = 2, authentication_timeout = 5 }
     local ev = h.record(a)
     local c1, c2 = h.raw(a.addr), h.raw(a.addr)
-    h.wait_raw({ c1, c2 }, function() return #c1.data > 0 and #c2.data > 0 end,
-      5, "connection messages of the two first")
+    -- The node answers the connecting side's connection message: these
+    -- two, silent, are only accepted.
+    h.wait_raw({ c1, c2 }, function() return #ev.accepted == 2 end,
+      5, "the two first accepted")
     local c3 = h.raw(a.addr)
     h.wait_raw({ c3 }, function() return c3.closed end, 5, "third closed")
     assert.equal("", c3.data)

@@ -73,11 +73,18 @@ describe("policy hooks", function()
     assert.is_true(closed)
     assert.equal("", data) -- not one byte of the connection message
     bad:close()
-    -- 127.0.0.1 passes the same hook and gets the connection message.
+    -- 127.0.0.1 passes the same hook and, once it said its connection
+    -- message (the connecting side speaks first), gets the node's.
     local good = raw_client(nil, srv.port)
     h.wait(function() return #rec.accepted == 1 end, 5, "accepted event")
+    local hs = p2p.core.handshake{ identity = p2p.core.identity_generate(),
+                               incoming = false, pow_bits = 0 }
+    good:settimeout(2)
+    assert(good:send(hs:output()))
+    good:settimeout(0)
     local hello = drain(good, 2, 3)
     assert.equal(2, #hello)
+    hs:close()
     assert.is_true((hello:byte(1) << 8 | hello:byte(2)) > 0)
     good:close()
     assert.equal(2, #calls)
@@ -613,7 +620,8 @@ describe("log policy", function()
     local srv = node(cfg)
     local cli = node{}
     assert(cli:connect(srv.addr))
-    h.wait(function() return h.nconns(srv) == 1 end, 5, "connected")
+    h.wait(function() return h.nconns(srv) == 1 and h.nconns(cli) == 1 end,
+      5, "connected")
     cli:connection(srv.peer_id):close("bye")
     h.wait(function() return h.nconns(srv) == 0 end, 5, "closed")
     local out = lines_of(path)

@@ -110,6 +110,13 @@ describe("hot reload", function()
           "connections " .. i)
       end
     end
+    -- The server's side runs first (the client's runs on our Ack).
+    h.wait(function()
+      for _, c in ipairs(clients) do
+        if h.nconns(c) ~= 1 then return false end
+      end
+      return true
+    end, 10, "every client connected")
     local conns = {}
     for i, c in ipairs(clients) do
       conns[i] = c:connection(srv.peer_id)
@@ -313,7 +320,8 @@ return { name = "watched",
     local rs = h.record(srv)
     local got = {}
     assert(cli:connect(srv.addr))
-    h.wait(function() return h.nconns(srv) == 1 end, 5, "connected")
+    h.wait(function() return h.nconns(srv) == 1 and h.nconns(cli) == 1 end,
+      5, "connected")
     local conn = cli:connection(srv.peer_id)
     conn:on("message", function(ev) got[#got + 1] = ev.payload end)
     local function ask(x)

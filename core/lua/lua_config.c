@@ -19,6 +19,7 @@
 
 typedef enum {
   K_UINT,     /* an unsigned field of 2, 4 or 8 bytes, from an integer */
+  K_INT,      /* an int, from an integer */
   K_NUM,      /* a double */
   K_BOOL,     /* an int, 0 or 1 */
   K_MS,       /* a uint64_t of milliseconds, from seconds */
@@ -88,6 +89,8 @@ static const key_desc keys[] = {
     {"p2p_message_burst", K_NUM, F(p2p_burst), 1, 1e9},
     {"app_message_rate", K_NUM, F(app_rate), 0, 1e9},
     {"app_message_burst", K_NUM, F(app_burst), 1, 1e9},
+    {"crypto_workers", K_INT, F(crypto_workers), -1,
+     LP2P_CRYPTO_WORKERS_MAX},
 };
 
 #define NKEYS (sizeof keys / sizeof keys[0])
@@ -159,7 +162,8 @@ static void read_key(lua_State *L, int t, const char *who,
     return;
   }
   switch (d->kind) {
-  case K_UINT: {
+  case K_UINT:
+  case K_INT: {
     int ok;
     lua_Integer v = lua_tointegerx(L, top, &ok);
     if (type != LUA_TNUMBER || !ok || v < (lua_Integer)d->lo ||
@@ -168,7 +172,10 @@ static void read_key(lua_State *L, int t, const char *who,
                d->hi);
       bad(L, who, d->key, what);
     }
-    store_uint(p, d->size, v);
+    if (d->kind == K_INT)
+      *(int *)p = (int)v;
+    else
+      store_uint(p, d->size, v);
     break;
   }
   case K_NUM:
@@ -314,6 +321,9 @@ static int l_config_keys(lua_State *L) {
     switch (d->kind) {
     case K_UINT:
       lua_pushinteger(L, load_uint(p, d->size));
+      break;
+    case K_INT:
+      lua_pushinteger(L, *(const int *)p);
       break;
     case K_NUM:
     case K_POW:

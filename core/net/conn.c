@@ -107,6 +107,8 @@ static int write_buf(lp2p_conn *c, uint8_t *buf, size_t len) {
 
 int lp2p__conn_flush_handshake(lp2p_conn *c) {
   uint8_t *out;
+  if (c->hs == NULL)
+    return 0;
   size_t len = lp2p_hs_take_output(c->hs, &out);
   if (len == 0)
     return 0;
@@ -257,8 +259,9 @@ int lp2p_conn_send(lp2p_conn *c, const uint8_t *msg, size_t len,
 
 /* ------------------------------------------------------------- closing */
 
-static void on_handle_closed(uv_handle_t *h) {
-  lp2p_conn *c = h->data;
+/* Drop one of the connection's references (a libuv handle, or a key job
+ * in flight); the last frees it. */
+void lp2p__conn_unref(lp2p_conn *c) {
   lp2p_node *n = c->node;
   if (--c->open_handles == 0) {
     lp2p__node_conn_freed(n, c);
@@ -273,6 +276,11 @@ static void on_handle_closed(uv_handle_t *h) {
     free(c);
   }
   lp2p__node_handle_closed(n); /* may free the node: last */
+}
+
+
+static void on_handle_closed(uv_handle_t *h) {
+  lp2p__conn_unref(h->data);
 }
 
 
@@ -383,15 +391,23 @@ void lp2p__conn_start_handshake(lp2p_conn *c) {
   hc.private_node = (uint8_t)cfg->private_mode;
   hc.incoming = c->incoming;
   hc.max_conn_msg_len = cfg->max_conn_msg_len;
+  hc.defer_key = c->node->workers != NULL;
+  uint8_t nonce[LP2P_NONCE_BYTES];
+  lp2p__node_random(c->node, nonce, sizeof nonce);
+  hc.message_nonce = nonce;
   int err = 0;
   c->state = LP2P_CONN_HANDSHAKE;
   c->hs = lp2p_hs_new(&hc, &err);
+  sodium_memzero(nonce, sizeof nonce);
   if (c->hs == NULL) {
     lp2p__conn_fail(c, err, "handshake setup failed");
     return;
   }
   lp2p_msg_reader_init(&c->reader, cfg->max_message_size);
-  int rc = lp2p__conn_flush_handshake(c);
+  /* The side that connected speaks first; we answer its connection
+   * message with ours and our metadata in one write (Octez's initiator
+   * writes before it reads, so nobody waits on the other). */
+  int rc = c->incoming ? 0 : lp2p__conn_flush_handshake(c);
   if (rc == 0)
     rc = lp2p__conn_read_start(c);
   if (rc < 0)

@@ -8,8 +8,11 @@
  * place, a chunk cut by the read boundary is copied into a per-connection
  * buffer sized to that chunk.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -355,49 +358,156 @@ static int decide(lp2p_conn *c) {
 }
 
 
+static void key_run(lp2p_work *w);
+static void key_done(lp2p_work *w);
+static void on_hs_resume(uv_timer_t *t);
+static int running_input(lp2p_conn *c, const uint8_t *data, size_t len,
+                         size_t nread);
+
+/* handshake_event: our verdict is given, the handshake goes on. */
+#define HS_DECIDED 2
+
+
+/* The key job goes to the node's workers; our output waits for it. */
+static void key_submit(lp2p_conn *c) {
+  lp2p_node *n = c->node;
+  c->key.work.run = key_run;
+  c->key.work.done = key_done;
+  c->key.work.canceled = 0;
+  c->key_pending = 1;
+  c->open_handles++; /* the job holds the connection and the node */
+  n->handles++;
+  lp2p_workers_submit(n->workers, &c->key.work);
+}
+
+
+/* One handshake event: what it tells the connection. Returns 1 when the
+ * handshake is over for this input (established, closed, or waiting for
+ * the key job), 0 to feed on, or an error. */
+static int handshake_event(lp2p_conn *c, int ev) {
+  int rc;
+  switch (ev) {
+  case LP2P_HS_KEY_NEEDED:
+    if ((rc = lp2p_hs_key_job(c->hs, &c->key.job)) < 0)
+      return rc;
+    key_submit(c);
+    return 1;
+  case LP2P_HS_CONN_MSG: {
+    const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
+    memcpy(c->peer_id, r->peer_id, sizeof c->peer_id);
+    lp2p_peer_id_encode(c->peer_id_text, c->peer_id);
+    c->has_peer_id = 1;
+    if (c->incoming && r->msg.port != 0) {
+      c->point = c->addr; /* its listening point: our view of its IP */
+      c->point.port = r->msg.port;
+    }
+    return 0;
+  }
+  case LP2P_HS_METADATA:
+    /* Our Ack stays queued: it leaves with whatever else this input
+     * makes us say (one write). */
+    return decide(c) ? 1 : HS_DECIDED;
+  case LP2P_HS_ACKED:
+    /* What we queued goes before the first framed byte. */
+    if ((rc = lp2p__conn_flush_handshake(c)) < 0)
+      return rc;
+    lp2p__node_established(c->node, c);
+    return 1;
+  case LP2P_HS_NACKED: {
+    const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
+    lp2p_event e = {.type = LP2P_EV_NACKED, .conn = c->id};
+    lp2p__conn_who(c, &e.u.nack.who);
+    e.u.nack.motive = r->nack_motive;
+    e.u.nack.points = r->nack_points;
+    e.u.nack.npoints = r->nack_npoints;
+    lp2p__node_emit(c->node, &e);
+    lp2p_conn_close(c, LP2P_ENACK, "rejected by the peer (Nack)", 0);
+    return 1;
+  }
+  default:
+    return 0;
+  }
+}
+
+
+/*
+ * Feed handshake input. Everything it makes us say leaves in one write at
+ * the end (the metadata with our Ack when both messages of the peer came
+ * together), or before the first framed byte. While a key job runs, the
+ * input waits in hs_stash (at most LP2P_HS_STASH bytes: an honest peer
+ * says no more before our metadata).
+ */
 static int handshake_input(lp2p_conn *c, const uint8_t **data, size_t *len) {
-  while (*len > 0 && c->state == LP2P_CONN_HANDSHAKE) {
+  int rc = 0;
+  while (*len > 0 && c->state == LP2P_CONN_HANDSHAKE && !c->key_pending &&
+         !c->hs_deferred) {
     size_t used = 0;
     int ev = lp2p_hs_feed(c->hs, *data, *len, &used);
     *data += used;
     *len -= used;
     if (ev < 0)
       return ev;
-    int rc = lp2p__conn_flush_handshake(c);
-    if (rc < 0)
-      return rc;
-    if (ev == LP2P_HS_CONN_MSG) {
-      const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
-      memcpy(c->peer_id, r->peer_id, sizeof c->peer_id);
-      lp2p_peer_id_encode(c->peer_id_text, c->peer_id);
-      c->has_peer_id = 1;
-      if (c->incoming && r->msg.port != 0) {
-        c->point = c->addr; /* its listening point: our view of its IP */
-        c->point.port = r->msg.port;
+    if ((rc = handshake_event(c, ev)) == HS_DECIDED) {
+      /* The peer's Ack came with its metadata: read it at the next loop
+       * turn, so that "connected" comes a turn after the verdict (what a
+       * hook spawned meanwhile sees it), as with a peer that waits for
+       * our metadata first. */
+      rc = 0;
+      if (*len > 0 && c->state == LP2P_CONN_HANDSHAKE) {
+        c->hs_deferred = 1;
+        uv_timer_start(&c->timer, on_hs_resume, 0, 0);
       }
-    } else if (ev == LP2P_HS_METADATA) {
-      if (decide(c))
-        return 0;
-      if ((rc = lp2p__conn_flush_handshake(c)) < 0)
-        return rc;
-    } else if (ev == LP2P_HS_ACKED) {
-      lp2p__node_established(c->node, c);
-      return 0;
-    } else if (ev == LP2P_HS_NACKED) {
-      const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
-      lp2p_event e = {.type = LP2P_EV_NACKED, .conn = c->id};
-      lp2p__conn_who(c, &e.u.nack.who);
-      e.u.nack.motive = r->nack_motive;
-      e.u.nack.points = r->nack_points;
-      e.u.nack.npoints = r->nack_npoints;
-      lp2p__node_emit(c->node, &e);
-      lp2p_conn_close(c, LP2P_ENACK, "rejected by the peer (Nack)", 0);
-      return 0;
-    } else if (used == 0) {
-      break;
+      continue;
     }
+    if (rc != 0)
+      break;
+    if (used == 0 && ev == LP2P_HS_NEED_MORE)
+      break;
   }
+  if (rc < 0)
+    return rc;
+  if ((c->key_pending || c->hs_deferred) && *len > 0 &&
+      c->state == LP2P_CONN_HANDSHAKE) {
+    if (c->hs_stash_len + *len > sizeof c->hs_stash)
+      return LP2P_EPROTO;
+    memcpy(c->hs_stash + c->hs_stash_len, *data, *len);
+    c->hs_stash_len += *len;
+    *data += *len;
+    *len = 0;
+  }
+  if (c->state == LP2P_CONN_HANDSHAKE && !c->key_pending)
+    return lp2p__conn_flush_handshake(c);
   return 0;
+}
+
+
+/* Feed what waited in hs_stash (a key job, a deferred Ack), then any
+ * framed bytes behind it. */
+static void resume_stash(lp2p_conn *c) {
+  uint8_t held[LP2P_HS_STASH];
+  size_t len = c->hs_stash_len;
+  const uint8_t *data = held;
+  memcpy(held, c->hs_stash, len);
+  c->hs_stash_len = 0;
+  int rc = handshake_input(c, &data, &len);
+  if (rc == 0 && c->state == LP2P_CONN_RUNNING)
+    rc = running_input(c, data, len, 0);
+  if (rc < 0 || c->state == LP2P_CONN_RUNNING)
+    after_input(c, rc);
+}
+
+
+/* The loop turn after the verdict: the handshake timeout runs again (from
+ * now: at most once more per handshake), and the peer's Ack is read. */
+static void on_hs_resume(uv_timer_t *t) {
+  lp2p_conn *c = t->data;
+  c->hs_deferred = 0;
+  if (c->state != LP2P_CONN_HANDSHAKE)
+    return;
+  lp2p__conn_arm_timeout(c, c->incoming
+                                ? c->node->cfg.authentication_timeout_ms
+                                : c->node->cfg.connection_timeout_ms);
+  resume_stash(c);
 }
 
 
@@ -436,6 +546,26 @@ static void new_pass(lp2p_conn *c) {
 }
 
 
+/* Input of a running connection (after the handshake, or bytes behind
+ * the remote Ack), with the read pass accounting of on_read. */
+static int running_input(lp2p_conn *c, const uint8_t *data, size_t len,
+                         size_t nread) {
+  new_pass(c);
+  c->pass_bytes += nread;
+  if (lp2p__conn_has_stash(c)) {
+    /* Cannot happen (on_alloc holds input back while anything is
+     * stashed), but order must hold: behind what is stashed. */
+    int e = buf_reserve(&c->cstash, &c->cstash_cap, c->cstash_len + len);
+    if (e == 0) {
+      memcpy(c->cstash + c->cstash_len, data, len);
+      c->cstash_len += len;
+    }
+    return e < 0 ? e : DELIVER_YIELD;
+  }
+  return len > 0 ? framed_input(c, data, len, 0) : 0;
+}
+
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   lp2p_conn *c = s->data;
   /* UV_ENOBUFS: on_alloc held this pass's input back. */
@@ -454,27 +584,46 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   int rc = 0;
   if (c->state == LP2P_CONN_HANDSHAKE)
     rc = handshake_input(c, &data, &len);
-  if (rc == 0 && c->state == LP2P_CONN_RUNNING) {
-    new_pass(c);
-    c->pass_bytes += (size_t)nread;
-    if (lp2p__conn_has_stash(c)) {
-      /* Cannot happen (on_alloc holds input back while anything is
-       * stashed), but order must hold: behind what is stashed. */
-      int e = buf_reserve(&c->cstash, &c->cstash_cap, c->cstash_len + len);
-      if (e == 0) {
-        memcpy(c->cstash + c->cstash_len, data, len);
-        c->cstash_len += len;
-      }
-      rc = e < 0 ? e : DELIVER_YIELD;
-    } else if (len > 0) {
-      rc = framed_input(c, data, len, 0);
-    }
-  }
+  if (rc == 0 && c->state == LP2P_CONN_RUNNING)
+    rc = running_input(c, data, len, (size_t)nread);
   if (rc < 0 || c->state == LP2P_CONN_RUNNING)
     after_input(c, rc);
-  else if (rc < 0)
-    lp2p__conn_fail(c, rc, lp2p_strerror(rc));
 }
+
+
+/* On a worker thread: touches only the job. */
+static void key_run(lp2p_work *w) {
+  lp2p_conn *c = (lp2p_conn *)((char *)w - offsetof(lp2p_conn, key.work));
+  lp2p_hs_keyjob_run(&c->key.job);
+}
+
+
+/*
+ * On the loop: the key is ready. Unless the connection closed meanwhile,
+ * the handshake goes on where the job stopped it: our metadata (and, for
+ * an incoming connection, our connection message before it) leaves in one
+ * write, then the input that waited is fed. Drops the job's reference
+ * last (it may free the connection).
+ */
+static void key_done(lp2p_work *w) {
+  lp2p_conn *c = (lp2p_conn *)((char *)w - offsetof(lp2p_conn, key.work));
+  c->key_pending = 0;
+  if (w->canceled || c->state != LP2P_CONN_HANDSHAKE || c->hs == NULL) {
+    sodium_memzero(&c->key.job, sizeof c->key.job);
+    lp2p__conn_unref(c);
+    return;
+  }
+  int rc = lp2p_hs_key_done(c->hs, &c->key.job);
+  if (rc >= 0)
+    rc = handshake_event(c, rc) < 0 ? LP2P_EPROTO : 0;
+  if (rc < 0)
+    after_input(c, rc);
+  else if (c->state == LP2P_CONN_HANDSHAKE)
+    resume_stash(c);
+  lp2p__conn_unref(c);
+}
+
+
 
 
 /* The node's pass tick: every yielded connection gets its next pass. */

@@ -47,6 +47,7 @@ void lp2p_node_config_defaults(lp2p_node_config *cfg) {
   cfg->p2p_burst = 100;
   cfg->app_rate = 20000;
   cfg->app_burst = 40000;
+  cfg->crypto_workers = -1;
 }
 
 
@@ -223,13 +224,47 @@ void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c) {
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* The loop's shared state, made with its first node. NULL on ENOMEM. */
+static lp2p_loop_shared *loop_shared(uv_loop_t *loop) {
+  lp2p_loop_shared *sh = loop->data;
+  if (sh != NULL)
+    return sh;
+  sh = calloc(1, sizeof *sh);
+  if (sh == NULL)
+    return NULL;
+  sh->scratch = malloc(LP2P_CHUNK_SIZE_MAX);
+  sh->readbuf = malloc(LP2P_READ_BUF_SIZE);
+  if (sh->scratch == NULL || sh->readbuf == NULL) {
+    free(sh->scratch);
+    free(sh->readbuf);
+    free(sh);
+    return NULL;
+  }
+  loop->data = sh;
+  return sh;
+}
+
+
+/* Take n off its loop's list; the last node frees what they shared (the
+ * worker pool closes its async handle, freed by the loop). */
 static void unlink_node(lp2p_node *n) {
-  for (lp2p_node **pp = (lp2p_node **)&n->loop->data; *pp != NULL;
-       pp = &(*pp)->next_in_loop)
+  lp2p_loop_shared *sh = n->shared;
+  if (sh == NULL)
+    return;
+  for (lp2p_node **pp = &sh->nodes; *pp != NULL; pp = &(*pp)->next_in_loop)
     if (*pp == n) {
       *pp = n->next_in_loop;
-      return;
+      break;
     }
+  if (sh->nodes != NULL)
+    return;
+  if (sh->workers != NULL)
+    lp2p_workers_free(sh->workers);
+  free(sh->scratch);
+  free(sh->readbuf);
+  sodium_memzero(sh->rand, sizeof sh->rand);
+  free(sh);
+  n->loop->data = NULL;
 }
 
 
@@ -240,10 +275,28 @@ static void free_node(lp2p_node *n) {
     lp2p_admission_free(n->admission);
   free(n->slots);
   free(n->gens);
-  free(n->scratch);
-  free(n->readbuf);
   lp2p_identity_wipe(&n->cfg.identity);
   free(n);
+}
+
+
+/* Random bytes from the loop's buffer, refilled 4 KiB at a time (nonces of
+ * connection messages, Octez's random extra connection). */
+void lp2p__node_random(lp2p_node *n, uint8_t *out, size_t len) {
+  lp2p_loop_shared *sh = n->shared;
+  while (len > 0) {
+    if (sh->rand_left == 0) {
+      randombytes_buf(sh->rand, sizeof sh->rand);
+      sh->rand_left = sizeof sh->rand;
+    }
+    size_t take = len < sh->rand_left ? len : sh->rand_left;
+    uint8_t *src = sh->rand + sizeof sh->rand - sh->rand_left;
+    memcpy(out, src, take);
+    sodium_memzero(src, take); /* handed out once */
+    sh->rand_left -= take;
+    out += take;
+    len -= take;
+  }
 }
 
 
@@ -342,16 +395,27 @@ lp2p_node *lp2p_node_new(uv_loop_t *loop, const lp2p_node_config *cfg,
   adm.on_load = on_admission_load;
   adm.ud = n;
   n->admission = lp2p_admission_new(&adm);
-  n->scratch = malloc(LP2P_CHUNK_SIZE_MAX);
-  n->readbuf = malloc(LP2P_READ_BUF_SIZE);
-  if (n->bans == NULL || n->admission == NULL || n->scratch == NULL ||
-      n->readbuf == NULL) {
+  lp2p_loop_shared *sh = loop_shared(loop);
+  if (n->bans == NULL || n->admission == NULL || sh == NULL) {
     free_node(n);
     *err = LP2P_ENOMEM;
     return NULL;
   }
-  n->next_in_loop = loop->data;
-  loop->data = n;
+  n->shared = sh;
+  n->scratch = sh->scratch;
+  n->readbuf = sh->readbuf;
+  n->next_in_loop = sh->nodes;
+  sh->nodes = n;
+  /* Key jobs on the loop's worker pool, grown to what this node asks. */
+  int nw = cfg->crypto_workers;
+  if (nw < 0)
+    nw = lp2p__cpus();
+  if (nw > 0) {
+    int rc = sh->workers ? lp2p_workers_grow(sh->workers, nw) : 0;
+    if (sh->workers == NULL)
+      sh->workers = lp2p_workers_new(loop, nw, &rc);
+    n->workers = sh->workers; /* none (inline) if it could not start */
+  }
   uv_timer_init(loop, &n->rate_timer);
   n->rate_timer.data = n;
   uv_prepare_init(loop, &n->pass_tick);
@@ -387,12 +451,26 @@ void lp2p_node_close(lp2p_node *n) {
 }
 
 
+/* The loop is going away: close every node, then stop the worker pool
+ * here (its async handle closed with its own callback, before whoever
+ * closes every remaining handle of the loop gets to it); key jobs still
+ * in flight are handed back canceled. */
 void lp2p_loop_close_nodes(uv_loop_t *loop) {
-  for (lp2p_node *n = loop->data; n != NULL; n = n->next_in_loop) {
+  lp2p_loop_shared *sh = loop->data;
+  if (sh == NULL)
+    return;
+  for (lp2p_node *n = sh->nodes; n != NULL; n = n->next_in_loop) {
     lp2p_node_close(n);
     for (uint32_t i = 0; i < n->nslots; i++)
       if (n->slots[i] != NULL)
         lp2p__conn_force_close(n->slots[i]);
+  }
+  lp2p_workers *w = sh->workers;
+  if (w != NULL) {
+    sh->workers = NULL;
+    for (lp2p_node *n = sh->nodes; n != NULL; n = n->next_in_loop)
+      n->workers = NULL;
+    lp2p_workers_free(w);
   }
 }
 
@@ -712,7 +790,9 @@ static int too_many(const lp2p_node *n) {
   unsigned busy = n->active + n->acked_pending;
   if (n->cfg.threshold_rule)
     return busy >= n->cfg.connections_threshold;
-  return !(n->cfg.max_connections + randombytes_uniform(2) > busy);
+  uint8_t bit;
+  lp2p__node_random((lp2p_node *)n, &bit, 1);
+  return !(n->cfg.max_connections + (bit & 1u) > busy);
 }
 
 

@@ -70,7 +70,13 @@ typedef struct lp2p_node_config {
    * Past the burst, reading pauses until a token is back and a
    * "rate_exceeded" event (at most one a second) lets policies decide. */
   double p2p_rate, p2p_burst, app_rate, app_burst;
+  /* Threads that run the handshake's key job (crypto_box_beforenm and the
+   * proof-of-work check) off the loop: one pool per loop, grown to the
+   * largest count its nodes ask; -1: one per CPU; 0: on the loop. */
+  int crypto_workers;
 } lp2p_node_config;
+
+#define LP2P_CRYPTO_WORKERS_MAX 64
 
 void lp2p_node_config_defaults(lp2p_node_config *cfg);
 

@@ -15,6 +15,46 @@
  * that the seal buffer stays modest (4 x 64 KiB). */
 #define LP2P_SEAL_BATCH_CHUNKS 4
 
+/* workers.c: a pool of threads running jobs for one loop. A job is
+ * caller-owned; `run` on a worker thread touches only the job, `done` runs
+ * on the loop thread afterwards (canceled = 1: never run, the pool is
+ * going away). */
+#define LP2P_WORKERS_MAX LP2P_CRYPTO_WORKERS_MAX
+typedef struct lp2p_work {
+  struct lp2p_work *next;
+  void (*run)(struct lp2p_work *);
+  void (*done)(struct lp2p_work *);
+  int canceled;
+} lp2p_work;
+typedef struct lp2p_workers lp2p_workers;
+lp2p_workers *lp2p_workers_new(uv_loop_t *loop, int threads, int *err);
+int lp2p_workers_grow(lp2p_workers *w, int threads);
+void lp2p_workers_submit(lp2p_workers *w, lp2p_work *job);
+void lp2p_workers_free(lp2p_workers *w);
+int lp2p__cpus(void); /* online CPUs, at least 1 */
+
+/* Handshake bytes the peer sent while our key job ran: at most its
+ * metadata (an honest peer waits for ours before saying more). */
+#define LP2P_HS_STASH 256
+
+/*
+ * What the nodes of one loop share; loop->data points to it. Callbacks on
+ * a loop never nest across nodes (running the loop from a callback
+ * raises), so one read buffer and one plaintext scratch serve them all: a
+ * node made per handshake (a fresh identity) no longer maps and unmaps
+ * 320 KiB. Also the key-job worker pool and a buffer of random bytes
+ * (one getrandom per 4 KiB, not per handshake). Made with the first node,
+ * freed with the last.
+ */
+typedef struct lp2p_loop_shared {
+  lp2p_node *nodes; /* the loop's nodes */
+  uint8_t *scratch; /* plaintext of one chunk */
+  uint8_t *readbuf; /* LP2P_READ_BUF_SIZE */
+  lp2p_workers *workers; /* NULL until a node wants crypto workers */
+  size_t rand_left;
+  uint8_t rand[4096];
+} lp2p_loop_shared;
+
 typedef struct lp2p_write { /* a handshake write */
   uv_write_t req;
   lp2p_conn *conn;
@@ -35,6 +75,17 @@ struct lp2p_conn {
   int acked; /* our Ack sent, theirs not read yet: holds a slot */
   int counted_admission;
   lp2p_hs *hs; /* during the handshake only */
+  /* The key job on a worker (node->workers): while key_pending it holds
+   * one of open_handles and one node handle, so neither goes away under
+   * it; input meanwhile waits in hs_stash. */
+  struct {
+    lp2p_work work;
+    lp2p_hs_keyjob job;
+  } key;
+  int key_pending;
+  int hs_deferred; /* the peer's Ack waits for the next loop turn */
+  size_t hs_stash_len;
+  uint8_t hs_stash[LP2P_HS_STASH];
   lp2p_crypto crypto;
   uint8_t peer_id[LP2P_PEER_ID_BYTES];
   char peer_id_text[LP2P_PEER_ID_B58_LEN + 1]; /* encoded once */
@@ -102,12 +153,15 @@ struct lp2p_node {
   unsigned nyielded;
   size_t buffered; /* sum of the connections' counted bytes */
   lp2p_budget stats;
-  uint8_t *scratch; /* shared plaintext buffer, one chunk */
-  uint8_t *readbuf; /* shared read buffer, LP2P_READ_BUF_SIZE */
-  lp2p_node *next_in_loop; /* the loop's nodes: loop->data is the head */
+  lp2p_loop_shared *shared; /* the loop's (loop->data) */
+  uint8_t *scratch; /* shared->scratch */
+  uint8_t *readbuf; /* shared->readbuf */
+  lp2p_workers *workers; /* shared->workers when crypto_workers > 0 */
+  lp2p_node *next_in_loop; /* the loop's nodes: shared->nodes is the head */
 };
 
 /* Used by conn.c, defined in handler.c. */
+void lp2p__node_random(lp2p_node *n, uint8_t *out, size_t len);
 void lp2p__node_emit(lp2p_node *n, const lp2p_event *ev);
 void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c);
 void lp2p__node_established(lp2p_node *n, lp2p_conn *c);
@@ -124,6 +178,8 @@ void lp2p__conn_emit_closed(lp2p_conn *c, lp2p_event_type type, int code,
                             const char *reason);
 void lp2p__conn_fail(lp2p_conn *c, int code, const char *reason);
 int lp2p__conn_flush_handshake(lp2p_conn *c);
+/* conn.c: drop a reference (a handle, a key job); the last frees c. */
+void lp2p__conn_unref(lp2p_conn *c);
 /* conn_read.c: start reading c; resume it after a pause or a throttle;
  * does c hold input back (stashed by the fairness caps)? */
 int lp2p__conn_read_start(lp2p_conn *c);
