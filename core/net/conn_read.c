@@ -494,6 +494,12 @@ static void resume_stash(lp2p_conn *c) {
     rc = running_input(c, data, len, 0);
   if (rc < 0 || c->state == LP2P_CONN_RUNNING)
     after_input(c, rc);
+  /* The peer hung up behind that input: now it counts. */
+  if (c->hs_eof != 0 && c->state == LP2P_CONN_HANDSHAKE && !c->key_pending &&
+      !c->hs_deferred)
+    lp2p__conn_fail(c, c->hs_eof, c->hs_eof == UV_EOF
+                                      ? "connection closed by peer"
+                                      : uv_strerror(c->hs_eof));
 }
 
 
@@ -573,6 +579,18 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   if (nread < 0) {
     int code = (int)nread;
+    /* Handshake input that waits (a key job, a deferred Ack or Nack) is
+     * what the peer said before it hung up: it goes first. */
+    if (c->state == LP2P_CONN_HANDSHAKE && (c->key_pending || c->hs_deferred)) {
+      uv_read_stop(s);
+      c->reading = 0;
+      c->hs_eof = code;
+      if (c->hs_deferred) {
+        uv_timer_stop(&c->timer);
+        on_hs_resume(&c->timer);
+      }
+      return;
+    }
     lp2p__conn_fail(c, code, code == UV_EOF ? "connection closed by peer"
                                       : uv_strerror(code));
     return;

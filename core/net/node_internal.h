@@ -84,6 +84,7 @@ struct lp2p_conn {
   } key;
   int key_pending;
   int hs_deferred; /* the peer's Ack waits for the next loop turn */
+  int hs_eof;      /* the read error met while input waited, or 0 */
   size_t hs_stash_len;
   uint8_t hs_stash[LP2P_HS_STASH];
   lp2p_crypto crypto;
