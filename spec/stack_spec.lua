@@ -110,6 +110,31 @@ describe("policy stack", function()
     assert.same({ "192.0.2.1:9732", "192.0.2.2:9732" }, evb.nacked[1].points)
   end)
 
+  -- The dialling side answers the accepting side's metadata with its own
+  -- and its verdict in one write: a Nack naming many points (a full
+  -- node's) comes behind the metadata, more than a metadata chunk. It is
+  -- a Nack for the accepting side, not malformed input (the acl greylists
+  -- that for a day: nodes Nacked by a seed lost it for good).
+  for _, workers in ipairs{ 0, 1 } do
+    it("hears a Nack with 50 points from the side that dialled " ..
+       "(crypto_workers = " .. workers .. ")", function()
+      local pts = {}
+      for i = 1, 50 do pts[i] = "[2001:db8::" .. i .. ":1]:" .. 9700 + i end
+      local a = mk(nil, { crypto_workers = workers })
+      local b = mk({ { authenticated = function() return "nack", 1, pts end } },
+        { crypto_workers = workers })
+      local eva, evb = h.record(a), h.record(b)
+      assert(b:connect(a.addr))
+      h.wait(function() return #eva.nacked + #eva.auth_failed > 0 end, 5,
+        "a's end of the handshake")
+      assert.equal(0, #eva.auth_failed,
+        eva.auth_failed[1] and eva.auth_failed[1].reason)
+      assert.equal(1, eva.nacked[1].motive)
+      assert.same(pts, eva.nacked[1].points)
+      assert.equal(1, #evb.nack_sent)
+    end)
+  end
+
   for _, hook in ipairs{ "accept", "authenticated", "event", "message" } do
     it("survives a policy that closes the node inside " .. hook, function()
       local closer = {}

@@ -266,6 +266,7 @@ void lp2p__conn_unref(lp2p_conn *c) {
   if (--c->open_handles == 0) {
     lp2p__node_conn_freed(n, c);
     lp2p_hs_free(c->hs);
+    free(c->hs_spill);
     free(c->inbuf);
     free(c->plain);
     free(c->cstash);

@@ -431,11 +431,35 @@ static int handshake_event(lp2p_conn *c, int ev) {
 
 
 /*
+ * Keep input that must wait (a key job, the next loop turn) behind what
+ * already waits. Past LP2P_HS_STASH bytes it moves to the heap and the
+ * socket is no longer read until it is fed: an honest peer's verdict can
+ * be a Nack of up to 100 points behind its metadata, and what one read
+ * brought is all a peer can make us hold.
+ */
+static int hs_hold(lp2p_conn *c, const uint8_t *data, size_t len) {
+  size_t need = c->hs_stash_len + len;
+  uint8_t *dst = c->hs_spill != NULL ? c->hs_spill : c->hs_stash;
+  if (need > LP2P_HS_STASH) {
+    uint8_t *p = realloc(c->hs_spill, need);
+    if (p == NULL)
+      return LP2P_ENOMEM;
+    if (c->hs_spill == NULL)
+      memcpy(p, c->hs_stash, c->hs_stash_len);
+    c->hs_spill = dst = p;
+    set_reading(c, 0);
+  }
+  memcpy(dst + c->hs_stash_len, data, len);
+  c->hs_stash_len = need;
+  return 0;
+}
+
+
+/*
  * Feed handshake input. Everything it makes us say leaves in one write at
  * the end (the metadata with our Ack when both messages of the peer came
- * together), or before the first framed byte. While a key job runs, the
- * input waits in hs_stash (at most LP2P_HS_STASH bytes: an honest peer
- * says no more before our metadata).
+ * together), or before the first framed byte. While a key job runs, or
+ * until the next loop turn after our verdict, the input waits (hs_hold).
  */
 static int handshake_input(lp2p_conn *c, const uint8_t **data, size_t *len) {
   int rc = 0;
@@ -468,10 +492,8 @@ static int handshake_input(lp2p_conn *c, const uint8_t **data, size_t *len) {
     return rc;
   if ((c->key_pending || c->hs_deferred) && *len > 0 &&
       c->state == LP2P_CONN_HANDSHAKE) {
-    if (c->hs_stash_len + *len > sizeof c->hs_stash)
-      return LP2P_EPROTO;
-    memcpy(c->hs_stash + c->hs_stash_len, *data, *len);
-    c->hs_stash_len += *len;
+    if ((rc = hs_hold(c, *data, *len)) < 0)
+      return rc;
     *data += *len;
     *len = 0;
   }
@@ -481,19 +503,28 @@ static int handshake_input(lp2p_conn *c, const uint8_t **data, size_t *len) {
 }
 
 
-/* Feed what waited in hs_stash (a key job, a deferred Ack), then any
- * framed bytes behind it. */
+/* Feed what waited (a key job, a deferred Ack), then any framed bytes
+ * behind it; read again if the stash had stopped reading. */
 static void resume_stash(lp2p_conn *c) {
   uint8_t held[LP2P_HS_STASH];
+  uint8_t *spill = c->hs_spill;
   size_t len = c->hs_stash_len;
-  const uint8_t *data = held;
-  memcpy(held, c->hs_stash, len);
+  const uint8_t *data = spill;
+  if (spill == NULL) {
+    memcpy(held, c->hs_stash, len);
+    data = held;
+  }
+  c->hs_spill = NULL;
   c->hs_stash_len = 0;
   int rc = handshake_input(c, &data, &len);
   if (rc == 0 && c->state == LP2P_CONN_RUNNING)
     rc = running_input(c, data, len, 0);
+  free(spill); /* what is left of it was copied (hs_hold, the stashes) */
   if (rc < 0 || c->state == LP2P_CONN_RUNNING)
     after_input(c, rc);
+  else if (c->state == LP2P_CONN_HANDSHAKE && c->hs_spill == NULL &&
+           c->hs_eof == 0)
+    set_reading(c, 1);
   /* The peer hung up behind that input: now it counts. */
   if (c->hs_eof != 0 && c->state == LP2P_CONN_HANDSHAKE && !c->key_pending &&
       !c->hs_deferred)

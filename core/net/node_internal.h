@@ -33,8 +33,10 @@ void lp2p_workers_submit(lp2p_workers *w, lp2p_work *job);
 void lp2p_workers_free(lp2p_workers *w);
 int lp2p__cpus(void); /* online CPUs, at least 1 */
 
-/* Handshake bytes the peer sent while our key job ran: at most its
- * metadata (an honest peer waits for ours before saying more). */
+/* Handshake bytes that wait for a key job or for the next loop turn (the
+ * peer's verdict behind its metadata) stay in the connection up to
+ * LP2P_HS_STASH bytes (a metadata chunk, an Ack); more (a Nack naming up
+ * to 100 points) goes to the heap, and reading stops until it is fed. */
 #define LP2P_HS_STASH 256
 
 /*
@@ -86,6 +88,7 @@ struct lp2p_conn {
   int hs_deferred; /* the peer's Ack waits for the next loop turn */
   int hs_eof;      /* the read error met while input waited, or 0 */
   size_t hs_stash_len;
+  uint8_t *hs_spill; /* NULL, or the heap stash (hs_stash_len bytes) */
   uint8_t hs_stash[LP2P_HS_STASH];
   lp2p_crypto crypto;
   uint8_t peer_id[LP2P_PEER_ID_BYTES];
