@@ -201,9 +201,57 @@ describe("maintenance end to end", function()
     p2p.run_nowait()
     p2p.run_nowait()
     assert.equal(-math.huge, t.state.maintenance.bootstrap)
+    -- A dial of its own (not the maintenance's): it is asked as soon as
+    -- the connection runs, not at the next look (5 s later). The side
+    -- that accepted runs first and may drop it at once when over its
+    -- maximum.
+    local rt = h.record(t)
     assert(t:connect(seed.addr))
-    h.wait(function() return asked >= 1 end, 10, "a Bootstrap")
+    h.wait(function() return #rt.connected == 1 end, 5, "connected")
+    p2p.run_nowait() -- the maintenance round it scheduled (a 0 s timer)
+    p2p.run_nowait()
     assert.truthy(t.state.maintenance.bootstrap > -math.huge)
+    h.wait(function() return asked >= 1 end, 5, "a Bootstrap")
+  end)
+
+  it("tells the peers it drops above max_threshold where else to go " ..
+     "(an Advertise before the Disconnect)", function()
+    -- min 0, expected 2, max 6: max_target 4, max_threshold 5
+    local hub = keep(node{ min_connections = 0, expected_connections = 2,
+                           max_connections = 6, maintenance_interval = 0.1 })
+    local cls, rec = {}, {}
+    for i = 1, 6 do
+      cls[i] = keep(node())
+      rec[i] = h.record(cls[i])
+    end
+    local rh = h.record(hub)
+    for i = 1, 4 do assert(cls[i]:connect(hub.addr)) end
+    h.wait(function() return #rh.connected == 4 end, 5, "four in")
+    for i = 5, 6 do assert(cls[i]:connect(hub.addr)) end
+    h.wait(function() return h.nconns(hub) == 4 end, 5, "trimmed")
+    h.wait(function()
+      local n = 0
+      for i = 1, 6 do n = n + #rec[i].disconnected end
+      return n == 2
+    end, 5, "two told")
+    local dropped = 0
+    for i = 1, 6 do
+      local d = rec[i].disconnected[1]
+      if d and d.reason == "disconnected by peer" then
+        dropped = dropped + 1
+        assert.equal(1, #rec[i].advertise)
+        -- it heard of the hub's other peers, never of itself
+        local others = 0
+        for j = 1, 6 do
+          if j ~= i and cls[i].points[cls[j].addr] then
+            others = others + 1
+          end
+        end
+        assert.truthy(others >= 3)
+        assert.is_nil(cls[i].points[cls[i].addr])
+      end
+    end
+    assert.equal(2, dropped)
   end)
 
   it("drops connections above max_threshold down to max_target, " ..

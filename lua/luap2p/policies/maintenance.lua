@@ -8,7 +8,10 @@
 --   (10/50/100 -> 23/36/68/84).
 -- Runs at start, every config.maintenance_interval seconds, on the core's
 -- too_few_connections / too_many_connections events, when one of its own
--- dials ends, and (while short of points) on new_point / new_peer.
+-- dials ends, and (while short of points) on new_point / new_peer and on
+-- any connection that starts running (whoever dialled it: config.peers,
+-- node:connect), so that a node short of points asks its first peer at
+-- once, before that peer may drop it.
 --   * below min_threshold: dial known points toward min_target (at most
 --     max_target): disconnected, not ours, not banned, not backed off,
 --     trusted in private mode; never-failed first, then oldest miss. When
@@ -19,7 +22,12 @@
 --     trusted point or peer: not at random as Octez (config
 --     maintenance_eviction = "random" restores that) but, as Bitcoin
 --     Core's eviction, the newest from the most represented /24 (/64),
---     the longest-running half protected (_victims below).
+--     the longest-running half protected (_victims below). Each closed
+--     peer is first sent an Advertise of our known points (unless
+--     discovery is off): what the Nack it would have had at its
+--     handshake says. The newest is usually a newcomer that has not
+--     spoken yet (the accepting side runs half a round trip before the
+--     dialling one), and without points it is left with no peer to try.
 --   * in between: send one Swap_request (not in private mode, and only
 --     when config.swap_linger > 0).
 -- Back-off, kept in the point records (node.points): a failed dial or a
@@ -38,6 +46,7 @@ local ipairs, math, pairs, table, type = ipairs, math, pairs, table, type
 local now = p2p.now
 
 local LOOK_DELAY = 5 -- Octez time_between_looking_for_peers
+local ADVERTISE_SIZE = 50 -- as the answerer's Advertise and a Nack's points
 
 local _M = {
   name = "maintenance",
@@ -241,6 +250,17 @@ function _M._victims(cands, k)
   return out
 end
 
+-- Close a connection for too many connections, telling the peer where
+-- else to go first (an Advertise, as the points of a Nack).
+local function evict(node, c)
+  if not common.discovery_off(node) and
+     not (c.metadata and c.metadata.private_node) then
+    local pts = node:known_points(ADVERTISE_SIZE, { exclude = c.point })
+    if #pts > 0 then c:send_msg({ type = "advertise", points = pts }) end
+  end
+  c:close("too many connections")
+end
+
 local function too_many(node, b, n)
   local since = state(node).since
   local cands = {}
@@ -253,12 +273,12 @@ local function too_many(node, b, n)
   if node.config.maintenance_eviction == "random" then
     shuffle(cands)
     for i = 1, math.min(n - b.max_target, #cands) do
-      cands[i].conn:close("too many connections")
+      evict(node, cands[i].conn)
     end
     return
   end
   for _, c in ipairs(_M._victims(cands, n - b.max_target)) do
-    c:close("too many connections")
+    evict(node, c)
   end
 end
 
@@ -346,6 +366,10 @@ function _M.event(node, ev)
     if inst.dials[ev.conn_id] then
       inst.dials[ev.conn_id] = nil
       inst.ndials = inst.ndials - 1
+      schedule(node)
+    elseif inst.looking then
+      -- Someone to ask for points (Octez's maintenance, which dials
+      -- them all, asks once its dials are established).
       schedule(node)
     end
   elseif t == "too_few_connections" or t == "too_many_connections" then
