@@ -143,6 +143,6 @@ describe("inbox", function()
   it("rejects a non-boolean pull mode", function()
     local _, _, ca = pair(keep)
     assert.has_error(function() ca:pull("yes") end,
-      "conn:pull: expected a boolean or nil, got string")
+      "conn:pull: on: expected a boolean or nil, got 'yes'")
   end)
 end)

@@ -14,14 +14,17 @@ describe("review: timers", function()
 
   it("every(0) raises instead of making a one-shot timer", function()
     assert.has_error(function() p2p.every(0, print) end,
-      "p2p.every: expected a period in seconds > 0, got 0")
+      "p2p.every: seconds: expected a period in seconds > 0 and <= 1e13, " ..
+      "got 0")
     local node = assert(p2p.new{ identity = p2p.core.identity_generate(),
                                  pow_bits = 0 })
     finally(function() node:close() end)
     assert.has_error(function() node:every(0, print) end,
-      "node:every: expected a period in seconds > 0, got 0")
+      "node:every: seconds: expected a period in seconds > 0 and <= 1e13, " ..
+      "got 0")
     assert.has_error(function() node:every("1", print) end,
-      "node:every: expected a period in seconds > 0, got 1")
+      "node:every: seconds: expected a period in seconds > 0 and <= 1e13, " ..
+      "got '1'")
   end)
 
   it("a delay past the range of libuv's milliseconds raises", function()
@@ -36,7 +39,7 @@ describe("review: node methods", function()
                                  pow_bits = 0 })
     finally(function() node:close() end)
     assert.has_error(function() node:known_points("x") end,
-      "node:known_points: expected a count >= 0, got x")
+      "node:known_points: n: expected a count >= 0, got 'x'")
     assert.same({}, node:known_points(3))
   end)
 end)
@@ -56,7 +59,8 @@ describe("review: conn:send tags", function()
     assert(p2p.wait(function() return conn ~= nil end, 10))
     for _, tag in ipairs({ 0, 1, 5, 0x0f, 0x10000, 16.5 }) do
       assert.has_error(function() conn:send("", tag) end,
-        "conn:send: expected an application message tag in 0x10..0xffff " ..
+        "conn:send: tag: expected an application message tag in " ..
+        "0x10..0xffff " ..
         "(P2P messages go through conn:send_msg), got " .. tostring(tag))
     end
     -- the connection is still up and application tags still go through

@@ -36,15 +36,16 @@ describe("review: bans of absurd length", function()
     assert.equal(400, status)
     local err = cjson.decode(body)[1]
     assert.equal("luap2p.bad_target", err.id)
-    assert.equal("bad argument #1 to 'ban' (expected an IP, IP/prefix, " ..
-      "IP:port or peer id, got 'x')", err.msg)
+    assert.equal("node:ban: target: expected an IP, IP/prefix, " ..
+      "IP:port or peer id, got 'x'", err.msg)
   end)
 
   it("node:ban raises on seconds that are not finite or past 1e13",
     function()
     for _, secs in ipairs({ math.huge, 0 / 0, 1e300 }) do
       assert.has_error(function() node:ban("192.0.2.1", secs) end,
-        "bad argument #2 to 'ban' (must be >= 0 and <= 1e13)")
+        "node:ban: seconds: expected a number of seconds in 0..1e13 or " ..
+        "nil, got " .. tostring(secs))
     end
     assert.is_false(node:banned("192.0.2.1"))
     assert(node:ban("192.0.2.1", 1e13))

@@ -1,5 +1,6 @@
 -- luap2p.conn: a running connection as Lua sees it: its identity and
 -- metadata, sending, receiving (listeners or the inbox) and closing.
+local check = require "luap2p.check"
 local core = require "luap2p.core"
 local shell = require "luap2p.shell"
 local task = require "luap2p.task"
@@ -116,7 +117,7 @@ end
 -- consumes are dropped once the inbox is full.
 function Conn:pull(on)
   if on ~= nil and type(on) ~= "boolean" then
-    error("conn:pull: expected a boolean or nil, got " .. type(on), 2)
+    check.fail("conn:pull", "on", "a boolean or nil", on)
   end
   self._pull = on
   if not self:_pulling() and self._paused and not self.closed then
@@ -157,15 +158,14 @@ end
 -- its tag is refused (EPROTO, EMSGSIZE): Octez would greylist us for it.
 function Conn:send(payload, tag)
   if type(payload) ~= "string" then
-    error("conn:send: expected a string payload, got " .. type(payload), 2)
+    check.fail("conn:send", "payload", "a string", payload)
   end
   -- Below 0x10 a tag is a P2P message's (1 is Disconnect, 5 Swap_ack):
   -- sent raw it would close the connection or get us greylisted.
   if tag ~= nil and (math.type(tag) ~= "integer" or tag < APP_TAG or
                      tag > 0xffff) then
-    error("conn:send: expected an application message tag in " ..
-      "0x10..0xffff (P2P messages go through conn:send_msg), got " ..
-      tostring(tag), 2)
+    check.fail("conn:send", "tag", "an application message tag in " ..
+      "0x10..0xffff (P2P messages go through conn:send_msg)", tag)
   end
   if self.closed then return nil, "ECLOSED: connection closed", "ECLOSED" end
   if self.node._shell then
@@ -186,7 +186,7 @@ end
 -- one raises.
 function Conn:send_shell(t)
   if type(t) ~= "table" then
-    error("conn:send_shell: expected a table, got " .. type(t), 2)
+    check.fail("conn:send_shell", "message", "a table", t)
   end
   local payload, tag, code = shell.encode(t)
   if not payload then return nil, tag, code end
@@ -198,6 +198,9 @@ end
 
 -- conn:send_msg{type = "bootstrap" | "advertise" | ...}: a P2P message.
 function Conn:send_msg(m)
+  if type(m) ~= "table" then
+    check.fail("conn:send_msg", "message", "a table {type = ...}", m)
+  end
   if self.closed then return nil, "ECLOSED: connection closed", "ECLOSED" end
   local ok, err, code = self.node._c:send_raw(self.id, core.msg_encode(m))
   if not ok then return nil, err, code end
@@ -212,6 +215,7 @@ end
 -- that arrived before the connection closed are still returned.
 function Conn:receive(timeout)
   task.current("conn:receive")
+  check.seconds("conn:receive", "timeout", timeout, 1, true)
   if self._on.message or self.node._on.message then
     error("conn:receive: this connection's messages go to its message " ..
       "listeners; receive works without conn:on/node:on(\"message\")", 2)
@@ -258,10 +262,12 @@ end
 -- kept, in order, for the next receive/recv. Inside a task.
 function Conn:request(msg, match, timeout)
   task.current("conn:request")
-  if match ~= nil and type(match) ~= "function" then
-    error("conn:request: expected a function (match), got " .. type(match),
-      2)
+  if type(msg) ~= "string" and type(msg) ~= "table" then
+    check.fail("conn:request", "msg", "a payload string or a P2P message " ..
+      "table", msg)
   end
+  if match ~= nil then check.func("conn:request", "match", match) end
+  check.seconds("conn:request", "timeout", timeout, 1, true)
   local ok, err, code
   if type(msg) == "table" then
     ok, err, code = self:send_msg(msg)
@@ -299,6 +305,7 @@ end
 -- send Bootstrap and wait for this peer's Advertise (its list of points).
 function Conn:ask_points(timeout)
   task.current("conn:ask_points")
+  check.seconds("conn:ask_points", "timeout", timeout, 1, true)
   local node = self.node
   local ok, err, code = self:send_msg({ type = "bootstrap" })
   if not ok then return nil, err, code end
@@ -318,9 +325,9 @@ end
 -- fn(ev)) (its "disconnected" event: ev.code, ev.reason).
 function Conn:on(kind, fn)
   if kind ~= "message" and kind ~= "close" then
-    error("conn:on: expected 'message' or 'close', got " .. tostring(kind), 2)
+    check.fail("conn:on", "event type", "'message' or 'close'", kind)
   end
-  if type(fn) ~= "function" then error("conn:on: expected a function", 2) end
+  check.func("conn:on", "fn", fn)
   self._on[kind] = self._on[kind] or {}
   table.insert(self._on[kind], fn)
   return self
@@ -329,6 +336,9 @@ end
 -- conn:close(reason) -> true | nil, "ECLOSED: ...", "ECLOSED" (already
 -- closed or closing).
 function Conn:close(reason)
+  if reason ~= nil and type(reason) ~= "string" then
+    check.fail("conn:close", "reason", "a string or nil", reason)
+  end
   if self.closed or
      not self.node._c:disconnect(self.id, reason or "closed locally", true)
   then

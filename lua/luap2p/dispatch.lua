@@ -146,7 +146,7 @@ function Node:_track(ev)
     self:point(ev.point).ours = true
   elseif t == "nacked" and ev.points and
          not self.config.disable_peer_discovery then
-    self:add_points(ev.points)
+    self:_add_points(ev.points)
   end
 end
 
@@ -273,7 +273,7 @@ function _M.dispatcher(weak)
       -- when learnt this way (source "incoming", as in points.lua).
       if a.point then
         local known = node.points[a.point]
-        node:add_points({ a.point })
+        node:_add_points({ a.point })
         local rec = node.points[a.point]
         if rec then
           rec.private = a.private_node

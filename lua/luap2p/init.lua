@@ -22,6 +22,7 @@ if core.version ~= REQUIRED_CORE then
     tostring(core.version)))
 end
 
+local check = require "luap2p.check"
 local config = require "luap2p.config"
 local dispatch = require "luap2p.dispatch"
 local Node = require "luap2p.node"
@@ -75,13 +76,18 @@ _M.stop = core.stop
 _M.backend_fd = core.backend_fd
 _M.backend_timeout = core.backend_timeout
 _M.now = core.now
-_M.after = function(seconds, fn) return core.timer(seconds, nil, fn) end
+_M.after = function(seconds, fn)
+  check.seconds("p2p.after", "seconds", seconds)
+  check.func("p2p.after", "fn", fn)
+  return core.timer(seconds, nil, fn)
+end
 _M.every = function(seconds, fn)
   -- A period of 0 would be a one-shot timer (libuv's repeat 0).
-  if type(seconds) ~= "number" or not (seconds > 0) then
-    error("p2p.every: expected a period in seconds > 0, got " ..
-      tostring(seconds), 2)
+  if type(seconds) ~= "number" or not (seconds > 0 and seconds <= 1e13) then
+    check.fail("p2p.every", "seconds", "a period in seconds > 0 and <= 1e13",
+      seconds)
   end
+  check.func("p2p.every", "fn", fn)
   return core.timer(seconds, seconds, fn)
 end
 
@@ -89,6 +95,8 @@ end
 -- Returns true, or nil, "ETIMEDOUT: ...", "ETIMEDOUT".
 function _M.wait(pred, timeout)
   not_in_task("p2p.wait")
+  check.func("p2p.wait", "pred", pred)
+  check.seconds("p2p.wait", "timeout", timeout, 1, true)
   if core.in_callback() then core.run("once", "p2p.wait") end -- raises
   local deadline = core.now() + (timeout or 10)
   local expired = false
@@ -108,7 +116,10 @@ end
 
 -- p2p.spawn(fn, ...) -> Task: run fn(...) as a task on the loop (see
 -- luap2p.task); node:spawn(fn, ...) makes one that belongs to a node.
-_M.spawn = function(fn, ...) return task.spawn(nil, fn, ...) end
+_M.spawn = function(fn, ...)
+  check.func("p2p.spawn", "fn", fn)
+  return task.spawn(nil, fn, ...)
+end
 _M.sleep = task.sleep
 _M.running = task.running
 

@@ -1,6 +1,7 @@
 -- luap2p.node: a node: its construction from a config, listening and
 -- dialling, bans, connections, listeners, and closing. The methods of
 -- dispatch.lua, points.lua and stack.lua are mixed in.
+local check = require "luap2p.check"
 local core = require "luap2p.core"
 local config = require "luap2p.config"
 local dispatch = require "luap2p.dispatch"
@@ -9,10 +10,10 @@ local report = require "luap2p.report"
 local stack = require "luap2p.stack"
 local task = require "luap2p.task"
 
-local error, ipairs, pairs, pcall, setmetatable, string, table, tostring,
-      type =
-      error, ipairs, pairs, pcall, setmetatable, string, table, tostring,
-      type
+local error, ipairs, math, pairs, pcall, setmetatable, string, table,
+      tostring, type =
+      error, ipairs, math, pairs, pcall, setmetatable, string, table,
+      tostring, type
 
 local split_point = config.split_point
 
@@ -91,8 +92,19 @@ function Node.new(cfg)
 end
 
 function Node:listen(host, port)
-  if port == nil then host, port = split_point(host) end
-  local bound, err, code = self._c:listen(host, port)
+  if port == nil then
+    if type(host) ~= "string" or not split_point(host) then
+      check.fail("node:listen", "point", "'HOST:PORT' (or host, port)", host)
+    end
+    host, port = split_point(host)
+  end
+  check.string("node:listen", "host", host)
+  local iport = math.tointeger(port)
+  if not iport or iport < 0 or iport > 65535 then
+    check.fail("node:listen", "port", "an integer in 0..65535", port)
+  end
+  local called, bound, err, code = pcall(self._c.listen, self._c, host, port)
+  if not called then check.reraise("node:listen", { "host", "port" }, bound) end
   if not bound then return nil, err, code end
   live[self] = true
   self.port = self.port or bound
@@ -102,11 +114,9 @@ end
 
 -- node:connect(point, {trusted, expected_peer_id, timeout}) -> id
 function Node:connect(p, opts)
+  check.point("node:connect", "point", p)
+  check.opts("node:connect", "opts", opts)
   opts = opts or {}
-  if type(p) ~= "string" or not split_point(p) then
-    error("node:connect: expected a point 'HOST:PORT', got " .. tostring(p),
-      2)
-  end
   local rec = self:point(p)
   if opts.trusted then rec.trusted = true end
   if opts.expected_peer_id then rec.expected_peer_id = opts.expected_peer_id end
@@ -134,22 +144,19 @@ end
 -- when the node closes; its errors are error events of the node).
 function Node:spawn(fn, ...)
   if self._closed then error("attempt to use a closed node", 2) end
+  check.func("node:spawn", "fn", fn)
   return task.spawn(self, fn, ...)
 end
 
 -- node:wait_for(event_type[, pred][, timeout]) -> ev | nil, err, ENAME.
 -- Inside a task: the next event of that type for which pred(ev) holds.
 function Node:wait_for(kind, pred, timeout)
-  if type(kind) ~= "string" then
-    error("node:wait_for: expected an event type, got " .. type(kind), 2)
-  end
+  check.string("node:wait_for", "event type", kind)
   if type(pred) == "number" and timeout == nil then
     pred, timeout = nil, pred
   end
-  if pred ~= nil and type(pred) ~= "function" then
-    error("node:wait_for: expected a function (pred), got " .. type(pred),
-      2)
-  end
+  if pred ~= nil then check.func("node:wait_for", "pred", pred) end
+  check.seconds("node:wait_for", "timeout", timeout, 1, true)
   return task.wait_event(self, "node:wait_for", { kind }, pred, timeout)
 end
 
@@ -163,6 +170,8 @@ local DIAL_END = { "connected", "nacked", "disconnected" }
 -- Inside a task.
 function Node:dial(p, opts)
   task.current("node:dial")
+  check.point("node:dial", "point", p)
+  check.opts("node:dial", "opts", opts)
   local id, err, code = self:connect(p, opts)
   if not id then return nil, err, code end
   local timeout = opts and opts.timeout or self.config.connection_timeout or
@@ -204,7 +213,16 @@ end
 -- A ban also drops the matching connections, unless opts.kick == false
 -- (a greylist entry only keeps newcomers out, as in Octez).
 function Node:ban(target, seconds, reason, opts)
-  local ok, err, code = self._c:ban(target, seconds)
+  if reason ~= nil and type(reason) ~= "string" then
+    check.fail("node:ban", "reason", "a string or nil", reason)
+  end
+  check.opts("node:ban", "opts", opts)
+  check.string("node:ban", "target", target)
+  check.seconds("node:ban", "seconds", seconds, 1, true)
+  local called, ok, err, code = pcall(self._c.ban, self._c, target, seconds)
+  if not called then
+    check.reraise("node:ban", { "target", "seconds" }, ok)
+  end
   if not ok then return nil, err, code end
   if not (opts and opts.kick == false) then
     for _, conn in pairs(self.conns) do
@@ -220,12 +238,19 @@ function Node:ban(target, seconds, reason, opts)
 end
 
 function Node:unban(target)
-  local removed = self._c:unban(target)
+  check.string("node:unban", "target", target)
+  local called, removed = pcall(self._c.unban, self._c, target)
+  if not called then check.reraise("node:unban", { "target" }, removed) end
   self:_event({ type = "unbanned", target = target })
   return removed
 end
 
-function Node:banned(target) return self._c:banned(target) end
+function Node:banned(target)
+  check.string("node:banned", "target", target)
+  local called, yes = pcall(self._c.banned, self._c, target)
+  if not called then check.reraise("node:banned", { "target" }, yes) end
+  return yes
+end
 
 function Node:connections()
   local list = {}
@@ -260,6 +285,10 @@ end
 -- "ENOTCONN: ...", "ENOTCONN" when no running connection matches.
 function Node:disconnect(target, reason)
   if type(target) == "table" then return target:close(reason) end
+  if type(target) ~= "string" then
+    check.fail("node:disconnect", "target",
+      "a connection, a peer id or a point", target)
+  end
   for _, conn in pairs(self.conns) do
     if conn.peer_id == target or conn.point == target then
       return conn:close(reason)
@@ -270,7 +299,8 @@ end
 
 -- node:on(event_type | "message" | "*", fn)
 function Node:on(kind, fn)
-  if type(fn) ~= "function" then error("node:on: expected a function", 2) end
+  check.string("node:on", "event type", kind)
+  check.func("node:on", "fn", fn)
   self._on[kind] = self._on[kind] or {}
   table.insert(self._on[kind], fn)
   return self

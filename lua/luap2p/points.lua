@@ -1,5 +1,6 @@
 -- luap2p.points: the node's known points and peers, and trust. Methods
 -- of Node; records live in node.points and node.peers.
+local check = require "luap2p.check"
 local core = require "luap2p.core"
 
 local error, ipairs, math, pairs, table, type =
@@ -24,6 +25,7 @@ end
 -- source: "incoming" for the listening point of an incoming connection
 -- (the least useful kind: anyone can make us learn one).
 function Node:point(p, create, source)
+  check.string("node:point", "point", p)
   local rec = self.points[p]
   if not rec and create ~= false then
     local max = self.config.known_points_max
@@ -74,6 +76,7 @@ function Node:_evict_peers(target)
 end
 
 function Node:peer(id, create)
+  check.string("node:peer", "peer id", id)
   local rec = self.peers[id]
   if not rec and create ~= false then
     local max = self.config.known_peers_max
@@ -117,8 +120,9 @@ end
 function Node:known_points(n, opts)
   n = n or 50
   if math.type(n) ~= "integer" or n < 0 then
-    error("node:known_points: expected a count >= 0, got " .. tostring(n), 2)
+    check.fail("node:known_points", "n", "a count >= 0", n)
   end
+  check.opts("node:known_points", "opts", opts)
   local exclude = opts and opts.exclude
   local list = {}
   for p, rec in pairs(self.points) do
@@ -175,7 +179,20 @@ end
 -- table at config.known_points_max (400): when full, disconnected
 -- untrusted points are forgotten down to 3/4 of it, oldest miss first
 -- (Octez max_known_points (400, 300)). Returns how many were added.
+-- Points of the wire (Advertise, Nack) come decoded by the core: the
+-- dispatcher calls _add_points; the public add_points checks its list.
 function Node:add_points(list)
+  if type(list) ~= "table" then
+    check.fail("node:add_points", "points", "a list of 'HOST:PORT' strings",
+      list)
+  end
+  for i, p in ipairs(list) do
+    check.point("node:add_points", "points[" .. i .. "]", p)
+  end
+  return self:_add_points(list)
+end
+
+function Node:_add_points(list)
   local max = self.config.known_points_max
   local mine = self.port and
     (self.listen_host or "127.0.0.1") .. ":" .. self.port
@@ -200,7 +217,7 @@ end
 function Node:trust(target, trusted)
   trusted = trusted ~= false
   if type(target) ~= "string" then
-    error("node:trust: expected a point or a peer id", 2)
+    check.fail("node:trust", "target", "a point or a peer id", target)
   end
   if target:match("^id") and not target:find(":") then
     self:peer(target).trusted = trusted
@@ -210,7 +227,12 @@ function Node:trust(target, trusted)
   return true
 end
 
-function Node:untrust(target) return self:trust(target, false) end
+function Node:untrust(target)
+  if type(target) ~= "string" then
+    check.fail("node:untrust", "target", "a point or a peer id", target)
+  end
+  return self:trust(target, false)
+end
 
 function Node:trusted(point, peer_id)
   local rec = point and self.points[point]

@@ -1,6 +1,7 @@
 -- luap2p.stack: the node's policy stack: building it, reloading policy
 -- files (by hand or on change) and the timers policies own. Methods of
 -- Node.
+local check = require "luap2p.check"
 local core = require "luap2p.core"
 local policy = require "luap2p.policy"
 
@@ -145,14 +146,19 @@ function Node:_timer(after, every, fn)
   return t
 end
 
-function Node:after(seconds, fn) return self:_timer(seconds, nil, fn) end
+function Node:after(seconds, fn)
+  check.seconds("node:after", "seconds", seconds)
+  check.func("node:after", "fn", fn)
+  return self:_timer(seconds, nil, fn)
+end
 
 function Node:every(seconds, fn)
   -- A period of 0 would be a one-shot timer (libuv's repeat 0).
-  if type(seconds) ~= "number" or not (seconds > 0) then
-    error("node:every: expected a period in seconds > 0, got " ..
-      tostring(seconds), 2)
+  if type(seconds) ~= "number" or not (seconds > 0 and seconds <= 1e13) then
+    check.fail("node:every", "seconds", "a period in seconds > 0 and <= 1e13",
+      seconds)
   end
+  check.func("node:every", "fn", fn)
   return self:_timer(seconds, seconds, fn)
 end
 

@@ -58,7 +58,8 @@ end
 
 function _M.advertise(node, conn, points)
   if common.discovery_off(node) then return true end
-  if type(points) == "table" then node:add_points(points) end
+  -- From the wire (decoded by the core): unchecked, never raises.
+  if type(points) == "table" then node:_add_points(points) end
   return true
 end
 
