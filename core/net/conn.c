@@ -368,7 +368,7 @@ static void on_timeout(uv_timer_t *t) {
   }
   if (c->state == LP2P_CONN_RUNNING) { /* a token is back */
     c->throttled = 0;
-    lp2p__conn_resume(c);
+    lp2p__conn_after_input(c, 0);
     return;
   }
   lp2p__conn_fail(c, LP2P_ETIMEDOUT,

@@ -184,10 +184,9 @@ void lp2p__conn_fail(lp2p_conn *c, int code, const char *reason);
 int lp2p__conn_flush_handshake(lp2p_conn *c);
 /* conn.c: drop a reference (a handle, a key job); the last frees c. */
 void lp2p__conn_unref(lp2p_conn *c);
-/* conn_read.c: start reading c; resume it after a pause or a throttle;
- * does c hold input back (stashed by the fairness caps)? */
+/* conn_read.c: start reading c; does c hold input back (stashed by
+ * the fairness caps)? */
 int lp2p__conn_read_start(lp2p_conn *c);
-void lp2p__conn_resume(lp2p_conn *c);
 int lp2p__conn_has_stash(const lp2p_conn *c);
 /* conn_read.c: the bytes c holds on the read side; refresh node->buffered. */
 size_t lp2p__conn_usage(const lp2p_conn *c);
@@ -207,5 +206,29 @@ lp2p_conn *lp2p__conn_new(lp2p_node *n, int incoming);
 void lp2p__conn_arm_timeout(lp2p_conn *c, uint64_t ms);
 /* Write what the handshake queued (a Nack), then close. */
 void lp2p__conn_finish(lp2p_conn *c, int code, const char *reason);
+/* Between conn_read.c and conn_handshake.c. Feed running input (nread:
+ * bytes of this read, for the pass caps) and handle what the input
+ * left: fail on an error, read on or stop, recount (0, DELIVER_YIELD or
+ * an error). Feed handshake input (data and len advance past what it
+ * used); a hang-up during the handshake (1: kept until the input that
+ * waits is fed). */
+int lp2p__conn_running_input(lp2p_conn *c, const uint8_t *data,
+                             size_t len, size_t nread);
+void lp2p__conn_after_input(lp2p_conn *c, int rc);
+int lp2p__conn_hs_input(lp2p_conn *c, const uint8_t **data, size_t *len);
+int lp2p__conn_hs_eof(lp2p_conn *c, int code);
+/* Read c's socket, or stop (idempotent). */
+void lp2p__conn_set_reading(lp2p_conn *c, int on);
+
+/* Between the node's files (handler.c, handler_open.c,
+ * handler_verdict.c), defined in handler.c: emit an lp2p_ev_conn kind
+ * about c, or a trigger (the active count); give c a slot and its id;
+ * release c's pending and acked counts (idempotent); the close callback
+ * of the node's own handles (listeners, timers). */
+void lp2p__node_emit_conn(lp2p_node *n, lp2p_conn *c, lp2p_event_type type);
+void lp2p__node_emit_trigger(lp2p_node *n, lp2p_event_type type);
+int lp2p__node_slot_assign(lp2p_node *n, lp2p_conn *c);
+void lp2p__node_handshake_over(lp2p_node *n, lp2p_conn *c);
+void lp2p__node_on_handle_closed(uv_handle_t *h);
 
 #endif /* LP2P_NODE_INTERNAL_H */
