@@ -487,6 +487,34 @@ describe("cli", function()
     end)
   end)
 
+  describe("monitor", function()
+    it("gives up when no node can be reached: exit 1, one line naming " ..
+       "each point and its error, after --give-up seconds", function()
+      -- Ports bound and never listened on: connecting is refused.
+      local socket = require "socket"
+      local holders, points = {}, {}
+      for i = 1, 2 do
+        holders[i] = assert(socket.tcp())
+        assert(holders[i]:bind("127.0.0.1", 0))
+        points[i] = "127.0.0.1:" .. select(2, holders[i]:getsockname())
+      end
+      local out, err, code = run("monitor " .. points[1] .. " " ..
+        points[2] .. " --count 1 --give-up 1")
+      for _, s in ipairs(holders) do s:close() end
+      fails(1, "^luap2p monitor: no node connected for 1s %(" ..
+        points[1]:gsub("%p", "%%%0") .. ": connection refused " ..
+        "%(ECONNREFUSED%), " .. points[2]:gsub("%p", "%%%0") ..
+        ": connection refused %(ECONNREFUSED%)%); check the points, or " ..
+        "wait longer with %-%-give%-up S", out, err, code, true)
+      -- what it tried, as it went
+      assert.matches("lost " .. points[1]:gsub("%p", "%%%0") ..
+        ": ECONNREFUSED", out)
+      -- the default is bounded too
+      local help = run("monitor --help")
+      assert.matches("%-%-give%-up S .-%(default: 30%)", help)
+    end)
+  end)
+
   describe("run", function()
     it("runs a script with its arguments from any directory", function()
       local script = dir .. "/args.lua"

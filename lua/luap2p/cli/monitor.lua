@@ -9,26 +9,29 @@
 -- The chain id is the one the node asks us about at connection (Octez
 -- sends Get_current_branch to every new peer), or --chain-id. A dropped
 -- connection is dialled again after a back-off (1 s, doubling, 30 s at
--- most).
+-- most); when no node at all is connected for --give-up seconds (at
+-- start, or after losing them all), the command stops with exit 1.
 local p2p = require "luap2p"
 local identity = require "luap2p.identity"
 local shell = require "luap2p.shell"
 local util = require "luap2p.cli.util"
 
-local io, ipairs, math, os, pairs, string, tostring =
-      io, ipairs, math, os, pairs, string, tostring
+local io, ipairs, math, next, os, pairs, string, table, tostring =
+      io, ipairs, math, next, os, pairs, string, table, tostring
 
 local now = p2p.now
 
 local _M = {}
+
+_M.GIVE_UP = 30 -- s with no node connected before the command gives up
 
 function _M.define(parser)
   local cmd = parser:command("monitor",
       "Stay connected to Tezos nodes and print each new head (level, " ..
       "hash, timestamp, first peer, how many agree).")
     :epilog("Example:\n  luap2p monitor 127.0.0.1:9732 127.0.0.1:9733 " ..
-      "--json\nRuns until --count heads or SIGTERM (exit 0), or Ctrl-C " ..
-      "(exit 130).")
+      "--json\nRuns until --count heads or SIGTERM (exit 0), Ctrl-C " ..
+      "(exit 130), or --give-up seconds with no node connected (exit 1).")
   cmd:argument("point", "Nodes to follow (HOST:PORT).")
     :args("+"):convert(util.peer_point)
   cmd:flag("--json", "One JSON object per line.")
@@ -43,6 +46,10 @@ function _M.define(parser)
       "--timeout"))
   cmd:option("--count", "Exit 0 after this many new heads.")
     :argname("N"):convert(util.integer(1, 1000000000, "--count"))
+  cmd:option("--give-up", "Exit 1 after this many seconds with no node " ..
+      "connected, at start or after losing them all (0: retry for ever).")
+    :argname("S"):default(tostring(_M.GIVE_UP))
+    :convert(util.number(0, 1e9, "--give-up"))
   cmd:option("--identity", "Use this identity.json instead of fresh keys.")
     :argname("FILE")
   cmd:option("--pow", "Proof-of-work bits of the fresh identity.")
@@ -192,10 +199,26 @@ function _M.run(args)
   for i, p in ipairs(args.point) do points[i] = p.text end
   local heads = 0
   local trap = util.trap_signals()
+  -- Connected nodes, and the give-up clock that runs while there are none.
+  local up, last_error, gave_up, clock = {}, {}, false, nil
+  local function start_clock()
+    if args.give_up > 0 and not clock then
+      clock = p2p.after(args.give_up, function() gave_up = true end)
+    end
+  end
+  start_clock()
   local h = _M.watch(node, points, { timeout = args.timeout,
                                      chain_id = args.chain_id },
     function(e)
       if e.event == "head" then heads = heads + 1 end
+      if e.event == "connected" then
+        up[e.point] = true
+        if clock then clock:stop(); clock = nil end
+      elseif e.event == "lost" then
+        up[e.point] = nil
+        last_error[e.point] = e.error
+        if next(up) == nil then start_clock() end
+      end
       if args.json then
         if e.event == "head" then
           e.time = os.date("!%Y-%m-%dT%H:%M:%SZ", e.timestamp)
@@ -206,13 +229,25 @@ function _M.run(args)
       end
     end)
   p2p.wait(function()
-    return trap.signal ~= nil or (args.count ~= nil and heads >= args.count)
-  end, 1e9) -- until a signal or --count
+    return trap.signal ~= nil or gave_up or
+      (args.count ~= nil and heads >= args.count)
+  end, 1e9) -- until a signal, --count or --give-up
   trap.close()
+  if clock then clock:stop() end
   h.stop()
   node:close()
   for _ = 1, 10 do p2p.run_nowait() end
   if trap.signal == "SIGINT" then return util.EXIT_INTERRUPTED end
+  if trap.signal == nil and gave_up then
+    local why = {}
+    for _, p in ipairs(points) do
+      why[#why + 1] = p .. ": " .. (last_error[p] and
+        util.plain(last_error[p]) or "no answer")
+    end
+    util.fail(string.format("no node connected for %gs (%s); check the " ..
+      "points, or wait longer with --give-up S (0: for ever)", args.give_up,
+      table.concat(why, ", ")))
+  end
   return util.EXIT_OK
 end
 
