@@ -264,6 +264,49 @@ static int node_stat(lua_State *L) {
 }
 
 
+/* node:want(events, accept): which calls cross into Lua. events: true
+ * (every event), false (none) or a set { name = true, ... } of event
+ * names (the core's are looked up; Lua's own events may be in it too);
+ * accept: whether to call the accept hook (false: accept without
+ * asking). */
+static int node_want(lua_State *L) {
+  lp2p_node_box *b = check_box(L);
+  uint32_t mask = 0;
+  if (lua_isboolean(L, 2)) {
+    mask = lua_toboolean(L, 2) ? UINT32_MAX : 0;
+  } else if (lua_istable(L, 2)) {
+    for (int t = 0; t < LP2P_EV_COUNT; t++) {
+      if (lua_getfield(L, 2, lp2p_event_name((lp2p_event_type)t)) !=
+              LUA_TNIL &&
+          lua_toboolean(L, -1))
+        mask |= UINT32_C(1) << t;
+      lua_pop(L, 1);
+    }
+  } else {
+    luaL_argerror(L, 2, "expected a boolean or a set of event names");
+  }
+  b->want_events = mask;
+  b->want_accept = lua_toboolean(L, 3);
+  return 0;
+}
+
+
+/* node:calls() -> { accept =, authenticated =, message =, events = {
+ * name = n, ... } }: how many calls crossed into Lua. */
+static int node_calls(lua_State *L) {
+  lp2p_node_box *b = check_box(L);
+  lua_createtable(L, 0, 4);
+  lp2p__set_int(L, "accept", b->calls_accept);
+  lp2p__set_int(L, "authenticated", b->calls_authenticated);
+  lp2p__set_int(L, "message", b->calls_message);
+  lua_createtable(L, 0, LP2P_EV_COUNT);
+  for (int t = 0; t < LP2P_EV_COUNT; t++)
+    lp2p__set_int(L, lp2p_event_name((lp2p_event_type)t), b->calls[t]);
+  lua_setfield(L, -2, "events");
+  return 1;
+}
+
+
 /* Parse a ban target: "ip", "ip/bits", "ip:port" (point), or a peer id.
  * Returns the kind; fills p/bits or id. */
 typedef struct ban_target {
@@ -390,6 +433,10 @@ static int core_node(lua_State *L) {
   b->node = NULL;
   b->L = lp2p__main_thread(L);
   b->dispatch_ref = LUA_NOREF;
+  b->want_events = UINT32_MAX;
+  b->want_accept = 1;
+  memset(b->calls, 0, sizeof b->calls);
+  b->calls_accept = b->calls_authenticated = b->calls_message = 0;
   luaL_setmetatable(L, NODE_MT);
   lp2p_node_hooks hooks;
   lp2p__node_hooks(&hooks, b);
@@ -414,6 +461,7 @@ void lp2p__open_node(lua_State *L) {
       {"info", node_info},       {"ids", node_ids},
       {"stat", node_stat},       {"ban", node_ban},
       {"unban", node_unban},     {"banned", node_banned},
+      {"want", node_want},       {"calls", node_calls},
       {"close", node_close},     {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", node_close},
                                   {"__close", node_close},

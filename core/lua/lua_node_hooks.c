@@ -11,6 +11,10 @@
  *                                                inbox now holds)
  *   dispatch("event", ev)
  *
+ * Only the calls Lua wants cross (node:want, lua_node.c): an event type
+ * nobody takes, and the accept hook when no policy has one (it accepts),
+ * stay in C. The box counts the calls that crossed.
+ *
  * A dispatcher that errors or returns garbage gets the safe default:
  * refuse at accept, the handler's own verdict after authentication.
  * Connections are named by integer ids; Lua never holds a C pointer.
@@ -38,6 +42,9 @@ static lua_State *begin(lp2p_node_box *b, const char *hook) {
 static int hook_accept(void *ud, const lp2p_point *addr, char *reason,
                        size_t cap) {
   lp2p_node_box *b = ud;
+  if (!b->want_accept)
+    return 1; /* no policy has an accept hook: the dispatcher accepts */
+  b->calls_accept++;
   lua_State *L = begin(b, "accept");
   int top = lua_gettop(L) - 2;
   lp2p__push_point(L, addr);
@@ -103,6 +110,7 @@ static void read_points(lua_State *L, int idx, lp2p_verdict *v) {
 static void hook_authenticated(void *ud, const lp2p_auth_info *info,
                                lp2p_verdict *v) {
   lp2p_node_box *b = ud;
+  b->calls_authenticated++;
   lua_State *L = begin(b, "authenticated");
   int top = lua_gettop(L) - 2;
   push_auth_info(L, info);
@@ -128,6 +136,7 @@ static void hook_authenticated(void *ud, const lp2p_auth_info *info,
 static int hook_message(void *ud, uint64_t conn, const uint8_t *msg,
                         size_t len) {
   lp2p_node_box *b = ud;
+  b->calls_message++;
   lua_State *L = begin(b, "message");
   int top = lua_gettop(L) - 2;
   lua_pushinteger(L, (lua_Integer)conn);
@@ -225,6 +234,9 @@ static void push_event(lua_State *L, const lp2p_event *ev) {
 
 static void hook_event(void *ud, const lp2p_event *ev) {
   lp2p_node_box *b = ud;
+  if (!(b->want_events & (UINT32_C(1) << ev->type)))
+    return;
+  b->calls[ev->type]++;
   lua_State *L = begin(b, "event");
   int top = lua_gettop(L) - 2;
   push_event(L, ev);

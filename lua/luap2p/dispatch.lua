@@ -79,6 +79,18 @@ function Node:_all(hook, ...)
   end
 end
 
+-- The event hook of every policy that takes events of this type (its
+-- `events` set, or every type when it has none), in stack order.
+function Node:_events(ev)
+  local t = ev.type
+  for _, entry in ipairs(self._stack) do
+    if entry.module.event then
+      local evs = entry.events
+      if not evs or evs[t] then self:_call(entry, "event", ev) end
+    end
+  end
+end
+
 -- Call the listeners of `kind` with the one event table (protected: a
 -- listener that throws is reported on stderr and the others still run).
 function Node:_listeners(kind, ev)
@@ -93,6 +105,72 @@ function Node:_listeners(kind, ev)
   end
 end
 
+---------------------------------------------------------------- wanted
+
+-- Events of the core that Lua needs whoever listens: the node state that
+-- _track keeps. (What it keeps on "authenticated" the authenticated hook
+-- keeps too, so that event may stay in C.)
+local TRACKED = { connecting = true, connected = true, disconnected = true,
+                  auth_failed = true, nacked = true }
+_M.TRACKED = TRACKED
+
+-- set with k in it: TRACKED is copied before it grows.
+local function with(set, k)
+  if set[k] then return set end
+  if set == TRACKED then
+    set = {}
+    for t in pairs(TRACKED) do set[t] = true end
+  end
+  set[k] = true
+  return set
+end
+
+-- Tell the core which calls to make into Lua: the events that _track, a
+-- listener, a waiting task or a policy's event hook takes (its `events`,
+-- or every event when it declares none), and the accept hook when a
+-- policy has one. Called whenever one of those changes; self._wanted is
+-- the set sent (true: every event; TRACKED itself when nothing more).
+function Node:_want()
+  local c = self._c
+  if not c or self._closed then return end
+  local set = TRACKED
+  local on = self._on
+  local all = on["*"] ~= nil
+  for k in pairs(on) do set = with(set, k) end
+  for k in pairs(self._waits) do set = with(set, k) end
+  local accept = false
+  for _, entry in ipairs(self._stack) do
+    local m = entry.module
+    if m.accept then accept = true end
+    if m.event then
+      local evs = entry.events
+      if evs then
+        for k in pairs(evs) do set = with(set, k) end
+      else
+        all = true
+      end
+    end
+  end
+  if all then set = true end
+  self._wanted = set
+  c:want(set, accept)
+end
+
+-- Nothing waits for events of this type any more: the core may stop
+-- calling Lua for them (unless something else takes them).
+function Node:_unwant(kind)
+  if TRACKED[kind] or self._wanted == true or self._on[kind] then return end
+  self:_want()
+end
+
+-- Whether the core already calls Lua for events of this type.
+function Node:_wants(kind)
+  local w = self._wanted
+  return w == true or (w ~= nil and w[kind] == true)
+end
+
+---------------------------------------------------------------- events
+
 -- Keep node state in step with what the core reports.
 function Node:_track(ev)
   local t = ev.type
@@ -100,12 +178,7 @@ function Node:_track(ev)
     local rec = self:point(ev.point)
     rec.state = "requested"
   elseif t == "authenticated" then
-    -- An incoming connection's point is known only once it runs (its
-    -- listening port, from its connection message, when it has one).
-    if ev.point and not ev.incoming then
-      self:point(ev.point).peer_id = ev.peer_id
-    end
-    self:peer(ev.peer_id)
+    self:_authenticated(ev)
   elseif t == "connected" then
     local conn = Conn._new(self, ev.conn_id)
     conn:_refresh()
@@ -150,6 +223,18 @@ function Node:_track(ev)
   end
 end
 
+-- A connection authenticated (the event, or the hook right after it when
+-- nobody takes the event; twice is the same as once): its peer is known,
+-- and the point we dialled has that peer id. An incoming connection's
+-- point is known only once it runs (its listening port, from its
+-- connection message, when it has one).
+function Node:_authenticated(ev)
+  if ev.point and not ev.incoming then
+    self:point(ev.point).peer_id = ev.peer_id
+  end
+  self:peer(ev.peer_id)
+end
+
 -- Every event has one shape, whoever emits it (the core or Lua): ev.type,
 -- ev.ts, ev.conn (the Conn while it runs and in its "disconnected"; nil
 -- before it runs or for a dial that failed), ev.conn_id (the connection
@@ -176,10 +261,10 @@ function Node:_event(ev)
       return
     end
     self._in_policy_error = true
-    self:_all("event", ev)
+    self:_events(ev)
     self._in_policy_error = false
   else
-    self:_all("event", ev)
+    self:_events(ev)
   end
   self:_listeners(ev.type, ev)
   self:_listeners("*", ev)
@@ -265,6 +350,7 @@ function _M.dispatcher(weak)
       return ok, why
     elseif kind == "authenticated" then
       a.conn_id = a.conn -- the events' name for the number
+      node:_authenticated(a)
       -- As Octez (p2p_connect_handler.ml, authenticate): the remote's
       -- listening point is registered before the verdict, even if it is
       -- then refused, so that a full node's Nack and Advertise can name

@@ -71,6 +71,7 @@ function Node.new(cfg)
   node._stack = stack
   node._c = core.node(c, id,
     dispatch.dispatcher(setmetatable({ node = node }, { __mode = "v" })))
+  node:_want()
   for _, entry in ipairs(stack) do node:_start_entry(entry) end
   for _, p in ipairs(c.trusted or {}) do node:trust(p) end
   if c.watch then node:_watch() end
@@ -303,6 +304,7 @@ function Node:on(kind, fn)
   check.func("node:on", "fn", fn)
   self._on[kind] = self._on[kind] or {}
   table.insert(self._on[kind], fn)
+  if not self:_wants(kind) then self:_want() end
   return self
 end
 

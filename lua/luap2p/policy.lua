@@ -8,8 +8,10 @@
 -- node.
 local core = require "luap2p.core"
 
-local error, loadfile, math, pairs, setmetatable, string, tostring, type =
-      error, loadfile, math, pairs, setmetatable, string, tostring, type
+local error, ipairs, loadfile, math, pairs, setmetatable, string, tostring,
+      type =
+      error, ipairs, loadfile, math, pairs, setmetatable, string, tostring,
+      type
 
 local cguard = core.guard
 
@@ -24,10 +26,14 @@ _M.HOOKS = {
   swap_ack = "verdict", message = "verdict", shell = "verdict", disconnect = "all",
   event = "all", start = "all", stop = "all",
 }
--- Other keys a policy table may carry.
+-- Other keys a policy table may carry. events: the event types its event
+-- hook takes (a list, or a function(node) returning one or nil for every
+-- type, called when the policy is loaded or reloaded); the others never
+-- reach it, and the core does not call Lua for a type nobody takes.
 local EXTRAS = { name = "string", check = "function", migrate = "function",
                  description = "string", options = "table",
-                 limits = "table" }
+                 limits = "table",
+                 events = { table = true, ["function"] = true } }
 
 -- Limits of one hook call (config keys hook_budget, hook_memory and
 -- hook_time; a policy's own `limits = {budget =, memory =, time =}` wins
@@ -118,12 +124,21 @@ function _M.validate(mod)
           type(v))
       end
     elseif EXTRAS[k] then
-      if type(v) ~= EXTRAS[k] then
-        return string.format("field '%s' must be a %s, got %s", k,
-          EXTRAS[k], type(v))
+      local want = EXTRAS[k]
+      if type(want) == "table" then
+        if not want[type(v)] then
+          return string.format("field '%s' must be a list or a function, "
+            .. "got %s", k, type(v))
+        end
+      elseif type(v) ~= want then
+        return string.format("field '%s' must be a %s, got %s", k, want,
+          type(v))
       end
       if k == "limits" then
         local bad = _M.check_limits(v)
+        if bad then return bad end
+      elseif k == "events" and type(v) == "table" then
+        local bad = _M.check_events(v)
         if bad then return bad end
       end
     elseif type(k) == "string" and k:sub(1, 1) ~= "_" then
@@ -190,6 +205,38 @@ function _M.resolve(spec, limits)
   local entry, err = _M._resolve(spec, limits)
   if not entry then return nil, "EPOLICY: " .. err, "EPOLICY" end
   return entry
+end
+
+-- Check an events list: nil or a message.
+function _M.check_events(list)
+  for i, v in pairs(list) do
+    if math.type(i) ~= "integer" or type(v) ~= "string" then
+      return "events: expected a list of event types (strings)"
+    end
+  end
+end
+
+-- The event types an entry's event hook takes, as a set, or nil for every
+-- type; false, message when its events function fails.
+function _M.run_events(entry, node, budget)
+  local evs = entry.module.events
+  if type(evs) == "function" then
+    local ok, res = _M.guard(budget, evs, node)
+    if not ok then return false, res end
+    if res == nil then return nil end
+    if type(res) ~= "table" then
+      return false, "events() must return a list or nil, got " .. type(res)
+    end
+    local bad = _M.check_events(res)
+    if bad then
+      return false, "events() returned a bad list (" .. bad .. ")"
+    end
+    evs = res
+  end
+  if evs == nil then return nil end
+  local set = {}
+  for _, t in ipairs(evs) do set[t] = true end
+  return set
 end
 
 -- Run the optional check(node) of a candidate: nil or an error message.

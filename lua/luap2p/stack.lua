@@ -31,11 +31,16 @@ function Node:_load_stack()
   for _, spec in ipairs(specs) do
     local entry, err = policy._resolve(spec, policy.limits(self.config))
     if not entry then return nil, err end
-    local bad = policy.run_check(entry, self,
-      policy.entry_limits(entry, self.config))
+    local limits = policy.entry_limits(entry, self.config)
+    local bad = policy.run_check(entry, self, limits)
     if bad then
       return nil, string.format("%s: check failed: %s", entry.name, bad)
     end
+    local evs, eerr = policy.run_events(entry, self, limits)
+    if evs == false then
+      return nil, string.format("%s: events failed: %s", entry.name, eerr)
+    end
+    entry.events = evs
     entry.spec = spec
     entry.timers = setmetatable({}, { __mode = "k" })
     stack[#stack + 1] = entry
@@ -61,9 +66,18 @@ function Node:reload(path)
     if old.path and (path == nil or old.path == path) then
       local entry, err = policy._resolve(old.path, policy.limits(self.config))
       if entry then
-        err = policy.run_check(entry, self,
-          policy.entry_limits(entry, self.config))
-        if err then err = entry.name .. ": check failed: " .. err end
+        local limits = policy.entry_limits(entry, self.config)
+        err = policy.run_check(entry, self, limits)
+        if err then
+          err = entry.name .. ": check failed: " .. err
+        else
+          local evs, eerr = policy.run_events(entry, self, limits)
+          if evs == false then
+            err = entry.name .. ": events failed: " .. eerr
+          else
+            entry.events = evs
+          end
+        end
       end
       if not entry or err then
         failed = err
@@ -78,6 +92,7 @@ function Node:reload(path)
         if entry then
           self:_stop_entry(old)
           self._stack[i] = entry
+          self:_want()
           self._counters.reloads = self._counters.reloads + 1
           self:_start_entry(entry)
           self:_event({ type = "reloaded", policy = entry.name,

@@ -312,7 +312,10 @@ function _M.wait_event(node, who, kinds, match, timeout, release)
       local ws = node._waits[k]
       if ws then
         ws[w] = nil
-        if next(ws) == nil then node._waits[k] = nil end
+        if next(ws) == nil then
+          node._waits[k] = nil
+          if node._unwant then node:_unwant(k) end
+        end
       end
     end
     if release then release(w) end
@@ -321,6 +324,7 @@ function _M.wait_event(node, who, kinds, match, timeout, release)
     local ws = node._waits[k] or {}
     node._waits[k] = ws
     ws[w] = match or true
+    if node._wants and not node:_wants(k) then node:_want() end
   end
   local v, e = _M.suspend(w)
   _M.done(w)

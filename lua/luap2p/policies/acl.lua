@@ -47,6 +47,9 @@ local REFRESH = 1 -- s: a second report of the same IP within this is a no-op
 local _M = {
   name = "acl",
   description = "IP and peer greylist (bounded LRU), persistent admin bans",
+  -- What its event hook reads.
+  events = { "auth_failed", "disconnected", "rate_exceeded",
+             "decoding_error", "banned", "unbanned" },
   _GREYLIST_CODES = GREYLIST_CODES,
 }
 

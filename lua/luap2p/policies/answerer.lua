@@ -39,6 +39,8 @@ local spaced = common.spaced
 local _M = {
   name = "answerer",
   description = "Octez default answerer: Bootstrap, Advertise, Swap",
+  -- What its event hook follows (a swap dial's end).
+  events = { "connected", "disconnected" },
 }
 
 ---------------------------------------------------------------- bootstrap

@@ -35,6 +35,11 @@ local MISBEHAVIOUR = {
 local _M = {
   name = "log",
   description = "one line per event, human or JSON, with levels",
+  -- Every event when it logs, none when it does not.
+  events = function(node)
+    local f = node.config.log
+    if f ~= "human" and f ~= "json" then return {} end
+  end,
   _LEVELS = LEVELS,
 }
 

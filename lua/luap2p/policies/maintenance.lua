@@ -51,6 +51,9 @@ local ADVERTISE_SIZE = 50 -- as the answerer's Advertise and a Nack's points
 local _M = {
   name = "maintenance",
   description = "Octez maintenance: connection bounds, dials, back-off",
+  -- What its event hook reads.
+  events = { "connected", "disconnected", "too_few_connections",
+             "too_many_connections", "new_point", "new_peer" },
   -- This load's copy of the reconnection delays (tests compress them).
   _RECONNECT = {},
 }
