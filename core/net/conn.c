@@ -6,9 +6,10 @@
  * The read path (chunks, reassembly, fairness, rate limits, the incoming
  * budget) is conn_read.c. Idle connections give their buffers back.
  *
- * Write path: conn_send appends envelopes to a plaintext queue; when no
- * sealed batch is in flight, up to 4 chunks of it are sealed into a reused
- * buffer and written at once, so small messages share chunks and syscalls.
+ * Write path: small messages are appended to a plaintext queue and share
+ * chunks; a message of a chunk or more is sealed at once, from the
+ * caller's buffer, into blocks of sealed chunks that follow the same
+ * stream order. One write in flight hands several blocks to the kernel.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +46,13 @@ void lp2p__conn_emit_closed(lp2p_conn *c, lp2p_event_type type, int code,
 
 /* ------------------------------------------------------------- writing */
 
+/* Bytes queued and not handed to a write yet, in plaintext (stream)
+ * bytes: sealed chunks waiting, then the small messages' queue. */
+static size_t queued_bytes(const lp2p_conn *c) {
+  return c->sq_waiting + (c->outq_len - c->outq_off);
+}
+
+
 /* After any write: close when asked to once flushed, else keep feeding the
  * socket from the queue. */
 static void wrote(lp2p_conn *c, int status) {
@@ -58,7 +66,7 @@ static void wrote(lp2p_conn *c, int status) {
     return;
   }
   /* A graceful close sends everything queued, its Disconnect last. */
-  if (c->outq_len > c->outq_off && (!closing || c->close_when_flushed))
+  if (queued_bytes(c) > 0 && (!closing || c->close_when_flushed))
     flush_queue(c);
   if (closing && c->close_when_flushed && c->writes_in_flight == 0)
     lp2p_conn_close(c, c->close_code, NULL, 0);
@@ -74,9 +82,46 @@ static void on_write(uv_write_t *req, int status) {
 }
 
 
+static void sblock_release(lp2p_conn *c, lp2p_sblock *b) {
+  if (c->sq_nfree < LP2P_SBLOCK_SPARE) {
+    b->next = c->sq_free;
+    c->sq_free = b;
+    c->sq_nfree++;
+  } else {
+    free(b);
+  }
+}
+
+
+static void sblocks_free(lp2p_sblock *b) {
+  while (b != NULL) {
+    lp2p_sblock *next = b->next;
+    free(b);
+    b = next;
+  }
+}
+
+
+/* Nothing in flight: every block before `sent` is written. Whole blocks
+ * go back to the spares; the tail, if done, is emptied for reuse. */
+static void sq_release_written(lp2p_conn *c) {
+  while (c->sq_head != NULL && c->sq_head->sent == c->sq_head->len) {
+    lp2p_sblock *b = c->sq_head;
+    if (b == c->sq_tail) {
+      b->len = b->sent = 0;
+      break;
+    }
+    c->sq_head = b->next;
+    sblock_release(c, b);
+  }
+}
+
+
 static void on_batch_written(uv_write_t *req, int status) {
   lp2p_conn *c = req->data;
   c->batch_in_flight = 0;
+  if (status == 0)
+    sq_release_written(c);
   wrote(c, status);
 }
 
@@ -117,57 +162,174 @@ int lp2p__conn_flush_handshake(lp2p_conn *c) {
 
 
 /*
- * Seal the next batch of queued bytes (at most LP2P_SEAL_BATCH_CHUNKS full
- * chunks) into the connection's reused seal buffer and write it: one batch
- * in flight at a time, small messages sharing chunks, no allocation per
- * batch. Whatever is queued meanwhile goes in the next batch.
+ * Make sure sealing `len` plaintext bytes (in up to two runs: the queue,
+ * then a message's whole chunks) cannot run out of blocks: take spares,
+ * or allocate them, before anything is sealed, so that running out of
+ * memory leaves the stream and its nonce untouched. A new block is begun
+ * only when the next chunk does not fit in the tail, so every block but
+ * the last holds more than LP2P_SBLOCK_BYTES - chunk bytes. 0 or
+ * LP2P_ENOMEM (the blocks allocated stay spares).
+ */
+static int sq_reserve(lp2p_conn *c, size_t len) {
+  size_t chunk = c->node->cfg.binary_chunks_size;
+  size_t sealed = lp2p_frame_sealed_size(len, chunk) + 2 * LP2P_CHUNK_OVERHEAD;
+  size_t need = sealed / (LP2P_SBLOCK_BYTES - chunk) + 2;
+  for (size_t have = c->sq_nfree; have < need; have++) {
+    lp2p_sblock *b = malloc(sizeof *b);
+    if (b == NULL)
+      return LP2P_ENOMEM;
+    b->next = c->sq_free;
+    c->sq_free = b;
+    c->sq_nfree++;
+  }
+  return 0;
+}
+
+
+/* Seal len bytes of stream into chunks at the tail of the sealed queue,
+ * within what sq_reserve made room for. Fails only if sealing does
+ * (never with a chunk size the config accepted); the connection must be
+ * failed then, its send nonce having moved. */
+static int sq_seal(lp2p_conn *c, const uint8_t *src, size_t len) {
+  size_t chunk = c->node->cfg.binary_chunks_size;
+  size_t piece = chunk - LP2P_CHUNK_OVERHEAD;
+  while (len > 0) {
+    lp2p_sblock *b = c->sq_tail;
+    size_t room = b ? LP2P_SBLOCK_BYTES - b->len : 0;
+    /* Whole chunks that fit, or the last short one. */
+    size_t n = room / chunk * piece;
+    if (n > len)
+      n = len;
+    if (n == 0 && len + LP2P_CHUNK_OVERHEAD <= room)
+      n = len;
+    if (n == 0) {
+      b = c->sq_free; /* never NULL: sq_reserve */
+      c->sq_free = b->next;
+      c->sq_nfree--;
+      b->next = NULL;
+      b->len = b->sent = b->waiting = 0;
+      if (c->sq_tail != NULL)
+        c->sq_tail->next = b;
+      else
+        c->sq_head = b;
+      c->sq_tail = b;
+      continue;
+    }
+    int rc = lp2p_frame_seal(b->data + b->len, src, n, chunk, &c->crypto);
+    if (rc < 0)
+      return rc;
+    b->len += lp2p_frame_sealed_size(n, chunk);
+    b->waiting += n;
+    c->sq_waiting += n;
+    src += n;
+    len -= n;
+  }
+  return 0;
+}
+
+
+/* Seal the next len bytes of the small messages' queue (reserved). */
+static int seal_plain(lp2p_conn *c, size_t len) {
+  int rc = sq_seal(c, c->outq + c->outq_off, len);
+  c->outq_off += len;
+  if (c->outq_off == c->outq_len)
+    c->outq_off = c->outq_len = 0;
+  return rc;
+}
+
+
+/*
+ * Write what waits, one write in flight at a time: first seal the next
+ * batch of the small messages' queue (at most LP2P_SEAL_BATCH_CHUNKS
+ * chunks, small messages sharing chunks) unless sealed chunks already
+ * wait, then hand up to LP2P_WRITE_BLOCKS blocks of sealed chunks to the
+ * kernel in one writev. A chunk or more is written at once if the socket
+ * takes it (uv_try_write), so that the kernel copies what was just
+ * sealed while it is in cache and the blocks are reused at once; what it
+ * does not take goes to one uv_write, and whatever is queued meanwhile
+ * waits for its callback. A smaller batch goes straight to uv_write:
+ * small messages sent during this loop turn then share its successor.
+ * Errors of a write come through its callback, never from here.
  */
 static void flush_queue(lp2p_conn *c) {
-  if (c->batch_in_flight || c->outq_len == c->outq_off)
+  if (c->batch_in_flight)
     return;
   size_t chunk = c->node->cfg.binary_chunks_size;
   size_t piece = chunk - LP2P_CHUNK_OVERHEAD;
-  size_t len = c->outq_len - c->outq_off;
-  if (len > piece * LP2P_SEAL_BATCH_CHUNKS)
-    len = piece * LP2P_SEAL_BATCH_CHUNKS;
-  size_t size = lp2p_frame_sealed_size(len, chunk);
-  if (c->seal_cap < size) {
-    free(c->sealbuf);
-    c->sealbuf = malloc(size);
-    c->seal_cap = c->sealbuf ? size : 0;
-    if (c->sealbuf == NULL) {
-      lp2p__conn_fail(c, LP2P_ENOMEM, "out of memory sealing a batch");
+  size_t batch = piece * LP2P_SEAL_BATCH_CHUNKS;
+  for (;;) {
+    sq_release_written(c);
+    size_t plain = c->outq_len - c->outq_off;
+    if (plain > 0 && c->sq_waiting < batch) {
+      if (plain > batch)
+        plain = batch;
+      int rc = sq_reserve(c, plain);
+      if (rc == 0)
+        rc = seal_plain(c, plain);
+      if (rc < 0) {
+        lp2p__conn_fail(c, rc, "sealing a batch failed");
+        return;
+      }
+    }
+    uv_buf_t bufs[LP2P_WRITE_BLOCKS];
+    unsigned nbufs = 0;
+    size_t size = 0;
+    for (lp2p_sblock *b = c->sq_head; b != NULL && nbufs < LP2P_WRITE_BLOCKS;
+         b = b->next) {
+      if (b->sent == b->len)
+        continue;
+      bufs[nbufs++] = uv_buf_init((char *)b->data + b->sent,
+                                  (unsigned)(b->len - b->sent));
+      size += b->len - b->sent;
+      b->sent = b->len;
+      c->sq_waiting -= b->waiting;
+      b->waiting = 0;
+    }
+    if (queued_bytes(c) == 0)
+      c->outq_msgs = 0; /* messages count from when the queue was empty */
+    if (nbufs == 0)
+      return;
+    c->stat.bytes_out += size;
+    c->node->total.bytes_out += size;
+    size_t done = 0;
+    if (size >= chunk) {
+      int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
+      if (n > 0)
+        done = (size_t)n; /* an error: uv_write meets it again */
+    }
+    if (done == size)
+      continue;
+    uv_buf_t *rest = bufs;
+    while (done >= rest->len) {
+      done -= rest->len;
+      rest++;
+    }
+    rest->base += done;
+    rest->len -= done;
+    c->batch_req.data = c;
+    int rc = uv_write(&c->batch_req, (uv_stream_t *)&c->tcp, rest,
+                      (unsigned)(bufs + nbufs - rest), on_batch_written);
+    if (rc < 0) {
+      lp2p__conn_fail(c, rc, "write failed");
       return;
     }
-  }
-  int rc = lp2p_frame_seal(c->sealbuf, c->outq + c->outq_off, len, chunk,
-                           &c->crypto);
-  c->outq_off += len;
-  if (c->outq_off == c->outq_len)
-    c->outq_off = c->outq_len = c->outq_msgs = 0;
-  uv_buf_t b = uv_buf_init((char *)c->sealbuf, (unsigned)size);
-  c->batch_req.data = c;
-  if (rc == 0)
-    rc = uv_write(&c->batch_req, (uv_stream_t *)&c->tcp, &b, 1,
-                  on_batch_written);
-  if (rc < 0) {
-    lp2p__conn_fail(c, rc, "write failed");
+    c->writes_in_flight++;
+    c->batch_in_flight = 1;
     return;
   }
-  c->writes_in_flight++;
-  c->batch_in_flight = 1;
-  c->stat.bytes_out += size;
-  c->node->total.bytes_out += size;
 }
 
 
 /* Give back the buffers of a connection with nothing in progress, so that
  * idle connections hold none (called on the rate tick). */
 void lp2p__conn_trim(lp2p_conn *c) {
-  if (!c->batch_in_flight && c->sealbuf != NULL) {
-    free(c->sealbuf);
-    c->sealbuf = NULL;
-    c->seal_cap = 0;
+  sblocks_free(c->sq_free);
+  c->sq_free = NULL;
+  c->sq_nfree = 0;
+  if (!c->batch_in_flight && c->sq_head != NULL &&
+      c->sq_head == c->sq_tail && c->sq_head->len == 0) {
+    free(c->sq_head);
+    c->sq_head = c->sq_tail = NULL;
   }
   if (c->outq_len == 0 && c->outq != NULL) {
     free(c->outq);
@@ -217,8 +379,18 @@ static int outq_reserve(lp2p_conn *c, size_t more) {
 
 /*
  * Queue one message. with_envelope: msg is the payload of an application
- * message with `tag`; otherwise msg is a whole envelope already. Returns 0,
- * LP2P_EQUEUEFULL (nothing queued), LP2P_EMSGSIZE, LP2P_ECLOSED.
+ * message with `tag`; otherwise msg is a whole envelope already. msg is
+ * only read during the call. Returns 0, LP2P_EQUEUEFULL (nothing queued),
+ * LP2P_EMSGSIZE, LP2P_ECLOSED, LP2P_ENOMEM (nothing queued).
+ *
+ * A small message is copied into the plaintext queue, where it shares
+ * chunks with its neighbours and is sealed when the socket takes the next
+ * batch. A message of at least one chunk is sealed now, so that its bytes
+ * are read once, by the cipher, and never copied: what the queue holds,
+ * its envelope and the head of its payload (its length modulo a chunk's
+ * payload) are sealed first, then the rest of it in whole chunks straight
+ * from msg. The stream is the same as if everything had been queued;
+ * only where chunks are cut differs.
  */
 int lp2p_conn_send(lp2p_conn *c, const uint8_t *msg, size_t len,
                    int with_envelope, uint16_t tag) {
@@ -232,23 +404,40 @@ int lp2p_conn_send(lp2p_conn *c, const uint8_t *msg, size_t len,
    * count from when the queue was last empty. */
   if (c->outq_msgs > 0 &&
       (c->outq_msgs >= cfg->outgoing_message_queue_size ||
-       c->outq_len - c->outq_off + total > cfg->outgoing_queue_bytes))
+       queued_bytes(c) + total > cfg->outgoing_queue_bytes))
     return LP2P_EQUEUEFULL;
-  if (outq_reserve(c, total) < 0)
-    return LP2P_ENOMEM;
-  uint8_t *p = c->outq + c->outq_len;
+  uint8_t env[6];
+  size_t envlen = 0;
   if (with_envelope) {
     uint32_t body = (uint32_t)len + 2;
-    p[0] = (uint8_t)(body >> 24);
-    p[1] = (uint8_t)(body >> 16);
-    p[2] = (uint8_t)(body >> 8);
-    p[3] = (uint8_t)body;
-    p[4] = (uint8_t)(tag >> 8);
-    p[5] = (uint8_t)tag;
-    p += 6;
+    env[0] = (uint8_t)(body >> 24);
+    env[1] = (uint8_t)(body >> 16);
+    env[2] = (uint8_t)(body >> 8);
+    env[3] = (uint8_t)body;
+    env[4] = (uint8_t)(tag >> 8);
+    env[5] = (uint8_t)tag;
+    envlen = 6;
   }
-  memcpy(p, msg, len);
-  c->outq_len += total;
+  size_t piece = cfg->binary_chunks_size - LP2P_CHUNK_OVERHEAD;
+  size_t head = len >= piece ? len % piece : len; /* copied */
+  size_t direct = len - head;                     /* sealed from msg */
+  if (direct > 0 &&
+      sq_reserve(c, queued_bytes(c) - c->sq_waiting + envlen + len) < 0)
+    return LP2P_ENOMEM;
+  if (outq_reserve(c, envlen + head) < 0)
+    return LP2P_ENOMEM;
+  memcpy(c->outq + c->outq_len, env, envlen);
+  memcpy(c->outq + c->outq_len + envlen, msg, head);
+  c->outq_len += envlen + head;
+  if (direct > 0) {
+    int rc = seal_plain(c, c->outq_len - c->outq_off);
+    if (rc == 0)
+      rc = sq_seal(c, msg + head, direct);
+    if (rc < 0) {
+      lp2p__conn_fail(c, rc, "sealing a message failed");
+      return rc;
+    }
+  }
   c->outq_msgs++;
   c->stat.msgs_out++;
   c->node->total.msgs_out++;
@@ -271,7 +460,8 @@ void lp2p__conn_unref(lp2p_conn *c) {
     free(c->plain);
     free(c->cstash);
     free(c->outq);
-    free(c->sealbuf);
+    sblocks_free(c->sq_head);
+    sblocks_free(c->sq_free);
     lp2p_msg_reader_free(&c->reader);
     lp2p_crypto_wipe(&c->crypto);
     free(c);
@@ -304,6 +494,8 @@ void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
         memcpy(c->outq + c->outq_len, disconnect, sizeof disconnect);
         c->outq_len += sizeof disconnect;
         flush_queue(c);
+        if (c->state == LP2P_CONN_CLOSING)
+          return; /* the flush failed and closed it */
       }
     }
     c->state = LP2P_CONN_CLOSING;
@@ -462,6 +654,6 @@ void lp2p_conn_get_info(lp2p_conn *c, lp2p_conn_info *info) {
   info->disable_mempool = c->disable_mempool;
   info->private_node = c->private_node;
   info->queued_msgs = c->outq_msgs;
-  info->queued_bytes = c->outq_len - c->outq_off;
+  info->queued_bytes = queued_bytes(c);
   info->stat = c->stat;
 }

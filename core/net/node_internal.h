@@ -11,9 +11,28 @@
 
 /* Larger than a whole chunk, so most chunks are opened in place. */
 #define LP2P_READ_BUF_SIZE (256 * 1024)
-/* Chunks sealed per write: big enough to keep the socket fed, small enough
- * that the seal buffer stays modest (4 x 64 KiB). */
+/* Plaintext sealed per write from the queue of small messages: big enough
+ * to keep the socket fed, small enough to stay in cache (4 x 64 KiB). */
 #define LP2P_SEAL_BATCH_CHUNKS 4
+/* Sealed chunks live in blocks of this many bytes (4 chunks of the
+ * largest size), and one write takes at most LP2P_WRITE_BLOCKS of them:
+ * libuv keeps up to 4 buffers of a write inline, so no allocation. */
+#define LP2P_SBLOCK_BYTES (256 * 1024)
+#define LP2P_WRITE_BLOCKS 4
+/* Free blocks a busy connection keeps for reuse (the idle trim frees
+ * them all). */
+#define LP2P_SBLOCK_SPARE 8
+
+/* A block of sealed chunks. [0, sent) is written or being written (one
+ * write in flight at a time), [sent, len) waits; chunks never straddle
+ * blocks, and a block is never moved, so more chunks may be appended
+ * while a write reads its front. */
+typedef struct lp2p_sblock {
+  struct lp2p_sblock *next;
+  size_t len, sent;
+  size_t waiting; /* plaintext bytes of the chunks in [sent, len) */
+  uint8_t data[LP2P_SBLOCK_BYTES];
+} lp2p_sblock;
 
 /* workers.c: a pool of threads running jobs for one loop. A job is
  * caller-owned; `run` on a worker thread touches only the job, `done` runs
@@ -119,13 +138,16 @@ struct lp2p_conn {
   size_t held;    /* bytes of ours in the embedder's inbox */
   size_t counted; /* what this connection adds to node->buffered */
   uint64_t stall_ms; /* time spent holding a partial message, too slow */
-  /* write side: plaintext envelopes waiting (sealed up to outq_off), one
-   * sealed batch in flight from sealbuf */
+  /* write side, in stream order: sealed chunks (sq_head..sq_tail, then
+   * spare blocks in sq_free), then small messages' plaintext envelopes
+   * not sealed yet (outq from outq_off). sq_waiting: plaintext bytes of
+   * the sealed chunks not handed to a write yet. One write in flight. */
+  lp2p_sblock *sq_head, *sq_tail, *sq_free;
+  size_t sq_waiting;
+  unsigned sq_nfree;
   uint8_t *outq;
   size_t outq_len, outq_off, outq_cap;
   unsigned outq_msgs;
-  uint8_t *sealbuf;
-  size_t seal_cap;
   uv_write_t batch_req;
   int batch_in_flight, writes_in_flight, close_when_flushed;
   lp2p_stat stat;
