@@ -9,11 +9,20 @@
  * limits come from the input too, small, so that the fairness caps, the
  * rate limits, the stash and the node budget all trigger.
  *
+ * The node sends too (ops 0xf0 and up): numbered application messages of
+ * sizes around its chunk size and several chunks long, through its send
+ * queue, while the peer stops and resumes reading, so that the queue, its
+ * bounds (derived from the input) and the sealing of large messages
+ * straight from the caller's buffer all run under backpressure.
+ *
  * Invariants (besides ASan/UBSan/LeakSanitizer):
  *   - application messages reach the hook in order, none lost or
  *     repeated, as long as the peer wrote nothing but valid messages
  *     (numbered payloads); nothing reaches it after the connection or the
  *     node was closed;
+ *   - what the node sends decrypts, and its application messages arrive
+ *     at the peer whole and in order, each one send accepted, none
+ *     repeated; a send is refused only as EQUEUEFULL or ECLOSED;
  *   - the node's buffered-bytes total equals the sum of its connections'
  *     and never stays over the budget after a read;
  *   - closing the node and running the loop frees every handle.
@@ -135,7 +144,22 @@ typedef struct peer {
   lp2p_crypto crypto;
   uint8_t *out; /* bytes not yet written */
   size_t len, cap;
+  /* read side: what the node wrote, chunks opened and reassembled */
+  int stopped;  /* not reading: the node meets backpressure */
+  uint8_t *in;  /* ciphertext not yet a whole chunk */
+  size_t in_len;
+  lp2p_msg_reader reader;
+  uint32_t next_rx; /* next numbered message expected from the node */
+  uint32_t sent;    /* numbered messages the node accepted to send */
 } peer;
+
+
+#define NODE_TAG 0x20
+
+/* Byte i of the node's numbered message seq (after its 4-byte number). */
+static uint8_t node_byte(uint32_t seq, size_t i) {
+  return (uint8_t)(seq * 131u + i * 7u + (i >> 8));
+}
 
 
 static void out_add(peer *p, const uint8_t *b, size_t n) {
@@ -188,11 +212,82 @@ static void flush_some(peer *p, size_t n, uv_loop_t *loop, harness *h) {
 }
 
 
-/* Drain what the node wrote (Disconnect, Advertise...): never read. */
-static void drain(peer *p) {
-  uint8_t buf[4096];
-  while (p->fd >= 0 && read(p->fd, buf, sizeof buf) > 0) {
+/* A message from the node: its numbered ones must come in order, whole. */
+static int node_message(void *ud, const uint8_t *msg, size_t len) {
+  peer *p = ud;
+  uint16_t tag = (uint16_t)(msg[0] << 8 | msg[1]);
+  if (tag != NODE_TAG)
+    return 0; /* Disconnect */
+  FUZZ_CHECK(len >= 6);
+  uint32_t seq = (uint32_t)msg[2] << 24 | (uint32_t)msg[3] << 16 |
+                 (uint32_t)msg[4] << 8 | msg[5];
+  FUZZ_CHECK(seq == p->next_rx);
+  FUZZ_CHECK(seq < p->sent);
+  p->next_rx++;
+  for (size_t i = 6; i < len; i++)
+    FUZZ_CHECK(msg[i] == node_byte(seq, i - 6));
+  return 0;
+}
+
+
+/* Read what the node wrote (unless stopped, or `all`): every chunk must
+ * open, every message decode in order. */
+static void drain(peer *p, int all) {
+  uint8_t buf[8192];
+  while (p->fd >= 0 && (!p->stopped || all)) {
+    ssize_t r = read(p->fd, buf, sizeof buf);
+    if (r <= 0)
+      break;
+    p->in = realloc(p->in, p->in_len + (size_t)r);
+    if (p->in == NULL)
+      abort();
+    memcpy(p->in + p->in_len, buf, (size_t)r);
+    p->in_len += (size_t)r;
+    size_t off = 0;
+    while (p->in_len - off >= 2) {
+      size_t blen = (size_t)p->in[off] << 8 | p->in[off + 1];
+      if (p->in_len - off < 2 + blen)
+        break;
+      uint8_t *plain = malloc(blen ? blen : 1);
+      if (plain == NULL)
+        abort();
+      FUZZ_CHECK(lp2p_chunk_open(plain, p->in + off + 2, blen,
+                                 &p->crypto) == 0);
+      FUZZ_CHECK(lp2p_msg_reader_feed(&p->reader, plain,
+                                      blen - LP2P_TAG_BYTES, node_message,
+                                      p) == 0);
+      free(plain);
+      off += 2 + blen;
+    }
+    memmove(p->in, p->in + off, p->in_len - off);
+    p->in_len -= off;
   }
+}
+
+
+/* The node sends message number p->sent of `size` bytes (at least 4). */
+static void node_send(peer *p, harness *h, size_t size) {
+  if (h->closed)
+    return;
+  lp2p_conn *c = lp2p_node_find(h->node, h->conn);
+  if (c == NULL)
+    return;
+  uint8_t *m = malloc(size); /* exact size: ASan sees any overread */
+  if (m == NULL)
+    abort();
+  uint32_t seq = p->sent;
+  m[0] = (uint8_t)(seq >> 24);
+  m[1] = (uint8_t)(seq >> 16);
+  m[2] = (uint8_t)(seq >> 8);
+  m[3] = (uint8_t)seq;
+  for (size_t i = 4; i < size; i++)
+    m[i] = node_byte(seq, i - 4);
+  int rc = lp2p_conn_send(c, m, size, 1, NODE_TAG);
+  free(m);
+  if (rc == 0)
+    p->sent++;
+  else
+    FUZZ_CHECK(rc == LP2P_EQUEUEFULL || rc == LP2P_ECLOSED);
 }
 
 
@@ -302,6 +397,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   cfg.max_message_size = 1 << 20;
   cfg.crypto_workers = 0; /* key jobs on the loop: one thread, replayable */
   size_t chunk = LP2P_CHUNK_SIZE_MIN + fuzz_u16(&in) % 2048;
+  /* The node's sending side, from the bytes above (older seeds keep
+   * their meaning): its chunks as the peer's, a small send queue. */
+  cfg.binary_chunks_size = chunk;
+  cfg.outgoing_queue_bytes = 1024 + cfg.read_pass_bytes * 2;
+  cfg.outgoing_message_queue_size = 1 + (unsigned)cfg.app_burst % 64;
 
   harness h = {0};
   lp2p_node_hooks hooks = {&h, hook_accept, hook_auth, hook_message,
@@ -314,6 +414,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   fcntl(sv[1], F_SETFL, O_NONBLOCK);
   peer p = {0};
   p.fd = sv[1];
+  lp2p_msg_reader_init(&p.reader, 0);
   if (lp2p_node_adopt(h.node, sv[0], &h.conn) != 0) {
     close(sv[0]);
     h.closed = 1;
@@ -323,6 +424,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t msg[4096 + 6];
     while (in.len > 0 && p.fd >= 0) {
       uint8_t op = fuzz_u8(&in);
+      if (op >= 0xf0) { /* the node's side */
+        size_t piece = chunk - LP2P_CHUNK_OVERHEAD;
+        uint8_t k = fuzz_u8(&in);
+        if (op == 0xf0) { /* stop or resume reading */
+          p.stopped = !p.stopped;
+        } else if (op < 0xf8) { /* around k whole chunks of plaintext */
+          size_t size = (size_t)(k % 8) * piece + (k >> 3) % 16;
+          size_t back = fuzz_u8(&in) % 16;
+          size = size > back + 4 ? size - back : 4;
+          node_send(&p, &h, size);
+        } else { /* a small one */
+          node_send(&p, &h, 4 + k);
+        }
+        spin(&loop, &h, 1);
+        drain(&p, 0);
+        continue;
+      }
       switch (op % 12) {
       case 0:
       case 1: { /* numbered application messages, several per chunk */
@@ -415,14 +533,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         p.fd = -1;
         break;
       }
-      drain(&p);
+      drain(&p, 0);
     }
     if (p.fd >= 0)
       flush_some(&p, p.len, &loop, &h);
     /* Let throttled and yielded connections finish. */
     for (int i = 0; i < 200 && !h.closed; i++) {
       uv_run(&loop, UV_RUN_NOWAIT);
-      drain(&p);
+      drain(&p, 1);
       if (h.closed)
         break;
       lp2p_conn *c = lp2p_node_find(h.node, h.conn);
@@ -433,9 +551,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       check_budget(h.node);
     }
   }
+  /* What the node still sends is read (and checked) to the end. */
+  if (!h.closed && p.fd >= 0) {
+    lp2p_conn *c = lp2p_node_find(h.node, h.conn);
+    for (int i = 0; i < 1000 && c != NULL && c->batch_in_flight; i++) {
+      drain(&p, 1);
+      uv_run(&loop, UV_RUN_NOWAIT);
+      c = lp2p_node_find(h.node, h.conn);
+    }
+    drain(&p, 1);
+  }
   if (p.fd >= 0)
     close(p.fd);
   free(p.out);
+  free(p.in);
+  lp2p_msg_reader_free(&p.reader);
   if (!h.node_closed)
     lp2p_node_close(h.node);
   h.closed = 1;
