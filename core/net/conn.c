@@ -336,6 +336,7 @@ void lp2p__conn_trim(lp2p_conn *c) {
     c->outq = NULL;
     c->outq_cap = 0;
   }
+  lp2p_msg_reader_trim(&c->reader);
   if (c->in_len == 0 && c->inbuf != NULL) {
     free(c->inbuf);
     c->inbuf = NULL;

@@ -192,8 +192,24 @@ static int feed_plain(lp2p_conn *c, const uint8_t *data, size_t len,
 }
 
 
+/* A chunk whose plaintext is all inside the message being reassembled
+ * (the middle and end of a large message: its sender cuts it in whole
+ * chunks) is opened straight into the reader's buffer, one copy fewer;
+ * any other into the node's scratch, then fed. */
 static int open_chunk(lp2p_conn *c, const uint8_t *chunk, size_t blen) {
-  int rc = lp2p_chunk_open(c->node->scratch, chunk, blen, &c->crypto);
+  int rc;
+  if (blen > LP2P_TAG_BYTES) {
+    size_t plen = blen - LP2P_TAG_BYTES;
+    uint8_t *room = lp2p_msg_reader_room(&c->reader, plen, &rc);
+    if (rc < 0)
+      return rc;
+    if (room != NULL) {
+      if ((rc = lp2p_chunk_open(room, chunk, blen, &c->crypto)) < 0)
+        return rc;
+      return lp2p_msg_reader_commit(&c->reader, plen, deliver, c);
+    }
+  }
+  rc = lp2p_chunk_open(c->node->scratch, chunk, blen, &c->crypto);
   if (rc < 0)
     return rc;
   return feed_plain(c, c->node->scratch, blen - LP2P_TAG_BYTES, 0);

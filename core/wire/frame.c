@@ -120,8 +120,9 @@ int lp2p_frame_seal(uint8_t *out, const uint8_t *stream, size_t len,
  */
 #define READER_MIN_CAP 256
 /* A buffer above this size is freed after its message is delivered, so a
- * single huge message does not pin memory for the life of a connection. */
-#define READER_KEEP_CAP 65536
+ * single huge message does not pin memory for the life of a connection;
+ * below it, it is reused (a 64 KiB message and its tag fit). */
+#define READER_KEEP_CAP (128 * 1024)
 
 
 static size_t reader_max(const lp2p_msg_reader *r) {
@@ -256,8 +257,55 @@ int lp2p_msg_reader_feed(lp2p_msg_reader *r, const uint8_t *data, size_t len,
 }
 
 
+/* The whole message is in buf: rewind, then hand it out (see feed). */
+static int reader_deliver(lp2p_msg_reader *r, lp2p_msg_cb cb, void *ud) {
+  const uint8_t *msg = r->buf;
+  size_t mlen = r->want;
+  reader_rewind(r);
+  int stop = cb(ud, msg, mlen);
+  if (r->cap > READER_KEEP_CAP) {
+    free(r->buf);
+    r->buf = NULL;
+    r->cap = 0;
+  }
+  return stop;
+}
+
+
+uint8_t *lp2p_msg_reader_room(lp2p_msg_reader *r, size_t len, int *err) {
+  *err = 0;
+  if (r->hdr_have < 4 || r->want == 0 || len == 0 ||
+      len > r->want - r->have)
+    return NULL;
+  int rc = reader_reserve(r, r->have + len);
+  if (rc != 0) {
+    *err = rc;
+    return NULL;
+  }
+  return r->buf + r->have;
+}
+
+
+int lp2p_msg_reader_commit(lp2p_msg_reader *r, size_t len, lp2p_msg_cb cb,
+                           void *ud) {
+  r->have += len;
+  if (r->have < r->want)
+    return 0;
+  return reader_deliver(r, cb, ud);
+}
+
+
 size_t lp2p_msg_reader_pending(const lp2p_msg_reader *r) {
   return r->hdr_have + r->have;
+}
+
+
+void lp2p_msg_reader_trim(lp2p_msg_reader *r) {
+  if (r->hdr_have == 0 && r->have == 0) {
+    free(r->buf);
+    r->buf = NULL;
+    r->cap = 0;
+  }
 }
 
 

@@ -242,8 +242,20 @@ int lp2p_msg_reader_feed(lp2p_msg_reader *r, const uint8_t *data, size_t len,
 int lp2p_msg_reader_feed_some(lp2p_msg_reader *r, const uint8_t *data,
                               size_t len, lp2p_msg_cb cb, void *ud,
                               size_t *used);
+/* Decrypting straight into the message being reassembled: when the reader
+ * is inside a message body and its next `len` bytes all belong to it,
+ * the place for them (room reserved in buf, as a feed of them would);
+ * else NULL (or LP2P_ENOMEM in *err), and the caller feeds as usual.
+ * Whatever is written there counts only after lp2p_msg_reader_commit. */
+uint8_t *lp2p_msg_reader_room(lp2p_msg_reader *r, size_t len, int *err);
+/* The len bytes written at the room are part of the message: the same as
+ * feeding them (the callback runs when the message is whole). */
+int lp2p_msg_reader_commit(lp2p_msg_reader *r, size_t len, lp2p_msg_cb cb,
+                           void *ud);
 /* Bytes held for a message not yet complete. */
 size_t lp2p_msg_reader_pending(const lp2p_msg_reader *r);
+/* Free the buffer when no message is in progress (an idle connection). */
+void lp2p_msg_reader_trim(lp2p_msg_reader *r);
 void lp2p_msg_reader_free(lp2p_msg_reader *r);
 
 
