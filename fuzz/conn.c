@@ -10,10 +10,11 @@
  * rate limits, the stash and the node budget all trigger.
  *
  * The node sends too (ops 0xf0 and up): numbered application messages of
- * sizes around its chunk size and several chunks long, through its send
- * queue, while the peer stops and resumes reading, so that the queue, its
- * bounds (derived from the input) and the sealing of large messages
- * straight from the caller's buffer all run under backpressure.
+ * sizes around its chunk size and several chunks long, copied or lent
+ * (lp2p_conn_send_lent), through its send queue, while the peer stops and
+ * resumes reading, so that the queue, its bounds (derived from the input)
+ * and the sealing of large messages straight from the caller's buffer
+ * all run under backpressure.
  *
  * Invariants (besides ASan/UBSan/LeakSanitizer):
  *   - application messages reach the hook in order, none lost or
@@ -22,7 +23,8 @@
  *     node was closed;
  *   - what the node sends decrypts, and its application messages arrive
  *     at the peer whole and in order, each one send accepted, none
- *     repeated; a send is refused only as EQUEUEFULL or ECLOSED;
+ *     repeated; a send is refused only as EQUEUEFULL or ECLOSED; every
+ *     lent payload is given back once, and not read after;
  *   - the node's buffered-bytes total equals the sum of its connections'
  *     and never stays over the budget after a read;
  *   - closing the node and running the loop frees every handle.
@@ -151,6 +153,7 @@ typedef struct peer {
   lp2p_msg_reader reader;
   uint32_t next_rx; /* next numbered message expected from the node */
   uint32_t sent;    /* numbered messages the node accepted to send */
+  int lent_out;     /* payloads lent to the node, not given back yet */
 } peer;
 
 
@@ -265,8 +268,19 @@ static void drain(peer *p, int all) {
 }
 
 
-/* The node sends message number p->sent of `size` bytes (at least 4). */
-static void node_send(peer *p, harness *h, size_t size) {
+/* The node gives a lent payload back: once, and never touches it again
+ * (ASan sees a later read of the freed buffer). */
+static void release_lent(void *ud, uintptr_t token) {
+  peer *p = ud;
+  FUZZ_CHECK(p->lent_out > 0);
+  p->lent_out--;
+  free((void *)token);
+}
+
+
+/* The node sends message number p->sent of `size` bytes (at least 4),
+ * copied or lent. */
+static void node_send(peer *p, harness *h, size_t size, int lend) {
   if (h->closed)
     return;
   lp2p_conn *c = lp2p_node_find(h->node, h->conn);
@@ -282,8 +296,19 @@ static void node_send(peer *p, harness *h, size_t size) {
   m[3] = (uint8_t)seq;
   for (size_t i = 4; i < size; i++)
     m[i] = node_byte(seq, i - 4);
-  int rc = lp2p_conn_send(c, m, size, 1, NODE_TAG);
-  free(m);
+  int rc;
+  if (lend) {
+    p->lent_out++; /* it may come back before the call returns */
+    rc = lp2p_conn_send_lent(c, m, size, NODE_TAG, release_lent, p,
+                             (uintptr_t)m);
+    if (rc < 0) {
+      p->lent_out--;
+      free(m);
+    }
+  } else {
+    rc = lp2p_conn_send(c, m, size, 1, NODE_TAG);
+    free(m);
+  }
   if (rc == 0)
     p->sent++;
   else
@@ -433,9 +458,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           size_t size = (size_t)(k % 8) * piece + (k >> 3) % 16;
           size_t back = fuzz_u8(&in) % 16;
           size = size > back + 4 ? size - back : 4;
-          node_send(&p, &h, size);
+          node_send(&p, &h, size, op & 1);
         } else { /* a small one */
-          node_send(&p, &h, 4 + k);
+          node_send(&p, &h, 4 + k, op & 1);
         }
         spin(&loop, &h, 1);
         drain(&p, 0);
@@ -571,5 +596,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   h.closed = 1;
   uv_run(&loop, UV_RUN_DEFAULT);
   FUZZ_CHECK(uv_loop_close(&loop) == 0);
+  FUZZ_CHECK(p.lent_out == 0); /* every lent payload given back */
   return 0;
 }

@@ -1,6 +1,7 @@
--- The send path: small messages share chunks through the plaintext queue,
--- a message of a chunk or more is sealed at once from the caller's string
--- (its head through the queue, the rest in whole chunks). Whatever the
+-- The send path: small messages share chunks through the plaintext queue;
+-- of a large one only the envelope and head are copied, the rest is lent
+-- (the Lua string stays referenced) and sealed later in whole chunks
+-- straight from the string. Whatever the
 -- mix, sizes at and around chunk boundaries, backpressure from a peer
 -- that stops reading, or a close with data pending: every message
 -- arrives once, whole and in order, and the queue keeps its bounds.
@@ -206,5 +207,59 @@ describe("send path", function()
     b:close()
     h.wait(function() return ca.closed ~= nil end, 5, "the peer's close")
     assert.equal(0, h.nconns(a))
+  end)
+
+  -- Payloads of 16 KiB and more are lent to the core (a registry
+  -- reference to the Lua string) until sealed or dropped: none may stay
+  -- referenced, or every one would stay in the Lua heap.
+  local function heap_kib()
+    collectgarbage()
+    collectgarbage()
+    return collectgarbage("count")
+  end
+
+  it("gives every lent payload back once it is sent", function()
+    local _, _, ca, cb = pair(keep)
+    local got = 0
+    ca:on("message", function() got = got + 1 end)
+    local before = heap_kib()
+    local sent = 0
+    h.wait(function()
+      while sent < 40 do
+        -- 40 distinct strings of 512 KiB: 20 MiB if they were kept
+        local ok, err, code = cb:send(message(sent + 1, 512 * 1024))
+        if not ok then
+          assert.equal("EQUEUEFULL", code, err)
+          break
+        end
+        sent = sent + 1
+      end
+      return got == 40
+    end, 20, "every message")
+    local grown = heap_kib() - before
+    assert.is_true(grown < 4096, string.format("heap grew %.0f KiB", grown))
+  end)
+
+  it("gives every lent payload back when the connection closes with them " ..
+     "pending", function()
+    local a, _, ca, cb = pair(keep, { incoming_app_message_queue_size = 1 })
+    ca:pull(true) -- reads one message, then stops
+    local before = heap_kib()
+    local sent = 0
+    while sent < 40 do
+      local ok, err, code = cb:send(message(sent + 1, 512 * 1024))
+      if not ok then
+        assert.equal("EQUEUEFULL", code, err)
+        break
+      end
+      sent = sent + 1
+    end
+    assert.is_true(cb:stat().queued_bytes > 512 * 1024)
+    -- The receiver goes away: the sender's connection fails (a close of
+    -- our own would linger to send what is queued).
+    a:close()
+    h.wait(function() return cb.closed ~= nil end, 5, "the close")
+    local grown = heap_kib() - before
+    assert.is_true(grown < 4096, string.format("heap grew %.0f KiB", grown))
   end)
 end)

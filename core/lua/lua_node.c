@@ -120,6 +120,18 @@ static int push_sent(lua_State *L, lp2p_conn *c, const char *data,
 }
 
 
+/* A payload lent to a connection is kept alive by a registry reference
+ * until the connection gives it back (sealed, or dropped at a close). ud
+ * is the main thread: the release may come from a loop callback. */
+static void release_payload(void *ud, uintptr_t token) {
+  luaL_unref((lua_State *)ud, LUA_REGISTRYINDEX, (int)token);
+}
+
+
+/* Payloads from this size up are lent, not copied: the core seals them
+ * straight from the Lua string (below a chunk it copies them anyway). */
+#define LEND_MIN (16 * 1024)
+
 /* node:send(id, payload, tag) -> true | nil, err, code */
 static int node_send(lua_State *L) {
   lp2p_node_box *b = check_box(L);
@@ -128,7 +140,19 @@ static int node_send(lua_State *L) {
   const char *payload = luaL_checklstring(L, 3, &len);
   lua_Integer tag = luaL_optinteger(L, 4, LP2P_MSG_APP_MIN);
   luaL_argcheck(L, tag >= 0 && tag <= 0xffff, 4, "tag out of range");
-  return push_sent(L, c, payload, len, 1, (uint16_t)tag);
+  if (c == NULL || len < LEND_MIN)
+    return push_sent(L, c, payload, len, 1, (uint16_t)tag);
+  lua_pushvalue(L, 3);
+  int ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  int rc = lp2p_conn_send_lent(c, (const uint8_t *)payload, len,
+                               (uint16_t)tag, release_payload, b->L,
+                               (uintptr_t)ref);
+  if (rc < 0) {
+    luaL_unref(L, LUA_REGISTRYINDEX, ref); /* not kept */
+    return lp2p__push_error(L, rc);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
 }
 
 

@@ -6,10 +6,11 @@
  * The read path (chunks, reassembly, fairness, rate limits, the incoming
  * budget) is conn_read.c. Idle connections give their buffers back.
  *
- * Write path: small messages are appended to a plaintext queue and share
- * chunks; a message of a chunk or more is sealed at once, from the
- * caller's buffer, into blocks of sealed chunks that follow the same
- * stream order. One write in flight hands several blocks to the kernel.
+ * Write path: messages are appended to a plaintext queue, where small ones
+ * share chunks; of a large one lent by the embedder only the envelope and
+ * head are copied, the rest is sealed later straight from its buffer.
+ * Sealing runs a batch at a time into blocks, written at once when the
+ * socket takes them, several blocks per write.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -46,10 +47,17 @@ void lp2p__conn_emit_closed(lp2p_conn *c, lp2p_event_type type, int code,
 
 /* ------------------------------------------------------------- writing */
 
+/* Bytes of the stream not sealed yet: the plaintext queue and what is
+ * left of the lent payloads. */
+static size_t unsealed_bytes(const lp2p_conn *c) {
+  return (c->outq_len - c->outq_off) + c->lent_bytes;
+}
+
+
 /* Bytes queued and not handed to a write yet, in plaintext (stream)
- * bytes: sealed chunks waiting, then the small messages' queue. */
+ * bytes: sealed chunks waiting, then what is not sealed. */
 static size_t queued_bytes(const lp2p_conn *c) {
-  return c->sq_waiting + (c->outq_len - c->outq_off);
+  return c->sq_waiting + unsealed_bytes(c);
 }
 
 
@@ -228,27 +236,92 @@ static int sq_seal(lp2p_conn *c, const uint8_t *src, size_t len) {
 }
 
 
-/* Seal the next len bytes of the small messages' queue (reserved). */
-static int seal_plain(lp2p_conn *c, size_t len) {
-  int rc = sq_seal(c, c->outq + c->outq_off, len);
-  c->outq_off += len;
+/* Move the unsealed bytes of outq to its front (lent payloads' positions
+ * with them). */
+static void outq_rebase(lp2p_conn *c) {
+  size_t shift = c->outq_off;
+  if (shift == 0)
+    return;
+  memmove(c->outq, c->outq + shift, c->outq_len - shift);
+  c->outq_len -= shift;
+  c->outq_off = 0;
+  for (unsigned i = c->lent_head; i < c->nlent; i++)
+    c->lent[i].pos -= shift;
+}
+
+
+/* Give every lent payload back (sealed or not: the connection closes). */
+static void lent_drop(lp2p_conn *c) {
+  while (c->lent_head < c->nlent) {
+    lp2p_lent l = c->lent[c->lent_head++];
+    l.release(l.ud, l.token);
+  }
+  c->lent_head = c->nlent = 0;
+  c->lent_bytes = 0;
+}
+
+
+/*
+ * Seal about `limit` bytes of what is not sealed yet, in stream order:
+ * the plaintext queue up to the next lent payload (its last chunk cut
+ * short there), then that payload in whole chunks straight from the
+ * embedder's buffer, given back as soon as it is all sealed. 0, or an
+ * error that fails the connection (out of memory: nothing was sealed by
+ * the step that failed).
+ */
+static int seal_pending(lp2p_conn *c, size_t limit) {
+  size_t piece = c->node->cfg.binary_chunks_size - LP2P_CHUNK_OVERHEAD;
+  size_t done = 0;
+  int rc = 0;
+  while (done < limit && rc == 0) {
+    lp2p_lent *l = c->lent_head < c->nlent ? &c->lent[c->lent_head] : NULL;
+    size_t stop = l ? l->pos : c->outq_len;
+    size_t n;
+    if (c->outq_off < stop) {
+      n = stop - c->outq_off;
+      if (n > limit - done)
+        n = limit - done;
+      if ((rc = sq_reserve(c, n)) == 0 &&
+          (rc = sq_seal(c, c->outq + c->outq_off, n)) == 0)
+        c->outq_off += n;
+    } else if (l != NULL) {
+      size_t room = (limit - done + piece - 1) / piece * piece;
+      n = l->len < room ? l->len : room;
+      if ((rc = sq_reserve(c, n)) == 0 &&
+          (rc = sq_seal(c, l->p, n)) == 0) {
+        l->p += n;
+        l->len -= n;
+        c->lent_bytes -= n;
+        if (l->len == 0) {
+          lp2p_lent done_one = *l;
+          if (++c->lent_head == c->nlent)
+            c->lent_head = c->nlent = 0;
+          done_one.release(done_one.ud, done_one.token);
+        }
+      }
+    } else {
+      break;
+    }
+    done += n;
+  }
   if (c->outq_off == c->outq_len)
-    c->outq_off = c->outq_len = 0;
+    outq_rebase(c); /* nothing to move: positions only */
   return rc;
 }
 
 
 /*
  * Write what waits, one write in flight at a time: first seal the next
- * batch of the small messages' queue (at most LP2P_SEAL_BATCH_CHUNKS
- * chunks, small messages sharing chunks) unless sealed chunks already
- * wait, then hand up to LP2P_WRITE_BLOCKS blocks of sealed chunks to the
- * kernel in one writev. A chunk or more is written at once if the socket
+ * batch of what is queued (about LP2P_SEAL_BATCH_CHUNKS chunks, small
+ * messages sharing chunks) unless sealed chunks already wait, then hand up to LP2P_WRITE_BLOCKS blocks of sealed chunks to the
+ * kernel in one writev. A whole batch is written at once if the socket
  * takes it (uv_try_write), so that the kernel copies what was just
- * sealed while it is in cache and the blocks are reused at once; what it
- * does not take goes to one uv_write, and whatever is queued meanwhile
- * waits for its callback. A smaller batch goes straight to uv_write:
- * small messages sent during this loop turn then share its successor.
+ * sealed while it is in cache and the blocks are reused at once, and the
+ * next batch follows; what the socket does not take goes to one
+ * uv_write, and whatever is queued meanwhile waits for its callback. A
+ * smaller batch goes straight to uv_write: what is sent during this loop
+ * turn then goes in the next batches, not in many small writes (each one
+ * a wake-up and a short read for the peer).
  * Errors of a write come through its callback, never from here.
  */
 static void flush_queue(lp2p_conn *c) {
@@ -259,13 +332,8 @@ static void flush_queue(lp2p_conn *c) {
   size_t batch = piece * LP2P_SEAL_BATCH_CHUNKS;
   for (;;) {
     sq_release_written(c);
-    size_t plain = c->outq_len - c->outq_off;
-    if (plain > 0 && c->sq_waiting < batch) {
-      if (plain > batch)
-        plain = batch;
-      int rc = sq_reserve(c, plain);
-      if (rc == 0)
-        rc = seal_plain(c, plain);
+    if (unsealed_bytes(c) > 0 && c->sq_waiting < batch) {
+      int rc = seal_pending(c, batch);
       if (rc < 0) {
         lp2p__conn_fail(c, rc, "sealing a batch failed");
         return;
@@ -292,7 +360,7 @@ static void flush_queue(lp2p_conn *c) {
     c->stat.bytes_out += size;
     c->node->total.bytes_out += size;
     size_t done = 0;
-    if (size >= chunk) {
+    if (size >= batch) {
       int n = uv_try_write((uv_stream_t *)&c->tcp, bufs, nbufs);
       if (n > 0)
         done = (size_t)n; /* an error: uv_write meets it again */
@@ -331,10 +399,15 @@ void lp2p__conn_trim(lp2p_conn *c) {
     free(c->sq_head);
     c->sq_head = c->sq_tail = NULL;
   }
-  if (c->outq_len == 0 && c->outq != NULL) {
+  if (c->outq_len == 0 && c->nlent == 0 && c->outq != NULL) {
     free(c->outq);
     c->outq = NULL;
     c->outq_cap = 0;
+  }
+  if (c->nlent == 0 && c->lent != NULL) {
+    free(c->lent);
+    c->lent = NULL;
+    c->lent_cap = 0;
   }
   lp2p_msg_reader_trim(&c->reader);
   if (c->in_len == 0 && c->inbuf != NULL) {
@@ -359,9 +432,7 @@ static int outq_reserve(lp2p_conn *c, size_t more) {
   /* Sealed bytes at the front: reuse their room once they are at least
    * half of the buffer, so each byte is moved O(1) times. */
   if (c->outq_off > 0 && c->outq_off >= c->outq_len - c->outq_off) {
-    memmove(c->outq, c->outq + c->outq_off, c->outq_len - c->outq_off);
-    c->outq_len -= c->outq_off;
-    c->outq_off = 0;
+    outq_rebase(c);
     need = c->outq_len + more;
     if (need <= c->outq_cap)
       return 0;
@@ -378,23 +449,39 @@ static int outq_reserve(lp2p_conn *c, size_t more) {
 }
 
 
+/* Room for one more lent payload. 0 or LP2P_ENOMEM. */
+static int lent_reserve(lp2p_conn *c) {
+  if (c->nlent < c->lent_cap)
+    return 0;
+  if (c->lent_head > 0) {
+    memmove(c->lent, c->lent + c->lent_head,
+            (c->nlent - c->lent_head) * sizeof *c->lent);
+    c->nlent -= c->lent_head;
+    c->lent_head = 0;
+    return 0;
+  }
+  unsigned cap = c->lent_cap ? c->lent_cap * 2 : 8;
+  lp2p_lent *p = realloc(c->lent, cap * sizeof *p);
+  if (p == NULL)
+    return LP2P_ENOMEM;
+  c->lent = p;
+  c->lent_cap = cap;
+  return 0;
+}
+
+
 /*
- * Queue one message. with_envelope: msg is the payload of an application
- * message with `tag`; otherwise msg is a whole envelope already. msg is
- * only read during the call. Returns 0, LP2P_EQUEUEFULL (nothing queued),
- * LP2P_EMSGSIZE, LP2P_ECLOSED, LP2P_ENOMEM (nothing queued).
- *
- * A small message is copied into the plaintext queue, where it shares
- * chunks with its neighbours and is sealed when the socket takes the next
- * batch. A message of at least one chunk is sealed now, so that its bytes
- * are read once, by the cipher, and never copied: what the queue holds,
- * its envelope and the head of its payload (its length modulo a chunk's
- * payload) are sealed first, then the rest of it in whole chunks straight
- * from msg. The stream is the same as if everything had been queued;
- * only where chunks are cut differs.
+ * Queue one message (lp2p_conn_send, lp2p_conn_send_lent). The envelope
+ * and the message go into the plaintext queue, where small messages share
+ * chunks. With `lend` and a message of at least one chunk's plaintext,
+ * only the envelope and the head of the payload (its length modulo a
+ * chunk's plaintext) are copied; the rest is lent: sealed later in whole
+ * chunks straight from the caller's buffer (seal_pending), so its bytes
+ * are read once, by the cipher. The stream is the same either way; only
+ * where chunks are cut differs.
  */
-int lp2p_conn_send(lp2p_conn *c, const uint8_t *msg, size_t len,
-                   int with_envelope, uint16_t tag) {
+static int enqueue(lp2p_conn *c, const uint8_t *msg, size_t len,
+                   int with_envelope, uint16_t tag, const lp2p_lent *lend) {
   const lp2p_node_config *cfg = &c->node->cfg;
   if (c->state != LP2P_CONN_RUNNING)
     return LP2P_ECLOSED;
@@ -407,43 +494,57 @@ int lp2p_conn_send(lp2p_conn *c, const uint8_t *msg, size_t len,
       (c->outq_msgs >= cfg->outgoing_message_queue_size ||
        queued_bytes(c) + total > cfg->outgoing_queue_bytes))
     return LP2P_EQUEUEFULL;
-  uint8_t env[6];
-  size_t envlen = 0;
+  size_t piece = cfg->binary_chunks_size - LP2P_CHUNK_OVERHEAD;
+  size_t head = lend != NULL && len >= piece ? len % piece : len;
+  if (head < len && lent_reserve(c) < 0)
+    return LP2P_ENOMEM;
+  if (outq_reserve(c, (total - len) + head) < 0)
+    return LP2P_ENOMEM;
+  uint8_t *p = c->outq + c->outq_len;
   if (with_envelope) {
     uint32_t body = (uint32_t)len + 2;
-    env[0] = (uint8_t)(body >> 24);
-    env[1] = (uint8_t)(body >> 16);
-    env[2] = (uint8_t)(body >> 8);
-    env[3] = (uint8_t)body;
-    env[4] = (uint8_t)(tag >> 8);
-    env[5] = (uint8_t)tag;
-    envlen = 6;
+    p[0] = (uint8_t)(body >> 24);
+    p[1] = (uint8_t)(body >> 16);
+    p[2] = (uint8_t)(body >> 8);
+    p[3] = (uint8_t)body;
+    p[4] = (uint8_t)(tag >> 8);
+    p[5] = (uint8_t)tag;
+    p += 6;
   }
-  size_t piece = cfg->binary_chunks_size - LP2P_CHUNK_OVERHEAD;
-  size_t head = len >= piece ? len % piece : len; /* copied */
-  size_t direct = len - head;                     /* sealed from msg */
-  if (direct > 0 &&
-      sq_reserve(c, queued_bytes(c) - c->sq_waiting + envlen + len) < 0)
-    return LP2P_ENOMEM;
-  if (outq_reserve(c, envlen + head) < 0)
-    return LP2P_ENOMEM;
-  memcpy(c->outq + c->outq_len, env, envlen);
-  memcpy(c->outq + c->outq_len + envlen, msg, head);
-  c->outq_len += envlen + head;
-  if (direct > 0) {
-    int rc = seal_plain(c, c->outq_len - c->outq_off);
-    if (rc == 0)
-      rc = sq_seal(c, msg + head, direct);
-    if (rc < 0) {
-      lp2p__conn_fail(c, rc, "sealing a message failed");
-      return rc;
-    }
+  memcpy(p, msg, head);
+  c->outq_len += (total - len) + head;
+  if (head < len) {
+    lp2p_lent *l = &c->lent[c->nlent++];
+    *l = *lend;
+    l->p = msg + head;
+    l->len = len - head;
+    l->pos = c->outq_len;
+    c->lent_bytes += l->len;
+  } else if (lend != NULL) {
+    lend->release(lend->ud, lend->token); /* copied: not kept */
   }
   c->outq_msgs++;
   c->stat.msgs_out++;
   c->node->total.msgs_out++;
   flush_queue(c);
   return 0;
+}
+
+
+int lp2p_conn_send(lp2p_conn *c, const uint8_t *msg, size_t len,
+                   int with_envelope, uint16_t tag) {
+  return enqueue(c, msg, len, with_envelope, tag, NULL);
+}
+
+
+int lp2p_conn_send_lent(lp2p_conn *c, const uint8_t *msg, size_t len,
+                        uint16_t tag, lp2p_release_fn release, void *ud,
+                        uintptr_t token) {
+  lp2p_lent l = {0};
+  l.release = release;
+  l.ud = ud;
+  l.token = token;
+  return enqueue(c, msg, len, 1, tag, &l);
 }
 
 
@@ -460,6 +561,8 @@ void lp2p__conn_unref(lp2p_conn *c) {
     free(c->inbuf);
     free(c->plain);
     free(c->cstash);
+    lent_drop(c); /* none left: closing gave them back */
+    free(c->lent);
     free(c->outq);
     sblocks_free(c->sq_head);
     sblocks_free(c->sq_free);
@@ -525,6 +628,7 @@ void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
     }
   }
   c->close_when_flushed = 0;
+  lent_drop(c);
   if (!uv_is_closing((uv_handle_t *)&c->tcp))
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
   if (!uv_is_closing((uv_handle_t *)&c->timer))
@@ -539,6 +643,7 @@ void lp2p__conn_force_close(lp2p_conn *c) {
   if (c->state != LP2P_CONN_CLOSING)
     lp2p_conn_close(c, LP2P_ECLOSED, "node closed", 0);
   c->close_when_flushed = 0;
+  lent_drop(c);
   if (!uv_is_closing((uv_handle_t *)&c->tcp))
     uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
   if (!uv_is_closing((uv_handle_t *)&c->timer))

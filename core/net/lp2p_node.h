@@ -316,8 +316,24 @@ void lp2p_node_budget(lp2p_node *n, lp2p_budget *b);
 lp2p_bans *lp2p_node_bans(lp2p_node *n);
 
 /* conn.c */
+/* Queue one message. with_envelope: msg is the payload of an application
+ * message with `tag`; otherwise msg is a whole envelope already. msg is
+ * copied: the caller may reuse it on return. 0, LP2P_EQUEUEFULL (nothing
+ * queued: outgoing_message_queue_size / outgoing_queue_bytes),
+ * LP2P_EMSGSIZE, LP2P_ECLOSED, LP2P_ENOMEM (nothing queued). */
 int lp2p_conn_send(lp2p_conn *c, const uint8_t *msg, size_t len,
                    int with_envelope, uint16_t tag);
+/* Called once when the connection no longer needs the bytes it was lent
+ * (sealed, or dropped at a close); it must not call into the node. */
+typedef void (*lp2p_release_fn)(void *ud, uintptr_t token);
+/* The same for an application message whose payload the connection may
+ * keep a pointer to instead of copying it: the caller keeps msg alive
+ * and unchanged until release(ud, token) runs, exactly once, which may be
+ * before this returns. On an error nothing is kept and release never
+ * runs. */
+int lp2p_conn_send_lent(lp2p_conn *c, const uint8_t *msg, size_t len,
+                        uint16_t tag, lp2p_release_fn release, void *ud,
+                        uintptr_t token);
 void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
                      int graceful);
 void lp2p_conn_pause(lp2p_conn *c, int paused);

@@ -76,6 +76,16 @@ typedef struct lp2p_loop_shared {
   uint8_t rand[4096];
 } lp2p_loop_shared;
 
+/* A payload lent by the embedder: the rest of it (p, len: whole chunks of
+ * plaintext) follows outq[.. pos) in the stream. */
+typedef struct lp2p_lent {
+  const uint8_t *p;
+  size_t len, pos;
+  lp2p_release_fn release;
+  void *ud;
+  uintptr_t token;
+} lp2p_lent;
+
 typedef struct lp2p_write { /* a handshake write */
   uv_write_t req;
   lp2p_conn *conn;
@@ -139,15 +149,22 @@ struct lp2p_conn {
   size_t counted; /* what this connection adds to node->buffered */
   uint64_t stall_ms; /* time spent holding a partial message, too slow */
   /* write side, in stream order: sealed chunks (sq_head..sq_tail, then
-   * spare blocks in sq_free), then small messages' plaintext envelopes
-   * not sealed yet (outq from outq_off). sq_waiting: plaintext bytes of
-   * the sealed chunks not handed to a write yet. One write in flight. */
+   * spare blocks in sq_free), then what is not sealed yet: the plaintext
+   * queue (outq from outq_off) with lent payloads between its bytes.
+   * sq_waiting: plaintext bytes of the sealed chunks not handed to a
+   * write yet. One write in flight. */
   lp2p_sblock *sq_head, *sq_tail, *sq_free;
   size_t sq_waiting;
   unsigned sq_nfree;
   uint8_t *outq;
   size_t outq_len, outq_off, outq_cap;
   unsigned outq_msgs;
+  /* Payloads lent by the embedder (lp2p_conn_send_lent), in order, each
+   * following outq[.. pos); lent[lent_head .. nlent) wait, lent_bytes of
+   * them. */
+  lp2p_lent *lent;
+  unsigned lent_head, nlent, lent_cap;
+  size_t lent_bytes;
   uv_write_t batch_req;
   int batch_in_flight, writes_in_flight, close_when_flushed;
   lp2p_stat stat;
