@@ -173,4 +173,52 @@ describe("policy stack", function()
     assert.equal("EPOLICY", code)
     assert.matches("/nonexistent/policy.lua", err)
   end)
+  it("gives every node its own default policies, compiled once", function()
+    local a = keep(h.quiet())
+    local b = keep(h.quiet())
+    assert.equal(#p2p.DEFAULT_POLICIES, #a:policies())
+    for i, ea in ipairs(a._stack) do
+      local eb = b._stack[i]
+      assert.equal(ea.path, eb.path)
+      -- The module's table, locals and closures are this node's.
+      assert.are_not.equal(ea.module, eb.module)
+      for k, f in pairs(ea.module) do
+        if type(f) == "function" and
+           debug.getinfo(f, "S").source == "@" .. ea.path then
+          assert.are_not.equal(f, eb.module[k])
+        end
+      end
+    end
+    assert.are_not.equal(a._stack[4].module._RECONNECT,
+                         b._stack[4].module._RECONNECT)
+    -- A reloaded default policy still loads from its file.
+    assert(a:reload(a._stack[2].path))
+    assert.equal("acl", a._stack[2].name)
+    assert.are_not.equal(b._stack[2].module, a._stack[2].module)
+  end)
+
+  it("runs a cached policy chunk in a fresh environment each time",
+    function()
+    local policy = require "luap2p.policy"
+    local p = io.popen("mktemp -d")
+    local dir = p:read("*l")
+    p:close()
+    local f = assert(io.open(dir .. "/lp2p_cached_policy.lua", "w"))
+    f:write([[
+loads = (loads or 0) + 1 -- a global: the policy's own environment
+return { name = "cached", _loads = function() return loads end }
+]])
+    f:close()
+    local saved = package.path
+    package.path = dir .. "/?.lua;" .. package.path
+    local one = assert(policy._resolve("lp2p_cached_policy", nil, true))
+    os.remove(dir .. "/lp2p_cached_policy.lua") -- compiled once: not read again
+    local two = assert(policy._resolve("lp2p_cached_policy", nil, true))
+    package.path = saved
+    os.execute("rm -rf '" .. dir .. "'")
+    assert.equal(1, one.module._loads())
+    assert.equal(1, two.module._loads())
+    assert.are_not.equal(one.module, two.module)
+    assert.is_nil(rawget(_G, "loads"))
+  end)
 end)

@@ -107,10 +107,13 @@ describe("event crossings", function()
     local got = {}
     a:on("accepted", function(ev) got[#got + 1] = ev end)
     a:on("authenticated", function(ev) got[#got + 1] = ev end)
+    a:on("new_peer", function(ev) got[#got + 1] = ev end) -- Lua's own
     handshake(a, keep)
-    assert.equal(2, #got)
-    assert.equal("accepted", got[1].type)
-    assert.equal("authenticated", got[2].type)
+    assert.equal(3, #got)
+    local by = {}
+    for _, ev in ipairs(got) do by[ev.type] = ev end
+    assert.truthy(by.accepted and by.authenticated and by.new_peer)
+    assert.equal(by.authenticated.peer_id, by.new_peer.peer_id)
     assert.equal(1, crossed(a).events.accepted)
     only_wanted(a, { accepted = true, authenticated = true })
   end)

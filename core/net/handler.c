@@ -244,6 +244,7 @@ static lp2p_loop_shared *loop_shared(uv_loop_t *loop) {
     free(sh);
     return NULL;
   }
+  sh->cpus = lp2p__cpus();
   loop->data = sh;
   return sh;
 }
@@ -413,7 +414,7 @@ lp2p_node *lp2p_node_new(uv_loop_t *loop, const lp2p_node_config *cfg,
   /* Key jobs on the loop's worker pool, grown to what this node asks. */
   int nw = cfg->crypto_workers;
   if (nw < 0)
-    nw = lp2p__cpus();
+    nw = sh->cpus;
   if (nw > 0) {
     int rc = sh->workers ? lp2p_workers_grow(sh->workers, nw) : 0;
     if (sh->workers == NULL)

@@ -72,6 +72,7 @@ typedef struct lp2p_loop_shared {
   uint8_t *scratch; /* plaintext of one chunk */
   uint8_t *readbuf; /* LP2P_READ_BUF_SIZE */
   lp2p_workers *workers; /* NULL until a node wants crypto workers */
+  int cpus; /* online CPUs, read once (a node asks on every start) */
   size_t rand_left;
   uint8_t rand[4096];
 } lp2p_loop_shared;

@@ -84,6 +84,8 @@ static void on_finished(uv_async_t *a) {
 int lp2p_workers_grow(lp2p_workers *w, int n) {
   if (n > LP2P_WORKERS_MAX)
     n = LP2P_WORKERS_MAX;
+  if (w->nthreads >= n)
+    return 0; /* a node joining the loop's pool: no system call */
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);

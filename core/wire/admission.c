@@ -59,7 +59,8 @@ struct lp2p_admission {
   uint32_t cap, nbuckets, count;
   uint32_t head, tail, free_head; /* LRU ends; free list via hnext */
   uint32_t fresh; /* entries [fresh, cap) never used: calloc'd, untouched */
-  uint8_t hash_key[crypto_shorthash_KEYBYTES];
+  uint8_t hash_key[crypto_shorthash_KEYBYTES]; /* drawn at the first entry */
+  int keyed;
   int under_load;
   const char *reason; /* why the last check refused */
   lp2p_admission_stats stats;
@@ -154,6 +155,8 @@ static void lru_push_head(lp2p_admission *a, uint32_t i) {
 
 
 static uint32_t find(const lp2p_admission *a, const adm_key *k) {
+  if (a->count == 0)
+    return NIL; /* nothing to hash for (and no key yet) */
   for (uint32_t i = a->buckets[bucket_of(a, k)]; i != NIL;
        i = a->entries[i].hnext)
     if (memcmp(&a->entries[i].key, k, sizeof *k) == 0)
@@ -217,6 +220,11 @@ static uint32_t get(lp2p_admission *a, const adm_key *k, double burst,
   e->tokens = burst;
   e->last_ms = now_ms;
   e->used = 1;
+  if (!a->keyed) {
+    /* Only now: a node that never accepts never needs one. */
+    randombytes_buf(a->hash_key, sizeof a->hash_key);
+    a->keyed = 1;
+  }
   uint32_t b = bucket_of(a, k);
   e->hnext = a->buckets[b];
   a->buckets[b] = i;
@@ -305,7 +313,6 @@ lp2p_admission *lp2p_admission_new(const lp2p_admission_config *cfg) {
   a->free_head = NIL;
   a->fresh = 0;
   a->head = a->tail = NIL;
-  randombytes_buf(a->hash_key, sizeof a->hash_key);
   a->reason = "";
   return a;
 }

@@ -35,7 +35,9 @@ typedef struct ban_prefix {
 } ban_prefix;
 
 struct lp2p_bans {
-  uint8_t hash_key[crypto_shorthash_KEYBYTES]; /* random per table */
+  uint8_t hash_key[crypto_shorthash_KEYBYTES]; /* random per table, drawn
+                                                 at the first entry */
+  int keyed;
   ban_entry **buckets;
   size_t nbuckets, count, cap;
   uint64_t seq;
@@ -78,7 +80,6 @@ lp2p_bans *lp2p_bans_new(unsigned cap) {
   lp2p_bans *b = calloc(1, sizeof *b);
   if (b == NULL)
     return NULL;
-  randombytes_buf(b->hash_key, sizeof b->hash_key);
   b->cap = cap ? cap : 1;
   b->nbuckets = 64; /* grows with the entries, not with the capacity */
   b->buckets = calloc(b->nbuckets, sizeof *b->buckets);
@@ -105,6 +106,8 @@ void lp2p_bans_free(lp2p_bans *b) {
 
 /* Unlink and free the entry with key k; returns 1 when one went. */
 static int remove_where(lp2p_bans *b, const ban_key *k) {
+  if (b->count == 0)
+    return 0;
   ban_entry **pp = &b->buckets[hash_key(b, k, b->nbuckets)];
   for (; *pp != NULL; pp = &(*pp)->next)
     if (memcmp(&(*pp)->key, k, sizeof *k) == 0) {
@@ -164,6 +167,11 @@ static void grow(lp2p_bans *b) {
 
 static int insert(lp2p_bans *b, const ban_key *k, uint64_t until_ms,
                   uint64_t now_ms) {
+  if (!b->keyed) {
+    /* Only now: most tables (a client node's) never hold an entry. */
+    randombytes_buf(b->hash_key, sizeof b->hash_key);
+    b->keyed = 1;
+  }
   remove_where(b, k);
   if (b->count >= b->cap)
     evict(b, now_ms);
@@ -184,6 +192,8 @@ static int insert(lp2p_bans *b, const ban_key *k, uint64_t until_ms,
 
 
 static const ban_entry *lookup(lp2p_bans *b, const ban_key *k) {
+  if (b->count == 0)
+    return NULL; /* nothing to hash for (and no key yet) */
   for (ban_entry *e = b->buckets[hash_key(b, k, b->nbuckets)]; e; e = e->next)
     if (memcmp(&e->key, k, sizeof *k) == 0)
       return e;

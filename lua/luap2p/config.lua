@@ -267,30 +267,53 @@ local function copy(v)
   return t
 end
 
+-- The defaults of the schema as one table constructor, compiled once:
+-- every p2p.new gets its table made at its full size in one step (every
+-- key, then those given), and its own copy of each list default.
+local defaults do
+  local src, D = { "local D, copy = ...\nreturn function() return {\n" }, {}
+  for i, k in ipairs(_M.SCHEMA) do
+    D[i] = k.default
+    if type(k.default) == "table" then
+      src[#src + 1] = string.format("  [%q] = copy(D[%d]),\n", k.name, i)
+    else
+      src[#src + 1] = string.format("  [%q] = D[%d],\n", k.name, i)
+    end
+  end
+  src[#src + 1] = "} end\n"
+  defaults = assert(load(table.concat(src), "=config defaults", "t", {}))(
+    D, copy)
+end
+
+-- The keys p2p.new requires.
+local REQUIRED = {}
+for _, k in ipairs(_M.SCHEMA) do
+  if k.required then REQUIRED[#REQUIRED + 1] = k.name end
+end
+
 -- Check cfg against the schema; returns a copy with every default filled.
 -- Misuse raises at the caller of p2p.new.
 function _M.check(cfg)
   if type(cfg) ~= "table" then
     error("p2p.new: expected a config table, got " .. type(cfg), 3)
   end
+  local keys = _M.KEYS
+  local c = defaults()
   for name, v in pairs(cfg) do
-    if type(name) ~= "string" or not _M.KEYS[name] or
-       _M.KEYS[name].derived then
+    local k = type(name) == "string" and keys[name]
+    if not k or k.derived then
       local near = type(name) == "string" and _M.nearest(name)
       error(string.format("p2p.new: unknown config key '%s'%s",
         tostring(name), near and " (did you mean '" .. near .. "'?)" or ""),
         3)
     end
-    _M.check_value("p2p.new", name, v, 3)
+    if not fits(k, v) then _M.check_value("p2p.new", name, v, 3) end
+    c[name] = v
   end
-  local c = {}
-  for _, k in ipairs(_M.SCHEMA) do
-    if k.required and cfg[k.name] == nil then
-      error("p2p.new: config." .. k.name .. " is required", 3)
+  for _, name in ipairs(REQUIRED) do
+    if cfg[name] == nil then
+      error("p2p.new: config." .. name .. " is required", 3)
     end
-    local v = cfg[k.name]
-    if v == nil then v = copy(k.default) end
-    c[k.name] = v
   end
   if c.min_connections > c.max_connections then
     error(string.format(

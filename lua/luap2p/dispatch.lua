@@ -31,20 +31,27 @@ local VALID = {
   end,
 }
 
+local held = task.held
+local guard, entry_limits = policy.guard, policy.entry_limits
+
+-- The end of _call: its results passed through (no table per call).
+local function called(self, entry, hook, prev, ok, ...)
+  held.n = held.n - 1
+  self._current = prev
+  if not ok and not self._closed then
+    self:_policy_error(entry, hook, (...))
+  end
+  return ok, ...
+end
+
 -- Call hook of one policy entry, guarded. Returns ok, results...
 function Node:_call(entry, hook, ...)
   local fn = entry.module[hook]
   local prev = self._current
   self._current = entry
-  task.hold(1) -- hooks answer at once: no waiting (spawn a task instead)
-  local res = table.pack(policy.guard(
-    policy.entry_limits(entry, self.config), fn, self, ...))
-  task.hold(-1)
-  self._current = prev
-  if not res[1] and not self._closed then
-    self:_policy_error(entry, hook, res[2])
-  end
-  return table.unpack(res, 1, res.n)
+  held.n = held.n + 1 -- hooks answer at once: no waiting (spawn a task)
+  return called(self, entry, hook, prev,
+    guard(entry_limits(entry, self.config), fn, self, ...))
 end
 
 -- Verdict hooks: the first policy with an opinion decides.
@@ -163,10 +170,11 @@ function Node:_unwant(kind)
   self:_want()
 end
 
--- Whether the core already calls Lua for events of this type.
+-- Whether someone takes events of this type (for the core's, whether it
+-- calls Lua for them; Lua's own need not be built when nobody does).
 function Node:_wants(kind)
   local w = self._wanted
-  return w == true or (w ~= nil and w[kind] == true)
+  return w == nil or w == true or w[kind] == true
 end
 
 ---------------------------------------------------------------- events

@@ -36,7 +36,9 @@ function Node:point(p, create, source)
             delay = 0, first_seen = core.now(), source = source }
     self.points[p] = rec
     self._npoints = self._npoints + 1
-    self:_event({ type = "new_point", point = p })
+    if self:_wants("new_point") then
+      self:_event({ type = "new_point", point = p })
+    end
   end
   return rec
 end
@@ -86,7 +88,9 @@ function Node:peer(id, create)
     rec = { peer_id = id, trusted = false }
     self.peers[id] = rec
     self._npeers = self._npeers + 1
-    self:_event({ type = "new_peer", peer_id = id })
+    if self:_wants("new_peer") then
+      self:_event({ type = "new_peer", peer_id = id })
+    end
   end
   if rec then rec.last_seen = core.now() end
   return rec

@@ -8,10 +8,10 @@
 -- node.
 local core = require "luap2p.core"
 
-local error, ipairs, loadfile, math, pairs, setmetatable, string, tostring,
-      type =
-      error, ipairs, loadfile, math, pairs, setmetatable, string, tostring,
-      type
+local debug, error, ipairs, loadfile, math, package, pairs, setmetatable,
+      string, tostring, type =
+      debug, error, ipairs, loadfile, math, package, pairs, setmetatable,
+      string, tostring, type
 
 local cguard = core.guard
 
@@ -155,13 +155,9 @@ function _M.known_list()
   return table.concat(names, ", ")
 end
 
--- Load a policy file in a fresh environment (reads globals, writes stay
--- local to the policy). The module table, or nil, message (internal: the
--- stack puts the message in its own EPOLICY error and policy_error).
-local function load_file(path, limits)
-  local env = setmetatable({}, { __index = _G })
-  local chunk, err = loadfile(path, "t", env)
-  if not chunk then return nil, err end
+-- Run a compiled policy chunk in a fresh environment (reads globals,
+-- writes stay local to the policy): the module table, or nil, message.
+local function run_chunk(chunk, path, limits)
   local ok, mod = _M.guard(limits or DEFAULT_LIMITS, chunk)
   if not ok then return nil, path .. ": " .. mod end
   local bad = _M.validate(mod)
@@ -169,9 +165,63 @@ local function load_file(path, limits)
   return mod
 end
 
+-- Load a policy file. The module table and its compiled chunk, or nil,
+-- message (internal: the stack puts the message in its own EPOLICY error
+-- and policy_error).
+local function load_file(path, limits)
+  local env = setmetatable({}, { __index = _G })
+  local chunk, err = loadfile(path, "t", env)
+  if not chunk then return nil, err end
+  local mod, rerr = run_chunk(chunk, path, limits)
+  if not mod then return nil, rerr end
+  return mod, chunk
+end
+
+-- Module-name policies compiled once per process (the default stack's,
+-- when a node is made): spec -> { path =, chunk = }. Each node still runs
+-- the chunk, so it gets its own module table, locals and environment;
+-- only the search along package.path and the compile are saved. A reload
+-- reads the file again (and refreshes the entry: _M._cache_put).
+local compiled = {}
+
+-- Point the chunk's one upvalue (_ENV) at a fresh environment. The
+-- closures of an earlier run keep the one they were made with.
+local function fresh_env(chunk)
+  local env = setmetatable({}, { __index = _G })
+  local function cell() return env end
+  debug.upvaluejoin(chunk, 1, cell, 1)
+end
+
+local function load_cached(spec, limits)
+  local c = compiled[spec]
+  if not c or c.busy then
+    -- A miss, or a policy whose loading makes a node that loads it.
+    local path, err = package.searchpath(spec, package.path)
+    if not path then return nil, "policy module not found: " .. err end
+    local mod, chunk = load_file(path, limits)
+    if not mod then return nil, chunk end
+    if not c then compiled[spec] = { path = path, chunk = chunk } end
+    return mod, path, chunk
+  end
+  fresh_env(c.chunk)
+  c.busy = true
+  local mod, err = run_chunk(c.chunk, c.path, limits)
+  c.busy = false
+  if not mod then return nil, err end
+  return mod, c.path, c.chunk
+end
+
+-- A reload compiled spec's file again: later nodes get that version.
+function _M._cache_put(spec, entry)
+  if compiled[spec] and entry._chunk then
+    compiled[spec] = { path = entry.path, chunk = entry._chunk }
+  end
+end
+
 -- Resolve a policy spec: a file path, a module name ("luap2p.policies.x")
 -- or a table. Entry {name, path, module} or nil, message (internal).
-function _M._resolve(spec, limits)
+-- cached: a module name's compiled chunk may come from the process cache.
+function _M._resolve(spec, limits, cached)
   if type(spec) == "table" then
     local bad = _M.validate(spec)
     if bad then return nil, bad end
@@ -180,15 +230,23 @@ function _M._resolve(spec, limits)
   if type(spec) ~= "string" then
     return nil, "policy must be a file path, module name or table"
   end
+  local module_name = not spec:find("[/\\]") and not spec:find("%.lua$")
+  if cached and module_name then
+    local mod, path, chunk = load_cached(spec, limits)
+    if not mod then return nil, path end
+    return { name = mod.name or spec, path = path, module = mod,
+             _chunk = chunk }
+  end
   local path = spec
-  if not spec:find("[/\\]") and not spec:find("%.lua$") then
+  if module_name then
     local found, err = package.searchpath(spec, package.path)
     if not found then return nil, "policy module not found: " .. err end
     path = found
   end
-  local mod, err = load_file(path, limits)
-  if not mod then return nil, err end
-  return { name = mod.name or spec, path = path, module = mod }
+  local mod, chunk = load_file(path, limits)
+  if not mod then return nil, chunk end
+  return { name = mod.name or spec, path = path, module = mod,
+           _chunk = chunk }
 end
 
 -- p2p.policy.load_file(path[, limits]) -> module

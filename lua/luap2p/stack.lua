@@ -20,7 +20,11 @@ _M.DEFAULT_POLICIES = {
   "luap2p.policies.log",
 }
 
--- Build the stack from config.policies then the defaults.
+local DEFAULT = {}
+for _, s in ipairs(_M.DEFAULT_POLICIES) do DEFAULT[s] = true end
+
+-- Build the stack from config.policies then the defaults (those compiled
+-- once per process: luap2p.policy's cache).
 function Node:_load_stack()
   local specs = {}
   for _, s in ipairs(self.config.policies or {}) do specs[#specs + 1] = s end
@@ -28,8 +32,9 @@ function Node:_load_stack()
     for _, s in ipairs(_M.DEFAULT_POLICIES) do specs[#specs + 1] = s end
   end
   local stack = {}
+  local load_limits = #specs > 0 and policy.limits(self.config)
   for _, spec in ipairs(specs) do
-    local entry, err = policy._resolve(spec, policy.limits(self.config))
+    local entry, err = policy._resolve(spec, load_limits, DEFAULT[spec])
     if not entry then return nil, err end
     local limits = policy.entry_limits(entry, self.config)
     local bad = policy.run_check(entry, self, limits)
@@ -90,6 +95,7 @@ function Node:reload(path)
           if not ok then entry = nil end
         end
         if entry then
+          if DEFAULT[old.spec] then policy._cache_put(old.spec, entry) end
           self:_stop_entry(old)
           self._stack[i] = entry
           self:_want()
