@@ -551,26 +551,25 @@ int lp2p_conn_send_lent(lp2p_conn *c, const uint8_t *msg, size_t len,
 /* ------------------------------------------------------------- closing */
 
 /* Drop one of the connection's references (a libuv handle, or a key job
- * in flight); the last frees it. */
+ * in flight); the last frees it, once the node gave its slot back (the
+ * node may go then too: c->node is not touched after the report). */
 void lp2p__conn_unref(lp2p_conn *c) {
-  lp2p_node *n = c->node;
-  if (--c->open_handles == 0) {
-    lp2p__node_conn_freed(n, c);
-    lp2p_hs_free(c->hs);
-    free(c->hs_spill);
-    free(c->inbuf);
-    free(c->plain);
-    free(c->cstash);
-    lent_drop(c); /* none left: closing gave them back */
-    free(c->lent);
-    free(c->outq);
-    sblocks_free(c->sq_head);
-    sblocks_free(c->sq_free);
-    lp2p_msg_reader_free(&c->reader);
-    lp2p_crypto_wipe(&c->crypto);
-    free(c);
-  }
-  lp2p__node_handle_closed(n); /* may free the node: last */
+  if (--c->open_handles > 0)
+    return;
+  lp2p__node_report(c, LP2P_REPORT_FREED);
+  lp2p_hs_free(c->hs);
+  free(c->hs_spill);
+  free(c->inbuf);
+  free(c->plain);
+  free(c->cstash);
+  lent_drop(c); /* none left: closing gave them back */
+  free(c->lent);
+  free(c->outq);
+  sblocks_free(c->sq_head);
+  sblocks_free(c->sq_free);
+  lp2p_msg_reader_free(&c->reader);
+  lp2p_crypto_wipe(&c->crypto);
+  free(c);
 }
 
 
@@ -608,14 +607,8 @@ void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
              reason ? reason : (code ? lp2p_strerror(code) : "closed"));
     if (c->id != 0)
       lp2p__conn_emit_closed(c, LP2P_EV_DISCONNECTED, code, c->close_reason);
-    lp2p__node_conn_released(c->node, c);
-    c->node->buffered -= c->counted;
-    c->counted = 0;
-    if (c->yielded) {
-      c->yielded = 0;
-      if (--c->node->nyielded == 0)
-        uv_idle_stop(&c->node->pass_idle);
-    }
+    lp2p__node_report(c, LP2P_REPORT_CLOSING);
+    lp2p__conn_recount(c); /* its bytes stop counting */
     lp2p_hs_free(c->hs);
     c->hs = NULL;
     if (graceful && c->writes_in_flight > 0) {
@@ -676,7 +669,7 @@ static void on_timeout(uv_timer_t *t) {
 
 
 /* Build the handshake state machine, send our connection message, read. */
-void lp2p__conn_start_handshake(lp2p_conn *c) {
+void lp2p__conn_start_handshake(lp2p_conn *c, const uint8_t *nonce) {
   const lp2p_node_config *cfg = &c->node->cfg;
   lp2p_hs_config hc = {0};
   hc.identity = &cfg->identity;
@@ -691,13 +684,10 @@ void lp2p__conn_start_handshake(lp2p_conn *c) {
   hc.incoming = c->incoming;
   hc.max_conn_msg_len = cfg->max_conn_msg_len;
   hc.defer_key = c->node->workers != NULL;
-  uint8_t nonce[LP2P_NONCE_BYTES];
-  lp2p__node_random(c->node, nonce, sizeof nonce);
   hc.message_nonce = nonce;
   int err = 0;
   c->state = LP2P_CONN_HANDSHAKE;
   c->hs = lp2p_hs_new(&hc, &err);
-  sodium_memzero(nonce, sizeof nonce);
   if (c->hs == NULL) {
     lp2p__conn_fail(c, err, "handshake setup failed");
     return;
@@ -736,7 +726,6 @@ lp2p_conn *lp2p__conn_new(lp2p_node *n, int incoming) {
   c->timer.data = c;
   c->connect_req.data = c;
   c->open_handles = 2;
-  n->handles += 2;
   return c;
 }
 

@@ -14,12 +14,36 @@
 #include "node_internal.h"
 
 
-/* Apply the node's verdict after the remote metadata. */
+/* The node's verdict after the remote metadata: 1 when it closed c. */
 static int decide(lp2p_conn *c) {
-  lp2p__node_authenticated(c->node, c);
+  lp2p__node_report(c, LP2P_REPORT_AUTHENTICATED);
   if (c->state != LP2P_CONN_HANDSHAKE)
     return 1; /* closed by the verdict */
   return 0;
+}
+
+
+/* The remote Ack arrived: the channel keys replace the handshake, the
+ * connection runs with full token buckets, and the node counts it. */
+static void establish(lp2p_conn *c) {
+  lp2p_node *n = c->node;
+  const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
+  c->p2p_version = r->p2p_version;
+  c->ddb_version = r->ddb_version;
+  int rc = lp2p_hs_crypto(c->hs, &c->crypto);
+  lp2p_hs_free(c->hs);
+  c->hs = NULL;
+  if (rc < 0) {
+    lp2p_conn_close(c, rc, NULL, 0);
+    return;
+  }
+  uv_timer_stop(&c->timer);
+  c->state = LP2P_CONN_RUNNING;
+  c->p2p_tokens = n->cfg.p2p_burst;
+  c->app_tokens = n->cfg.app_burst;
+  c->tokens_at = uv_now(n->loop);
+  c->pass = n->pass;
+  lp2p__node_report(c, LP2P_REPORT_ESTABLISHED);
 }
 
 
@@ -38,8 +62,7 @@ static void key_submit(lp2p_conn *c) {
   c->key.work.done = key_done;
   c->key.work.canceled = 0;
   c->key_pending = 1;
-  c->open_handles++; /* the job holds the connection and the node */
-  n->handles++;
+  c->open_handles++; /* the job holds the connection (and so the node) */
   lp2p_workers_submit(n->workers, &c->key.work);
 }
 
@@ -74,7 +97,7 @@ static int handshake_event(lp2p_conn *c, int ev) {
     /* What we queued goes before the first framed byte. */
     if ((rc = lp2p__conn_flush_handshake(c)) < 0)
       return rc;
-    lp2p__node_established(c->node, c);
+    establish(c);
     return 1;
   case LP2P_HS_NACKED: {
     const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);

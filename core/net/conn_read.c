@@ -344,23 +344,11 @@ void lp2p__conn_set_reading(lp2p_conn *c, int on) {
 }
 
 
-/* Active only while a connection is yielded: the loop must not block in
- * poll, since nothing will wake it for input that is already here. */
-static void on_pass_idle(uv_idle_t *h) { (void)h; }
-
-
+/* Input held back for the next loop pass, or no more: the node keeps the
+ * list of those it resumes (and sets c->yielded). */
 static void set_yielded(lp2p_conn *c, int on) {
-  lp2p_node *n = c->node;
-  if (on == c->yielded)
-    return;
-  c->yielded = on;
-  if (on) {
-    n->stats.yields++;
-    if (n->nyielded++ == 0)
-      uv_idle_start(&n->pass_idle, on_pass_idle);
-  } else if (--n->nyielded == 0) {
-    uv_idle_stop(&n->pass_idle);
-  }
+  if (on != c->yielded)
+    lp2p__node_report(c, on ? LP2P_REPORT_YIELDED : LP2P_REPORT_UNYIELDED);
 }
 
 
@@ -386,7 +374,7 @@ void lp2p__conn_after_input(lp2p_conn *c, int rc) {
   set_yielded(c, !held_back && lp2p__conn_has_stash(c));
   lp2p__conn_recount(c);
   if (n->buffered > n->cfg.incoming_buffer_bytes)
-    lp2p__node_enforce_budget(n);
+    lp2p__node_report(c, LP2P_REPORT_OVER_BUDGET);
 }
 
 
@@ -446,22 +434,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 }
 
 
-/* The node's pass tick: every yielded connection gets its next pass. */
-void lp2p__node_resume(lp2p_node *n) {
-  n->pass++;
-  if (n->nyielded == 0)
+/* The node's pass tick, for a connection that held input back (the node
+ * took it off its list): feed what is stashed, read on. */
+void lp2p__conn_next_pass(lp2p_conn *c) {
+  if (c->state != LP2P_CONN_RUNNING)
     return;
-  for (uint32_t i = 0; i < n->nslots && n->nyielded > 0 && !n->closing;
-       i++) {
-    lp2p_conn *c = n->slots[i];
-    if (c == NULL || !c->yielded)
-      continue;
-    set_yielded(c, 0);
-    if (c->state != LP2P_CONN_RUNNING)
-      continue;
-    new_pass(c);
-    lp2p__conn_after_input(c, drain_stash(c));
-  }
+  new_pass(c);
+  lp2p__conn_after_input(c, drain_stash(c));
 }
 
 

@@ -194,8 +194,31 @@ void lp2p__node_handshake_over(lp2p_node *n, lp2p_conn *c) {
 }
 
 
-/* Release the counts of a closing connection. Idempotent. */
-void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c) {
+/* Active only while a connection is yielded: the loop must not block in
+ * poll, since nothing will wake it for input that is already here. */
+static void on_pass_idle(uv_idle_t *h) { (void)h; }
+
+
+/* Put c on the list of connections resumed at the next loop pass (input
+ * held back by the fairness caps), or take it off. */
+static void set_yielded(lp2p_node *n, lp2p_conn *c, int on) {
+  if (on == c->yielded)
+    return;
+  c->yielded = on;
+  if (on) {
+    n->stats.yields++;
+    if (n->nyielded++ == 0)
+      uv_idle_start(&n->pass_idle, on_pass_idle);
+  } else if (--n->nyielded == 0) {
+    uv_idle_stop(&n->pass_idle);
+  }
+}
+
+
+/* Release the counts of a closing connection, and its place on the
+ * resume list. Idempotent. */
+static void conn_released(lp2p_node *n, lp2p_conn *c) {
+  set_yielded(n, c, 0);
   lp2p__node_handshake_over(n, c);
   if (c->counted_admission) {
     c->counted_admission = 0;
@@ -212,9 +235,9 @@ void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c) {
 
 /* Release the slot of a connection whose memory goes now. A closing
  * connection keeps its slot until then, so the node can still reach it
- * (lp2p_node_force_close). */
-void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c) {
-  lp2p__node_conn_released(n, c);
+ * (lp2p_loop_close_nodes). */
+void lp2p__node_slot_release(lp2p_node *n, lp2p_conn *c) {
+  conn_released(n, c);
   if (c->id != 0) {
     uint32_t i = (uint32_t)(c->id & 0xffffffffu) - 1;
     if (i < n->nslots && n->slots[i] == c) {
@@ -305,8 +328,10 @@ void lp2p__node_random(lp2p_node *n, uint8_t *out, size_t len) {
 }
 
 
-void lp2p__node_handle_closed(lp2p_node *n) {
-  if (--n->handles == 0 && n->closing)
+/* A closed node goes once its own handles are closed and its
+ * connections freed. */
+static void maybe_free(lp2p_node *n) {
+  if (n->closing && n->handles == 0 && n->nconns == 0)
     free_node(n);
 }
 
@@ -316,7 +341,8 @@ void lp2p__node_on_handle_closed(uv_handle_t *h) {
   if ((void *)h != (void *)&n->rate_timer &&
       (void *)h != (void *)&n->pass_tick && (void *)h != (void *)&n->pass_idle)
     free(h);
-  lp2p__node_handle_closed(n);
+  n->handles--;
+  maybe_free(n);
 }
 
 
@@ -340,8 +366,19 @@ static void on_rate_tick(uv_timer_t *t) {
 }
 
 
+/* A new loop pass: every connection that held input back gets its next
+ * one. */
 static void on_pass_tick(uv_prepare_t *h) {
-  lp2p__node_resume(h->data);
+  lp2p_node *n = h->data;
+  n->pass++;
+  for (uint32_t i = 0; i < n->nslots && n->nyielded > 0 && !n->closing;
+       i++) {
+    lp2p_conn *c = n->slots[i];
+    if (c == NULL || !c->yielded)
+      continue;
+    set_yielded(n, c, 0);
+    lp2p__conn_next_pass(c);
+  }
 }
 
 
@@ -351,7 +388,7 @@ static void on_pass_tick(uv_prepare_t *h) {
  * under it. A closed connection's bytes stop counting at once; its
  * buffers go with its handles.
  */
-void lp2p__node_enforce_budget(lp2p_node *n) {
+static void enforce_budget(lp2p_node *n) {
   while (n->buffered > n->cfg.incoming_buffer_bytes && !n->closing) {
     lp2p_conn *big = NULL;
     for (uint32_t i = 0; i < n->nslots; i++) {
@@ -365,6 +402,35 @@ void lp2p__node_enforce_budget(lp2p_node *n) {
     n->stats.cut_budget++;
     lp2p_conn_close(big, LP2P_ENOBUFS,
                     "incoming buffer budget exceeded: largest holder", 0);
+  }
+}
+
+
+/* What a connection tells its node (node_internal.h). */
+void lp2p__node_report(lp2p_conn *c, lp2p_conn_report what) {
+  lp2p_node *n = c->node;
+  switch (what) {
+  case LP2P_REPORT_AUTHENTICATED:
+    lp2p__node_decide(n, c);
+    break;
+  case LP2P_REPORT_ESTABLISHED:
+    lp2p__node_running(n, c);
+    break;
+  case LP2P_REPORT_YIELDED:
+  case LP2P_REPORT_UNYIELDED:
+    set_yielded(n, c, what == LP2P_REPORT_YIELDED);
+    break;
+  case LP2P_REPORT_OVER_BUDGET:
+    enforce_budget(n);
+    break;
+  case LP2P_REPORT_CLOSING:
+    conn_released(n, c);
+    break;
+  case LP2P_REPORT_FREED:
+    lp2p__node_slot_release(n, c);
+    n->nconns--;
+    maybe_free(n);
+    break;
   }
 }
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "node_internal.h"
 
 
@@ -58,6 +60,28 @@ static int same_ip(const lp2p_point *a, const lp2p_point *b) {
 }
 
 
+/* ---------------------------------------------------------- connections */
+
+/* A connection of n: the node counts it until it is freed
+ * (LP2P_REPORT_FREED), and stays until then. */
+static lp2p_conn *new_conn(lp2p_node *n, int incoming) {
+  lp2p_conn *c = lp2p__conn_new(n, incoming);
+  if (c != NULL)
+    n->nconns++;
+  return c;
+}
+
+
+/* The handshake of c starts, with its connection message's nonce from
+ * the loop's random buffer. */
+static void start_handshake(lp2p_conn *c) {
+  uint8_t nonce[LP2P_NONCE_BYTES];
+  lp2p__node_random(c->node, nonce, sizeof nonce);
+  lp2p__conn_start_handshake(c, nonce);
+  sodium_memzero(nonce, sizeof nonce);
+}
+
+
 /* --------------------------------------------------------------- accept */
 
 /*
@@ -92,7 +116,7 @@ static void on_connection(uv_stream_t *server, int status) {
   lp2p_node *n = server->data;
   if (status < 0 || n->closing)
     return;
-  lp2p_conn *c = lp2p__conn_new(n, 1);
+  lp2p_conn *c = new_conn(n, 1);
   if (c == NULL)
     return;
   struct sockaddr_storage ss;
@@ -128,7 +152,7 @@ static void on_connection(uv_stream_t *server, int status) {
   n->pending_incoming++;
   lp2p__node_emit_conn(n, c, LP2P_EV_ACCEPTED);
   lp2p__conn_arm_timeout(c, n->cfg.authentication_timeout_ms);
-  lp2p__conn_start_handshake(c);
+  start_handshake(c);
 }
 
 
@@ -142,7 +166,7 @@ static void on_connection(uv_stream_t *server, int status) {
 int lp2p_node_adopt(lp2p_node *n, uv_os_sock_t sock, uint64_t *id) {
   if (n->closing)
     return LP2P_ECLOSED;
-  lp2p_conn *c = lp2p__conn_new(n, 1);
+  lp2p_conn *c = new_conn(n, 1);
   if (c == NULL)
     return LP2P_ENOMEM;
   /* The slot first: once uv_tcp_open took the socket, nothing fails. */
@@ -150,7 +174,7 @@ int lp2p_node_adopt(lp2p_node *n, uv_os_sock_t sock, uint64_t *id) {
   if (rc == 0) {
     rc = uv_tcp_open(&c->tcp, sock);
     if (rc < 0)
-      lp2p__node_conn_freed(n, c);
+      lp2p__node_slot_release(n, c);
   }
   if (rc < 0) {
     c->id = 0; /* no "disconnected" for a connection never started */
@@ -167,7 +191,7 @@ int lp2p_node_adopt(lp2p_node *n, uv_os_sock_t sock, uint64_t *id) {
   *id = c->id;
   lp2p__node_emit_conn(n, c, LP2P_EV_ACCEPTED);
   lp2p__conn_arm_timeout(c, n->cfg.authentication_timeout_ms);
-  lp2p__conn_start_handshake(c);
+  start_handshake(c);
   return 0;
 }
 
@@ -219,7 +243,7 @@ static void on_connect(uv_connect_t *req, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  lp2p__conn_start_handshake(c);
+  start_handshake(c);
 }
 
 
@@ -245,7 +269,7 @@ int lp2p_node_connect(lp2p_node *n, const lp2p_point *p,
     return LP2P_ETOOMANY;
   if (point_busy(n, p))
     return LP2P_EALREADY;
-  lp2p_conn *c = lp2p__conn_new(n, 0);
+  lp2p_conn *c = new_conn(n, 0);
   if (c == NULL)
     return LP2P_ENOMEM;
   c->addr = *p;
@@ -263,7 +287,7 @@ int lp2p_node_connect(lp2p_node *n, const lp2p_point *p,
     rc = uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&ss,
                         on_connect);
   if (rc < 0) {
-    lp2p__node_conn_freed(n, c);
+    lp2p__node_slot_release(n, c);
     c->id = 0; /* no "disconnected" for a connection never started */
     lp2p_conn_close(c, rc, NULL, 0);
     return rc;

@@ -96,7 +96,7 @@ static void refusal(const lp2p_node *n, lp2p_conn *c,
  * verdict (Ack, Nack then close, or close). A hard refusal cannot be turned
  * into an Ack by the hook; the hook may add Nack points or close instead.
  */
-void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c) {
+void lp2p__node_decide(lp2p_node *n, lp2p_conn *c) {
   const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
   lp2p_auth_info info;
   memset(&info, 0, sizeof info);
@@ -162,25 +162,10 @@ void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c) {
 }
 
 
-/* The remote Ack arrived: the connection is running. */
-void lp2p__node_established(lp2p_node *n, lp2p_conn *c) {
-  const lp2p_hs_remote *r = lp2p_hs_remote_info(c->hs);
-  c->p2p_version = r->p2p_version;
-  c->ddb_version = r->ddb_version;
-  int rc = lp2p_hs_crypto(c->hs, &c->crypto);
-  lp2p_hs_free(c->hs);
-  c->hs = NULL;
-  if (rc < 0) {
-    lp2p_conn_close(c, rc, NULL, 0);
-    return;
-  }
-  uv_timer_stop(&c->timer);
+/* Both Acks are out and c runs (LP2P_REPORT_ESTABLISHED): it leaves the
+ * pending counts for the active ones. */
+void lp2p__node_running(lp2p_node *n, lp2p_conn *c) {
   lp2p__node_handshake_over(n, c);
-  c->state = LP2P_CONN_RUNNING;
-  c->p2p_tokens = n->cfg.p2p_burst;
-  c->app_tokens = n->cfg.app_burst;
-  c->tokens_at = uv_now(n->loop);
-  c->pass = n->pass;
   c->counted_active = 1;
   n->active++;
   lp2p__node_emit_conn(n, c, LP2P_EV_CONNECTED);

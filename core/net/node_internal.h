@@ -1,6 +1,8 @@
 /*
- * node_internal.h - the structures of nodes and connections and the calls
- * between conn.c and handler.c. Only core/net includes it.
+ * node_internal.h - the structures of nodes and connections, and the calls
+ * between the node (handler*.c) and its connections (conn*.c): down from
+ * the node, up through one report (see "Who calls whom" below). Only
+ * core/net includes it.
  */
 #ifndef LP2P_NODE_INTERNAL_H
 #define LP2P_NODE_INTERNAL_H
@@ -108,8 +110,9 @@ struct lp2p_conn {
   int counted_admission;
   lp2p_hs *hs; /* during the handshake only */
   /* The key job on a worker (node->workers): while key_pending it holds
-   * one of open_handles and one node handle, so neither goes away under
-   * it; input meanwhile waits in hs_stash. */
+   * one of open_handles, so the connection (and so its node, which lives
+   * while it has connections) does not go away under it; input meanwhile
+   * waits in hs_stash. */
   struct {
     lp2p_work work;
     lp2p_hs_keyjob job;
@@ -188,7 +191,8 @@ struct lp2p_node {
   uint32_t nslots, free_head;
   unsigned pending_incoming, pending_outgoing, active;
   unsigned acked_pending; /* connections with an acked handshake */
-  unsigned handles; /* open libuv handles; freed at 0 after close */
+  unsigned handles; /* its own open handles (listeners, timers) */
+  unsigned nconns;  /* its connections not freed yet */
   int closing;
   lp2p_stat total;
   uv_prepare_t pass_tick; /* a new loop pass; resumes yielded conns */
@@ -204,48 +208,91 @@ struct lp2p_node {
   lp2p_node *next_in_loop; /* the loop's nodes: shared->nodes is the head */
 };
 
-/* Used by conn.c, defined in handler.c. */
-void lp2p__node_random(lp2p_node *n, uint8_t *out, size_t len);
+/*
+ * Who calls whom. The node (handler*.c) owns its connections: it makes
+ * them, reaches down into them through the lp2p__conn_* calls below (and
+ * reads and writes their fields: the counts it keeps in them are its
+ * own), and frees nothing of theirs. A connection (conn*.c) reports up
+ * through exactly two calls, lp2p__node_report and lp2p__node_emit, and
+ * calls no other function of the node's files. It does read the node's
+ * config, loop, pass counter and shared buffers, add to its totals and
+ * budget counters (plain sums the node reads back), and call the
+ * embedder's message hook itself: the hot path, to which the node would
+ * add nothing. spec/house_spec.lua checks the two calls.
+ */
+
+/* What a connection reports to its node; c->node acts on it. */
+typedef enum lp2p_conn_report {
+  /* The remote metadata is read: the node runs the hard checks and the
+   * authenticated hook and applies its verdict (lp2p_hs_ack, or
+   * lp2p__conn_finish after a Nack, or lp2p_conn_close); c may be
+   * closing on return. */
+  LP2P_REPORT_AUTHENTICATED,
+  /* Both Acks are out and c runs: it moves from the pending counts to the
+   * active ones; "connected" (and maybe "too_many_connections"). */
+  LP2P_REPORT_ESTABLISHED,
+  /* c holds input back for the next loop pass, or no more: the node keeps
+   * the list it resumes from its pass tick (lp2p__conn_next_pass) and
+   * sets c->yielded. */
+  LP2P_REPORT_YIELDED,
+  LP2P_REPORT_UNYIELDED,
+  /* After c's recount the node's buffered bytes are over its budget: the
+   * largest holders are closed (maybe c). */
+  LP2P_REPORT_OVER_BUDGET,
+  /* c is closing (it said "disconnected" or "auth_failed" already): its
+   * counts go back, it leaves the resume list. Idempotent. */
+  LP2P_REPORT_CLOSING,
+  /* c's last reference is gone: its slot goes. The node may free itself
+   * here (once closed, with no handle and no connection left); c's own
+   * memory is freed right after, without c->node. */
+  LP2P_REPORT_FREED
+} lp2p_conn_report;
+
+/* Up, defined in handler.c: a connection's report; an event (about a
+ * connection or not) to the embedder's event hook, unless the node is
+ * closing. */
+void lp2p__node_report(lp2p_conn *c, lp2p_conn_report what);
 void lp2p__node_emit(lp2p_node *n, const lp2p_event *ev);
-void lp2p__node_authenticated(lp2p_node *n, lp2p_conn *c);
-void lp2p__node_established(lp2p_node *n, lp2p_conn *c);
-void lp2p__node_conn_released(lp2p_node *n, lp2p_conn *c);
-void lp2p__node_conn_freed(lp2p_node *n, lp2p_conn *c);
-/* conn.c: who c is, for an event about it (pointers into c). */
+
+/* Down, what the node asks of a connection (conn.c). A new connection of
+ * n with both handles initialised (2 references), or NULL. */
+lp2p_conn *lp2p__conn_new(lp2p_node *n, int incoming);
+/* Start the handshake (nonce: our connection message's): send our
+ * connection message unless incoming, read. */
+void lp2p__conn_start_handshake(lp2p_conn *c, const uint8_t *nonce);
+void lp2p__conn_arm_timeout(lp2p_conn *c, uint64_t ms);
+/* Who c is, for an event about it (pointers into c). */
 void lp2p__conn_who(const lp2p_conn *c, lp2p_ev_conn *who);
-/* conn.c: free the buffers of an idle connection. */
+/* Write what the handshake queued (a Nack), then close. */
+void lp2p__conn_finish(lp2p_conn *c, int code, const char *reason);
+/* Close both handles now, even with writes pending. */
+void lp2p__conn_force_close(lp2p_conn *c);
+/* Free the buffers of an idle connection. */
 void lp2p__conn_trim(lp2p_conn *c);
-/* conn.c: emit an lp2p_ev_closed kind about c (reason NULL: the code's
- * text); fail c (auth_failed during the handshake, then closed); write
- * what the handshake queued. */
+/* conn_read.c: the rate tick's checks (stalled partial message, a paused
+ * connection whose peer hung up); the pass tick, for a connection taken
+ * off the resume list. */
+void lp2p__conn_tick(lp2p_conn *c, uint64_t tick_ms);
+void lp2p__conn_next_pass(lp2p_conn *c);
+
+/* Within a connection's files (conn.c, conn_read.c, conn_handshake.c).
+ * Emit an lp2p_ev_closed kind about c (reason NULL: the code's text);
+ * fail c (auth_failed during the handshake, then closed); write what the
+ * handshake queued; drop a reference (a handle, a key job: the last
+ * frees c). */
 void lp2p__conn_emit_closed(lp2p_conn *c, lp2p_event_type type, int code,
                             const char *reason);
 void lp2p__conn_fail(lp2p_conn *c, int code, const char *reason);
 int lp2p__conn_flush_handshake(lp2p_conn *c);
-/* conn.c: drop a reference (a handle, a key job); the last frees c. */
 void lp2p__conn_unref(lp2p_conn *c);
-/* conn_read.c: start reading c; does c hold input back (stashed by
- * the fairness caps)? */
+/* conn_read.c: start reading c; does c hold input back (stashed by the
+ * fairness caps)? The bytes c holds on the read side; refresh its share
+ * of node->buffered (0 once it is not running). */
 int lp2p__conn_read_start(lp2p_conn *c);
 int lp2p__conn_has_stash(const lp2p_conn *c);
-/* conn_read.c: the bytes c holds on the read side; refresh node->buffered. */
 size_t lp2p__conn_usage(const lp2p_conn *c);
 void lp2p__conn_recount(lp2p_conn *c);
-/* conn_read.c: the rate tick's checks (stalled partial message, a paused
- * connection whose peer hung up); resume the yielded (the pass tick). */
-void lp2p__conn_tick(lp2p_conn *c, uint64_t tick_ms);
-void lp2p__node_resume(lp2p_node *n);
-/* handler.c: close the largest holders until under the budget. */
-void lp2p__node_enforce_budget(lp2p_node *n);
-/* conn.c: close both handles now, even with writes pending. */
-void lp2p__conn_force_close(lp2p_conn *c);
-void lp2p__node_handle_closed(lp2p_node *n);
-void lp2p__conn_start_handshake(lp2p_conn *c);
-/* conn.c: a connection with both handles initialised (2 node handles). */
-lp2p_conn *lp2p__conn_new(lp2p_node *n, int incoming);
-void lp2p__conn_arm_timeout(lp2p_conn *c, uint64_t ms);
-/* Write what the handshake queued (a Nack), then close. */
-void lp2p__conn_finish(lp2p_conn *c, int code, const char *reason);
+
 /* Between conn_read.c and conn_handshake.c. Feed running input (nread:
  * bytes of this read, for the pass caps) and handle what the input
  * left: fail on an error, read on or stop, recount (0, DELIVER_YIELD or
@@ -260,15 +307,21 @@ int lp2p__conn_hs_eof(lp2p_conn *c, int code);
 /* Read c's socket, or stop (idempotent). */
 void lp2p__conn_set_reading(lp2p_conn *c, int on);
 
-/* Between the node's files (handler.c, handler_open.c,
- * handler_verdict.c), defined in handler.c: emit an lp2p_ev_conn kind
- * about c, or a trigger (the active count); give c a slot and its id;
- * release c's pending and acked counts (idempotent); the close callback
- * of the node's own handles (listeners, timers). */
+/* Among the node's files (handler.c, handler_open.c, handler_verdict.c).
+ * handler.c: random bytes from the loop's buffer; emit an lp2p_ev_conn
+ * kind about c, or a trigger (the active count); give c a slot and its
+ * id, or give it back (idempotent); release c's pending and acked counts
+ * (idempotent); the close callback of the node's own handles (listeners,
+ * timers). handler_verdict.c: the verdict (LP2P_REPORT_AUTHENTICATED), the
+ * counts of a connection that runs (LP2P_REPORT_ESTABLISHED). */
+void lp2p__node_random(lp2p_node *n, uint8_t *out, size_t len);
 void lp2p__node_emit_conn(lp2p_node *n, lp2p_conn *c, lp2p_event_type type);
 void lp2p__node_emit_trigger(lp2p_node *n, lp2p_event_type type);
 int lp2p__node_slot_assign(lp2p_node *n, lp2p_conn *c);
+void lp2p__node_slot_release(lp2p_node *n, lp2p_conn *c);
 void lp2p__node_handshake_over(lp2p_node *n, lp2p_conn *c);
 void lp2p__node_on_handle_closed(uv_handle_t *h);
+void lp2p__node_decide(lp2p_node *n, lp2p_conn *c);
+void lp2p__node_running(lp2p_node *n, lp2p_conn *c);
 
 #endif /* LP2P_NODE_INTERNAL_H */
