@@ -1,4 +1,4 @@
--- The event tables the C core hands to Lua (core/lua/lua_node.c, before
+-- The event tables the C core hands to Lua (core/lua/lua_node_hooks.c, before
 -- dispatch.lua adds conn objects and timestamps): each kind carries exactly
 -- these fields, with these Lua types and, where the core fixes them, these
 -- values. Recorded by wrapping the dispatcher of core.node.
@@ -149,6 +149,36 @@ describe("core events", function()
     assert.same(with(PEER, { code = "string", reason = "string" }),
                 sa.decoding_error)
     assert.equal("P2P message does not decode", fa.decoding_error.reason)
+  end)
+
+  it("of a node over max_connections", function()
+    -- The core's own node (no Lua node around it): a threshold over
+    -- max_connections lets a connection in past it, with no random
+    -- extra slot.
+    local b = keep(h.quiet{ default_policies = false })
+    local shapes, first = {}, {}
+    local a = core.node({ pow_bits = 0, chain = b.config.chain,
+                          max_connections = 0, connections_threshold = 5 },
+      core.identity_generate(), function(kind, ev)
+        if kind == "accept" then return true end
+        if kind == "event" and not shapes[ev.type] then
+          local shape = {}
+          for k, v in pairs(ev) do shape[k] = math.type(v) or type(v) end
+          shapes[ev.type], first[ev.type] = shape, ev
+        end
+      end)
+    local port = assert(a:listen("127.0.0.1", 0))
+    local ok, err = pcall(function()
+      assert(b:connect("127.0.0.1:" .. port))
+      h.wait(function() return shapes.too_many_connections end, 5,
+             "too_many_connections")
+    end)
+    a:close()
+    assert(ok, err)
+    assert.same(PEER, shapes.connected)
+    assert.same({ type = "string", active = "integer" },
+                shapes.too_many_connections)
+    assert.equal(1, first.too_many_connections.active)
   end)
 
   it("of the node going under load and back", function()
