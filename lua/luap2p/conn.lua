@@ -5,8 +5,8 @@ local core = require "luap2p.core"
 local shell = require "luap2p.shell"
 local task = require "luap2p.task"
 
-local string, table, tostring, type, error, pcall, setmetatable =
-      string, table, tostring, type, error, pcall, setmetatable
+local string, table, tostring, type, error, setmetatable =
+      string, table, tostring, type, error, setmetatable
 
 local APP_TAG = 0x10
 
@@ -34,16 +34,12 @@ end
 
 -- Connection listeners get the same event table as node listeners:
 -- fn(ev), ev.conn being this connection.
+local listeners = task.listeners
+local CONN_WHAT, NODE_WHAT = "conn %s handler", "%s listener"
+
 function Conn:_emit(kind, ev)
   local list = self._on[kind]
-  if not list then return end
-  local held = task.held
-  for i = 1, #list do
-    held.n = held.n + 1 -- a listener must not wait (see luap2p.task)
-    local ok, err = pcall(list[i], ev)
-    held.n = held.n - 1
-    if not ok then self.node:_error("conn " .. kind .. " handler", err) end
-  end
+  if list then listeners(list, ev, self.node, CONN_WHAT, kind) end
 end
 
 -- Deliver an application message: handlers, else the inbox. The inbox is
@@ -56,11 +52,14 @@ end
 -- Returns pause (true: stop reading), held (bytes now in the inbox).
 function Conn:_deliver(payload, tag)
   local node = self.node
-  if self._on.message or node._on.message or node._on.shell then
+  local mine = self._on.message
+  if mine or node._on.message or node._on.shell then
     local ev = { type = "message", conn = self, conn_id = self.id,
                  payload = payload, tag = tag }
-    self:_emit("message", ev)
-    node:_listeners("message", ev)
+    -- Conn:_emit and Node:_listeners, inline: this runs per message.
+    if mine then listeners(mine, ev, node, CONN_WHAT, "message") end
+    local theirs = node._on.message -- a connection listener may add one
+    if theirs then listeners(theirs, ev, node, NODE_WHAT, "message") end
     return
   end
   local cfg = node.config

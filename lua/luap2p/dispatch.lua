@@ -7,8 +7,10 @@ local Conn = require "luap2p.conn"
 local shell = require "luap2p.shell"
 local task = require "luap2p.task"
 
-local io, ipairs, math, os, pairs, pcall, string, table, tostring, type =
-      io, ipairs, math, os, pairs, pcall, string, table, tostring, type
+local listeners = task.listeners
+
+local io, ipairs, math, os, pairs, string, table, tostring, type =
+      io, ipairs, math, os, pairs, string, table, tostring, type
 
 local Node = {}
 local _M = { methods = Node, APP_TAG = 0x10 }
@@ -102,14 +104,7 @@ end
 -- listener that throws is reported on stderr and the others still run).
 function Node:_listeners(kind, ev)
   local list = self._on[kind]
-  if not list then return end
-  local held = task.held
-  for i = 1, #list do
-    held.n = held.n + 1 -- a listener must not wait (see luap2p.task)
-    local ok, err = pcall(list[i], ev)
-    held.n = held.n - 1
-    if not ok then self:_error(kind .. " listener", err) end
-  end
+  if list then listeners(list, ev, self, "%s listener", kind) end
 end
 
 ---------------------------------------------------------------- wanted

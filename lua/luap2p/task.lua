@@ -47,7 +47,7 @@ local later = {}           -- yielded with sleep(0): next drain
 local drain_timer
 local draining = false
 -- held.n > 0 while hooks and listeners run (a table, so that the hot
--- listener loops count inline: see dispatch.lua and conn.lua)
+-- listener loop counts inline: see _M.listeners)
 local held = { n = 0 }
 _M.held = held
 local next_id = 0
@@ -207,6 +207,20 @@ function _M.pcall(fn, ...)
 end
 
 function _M.hold(n) held.n = held.n + n end
+
+-- The one listener loop (node and connection listeners): call every
+-- function of list with ev, protected and held; a failure is reported as
+-- node:_error(what:format(kind), err) and the others still run. Counting
+-- inline rather than through _M.pcall spares a call per listener on the
+-- per-message path.
+function _M.listeners(list, ev, node, what, kind)
+  for i = 1, #list do
+    held.n = held.n + 1
+    local ok, err = pcall(list[i], ev)
+    held.n = held.n - 1
+    if not ok then node:_error(string.format(what, kind), err) end
+  end
+end
 
 -- The running task, for a waiting call named `who`; raises elsewhere.
 local function current(who)
