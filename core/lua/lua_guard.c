@@ -135,15 +135,6 @@ static void guard_hook(lua_State *L, lua_Debug *ar) {
 }
 
 
-static int traceback(lua_State *L) {
-  const char *msg = lua_tostring(L, 1);
-  if (msg == NULL)
-    msg = luaL_tolstring(L, 1, NULL);
-  luaL_traceback(L, L, msg, 1);
-  return 1;
-}
-
-
 /*
  * core.guard(budget, memory, seconds, fn, ...) -> true, results...
  *                                              | false, message
@@ -161,7 +152,7 @@ static int core_guard(lua_State *L) {
   luaL_argcheck(L, seconds >= 0, 3, "must be >= 0");
   guard_state *g = state_of(L);
   int nargs = lua_gettop(L) - 4;
-  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, lp2p__traceback);
   lua_replace(L, 3); /* msgh at 3, fn at 4 */
   lua_remove(L, 1);  /* msgh at 2, fn at 3 */
   lua_pushboolean(L, 1);

@@ -90,7 +90,7 @@ uv_loop_t *lp2p__loop(lua_State *L) {
 
 /* ---------------------------------------------------------- pcall funnel */
 
-static int traceback(lua_State *L) {
+int lp2p__traceback(lua_State *L) {
   const char *msg = lua_tostring(L, 1);
   if (msg == NULL)
     msg = luaL_tolstring(L, 1, NULL);
@@ -108,7 +108,7 @@ static int traceback(lua_State *L) {
  */
 int lp2p__pcall(lua_State *L, int nargs, int nresults, const char *where) {
   int base = lua_gettop(L) - nargs;
-  lua_pushcfunction(L, traceback);
+  lua_pushcfunction(L, lp2p__traceback);
   lua_insert(L, base);
   loop_box *box = get_box(L);
   if (box != NULL)

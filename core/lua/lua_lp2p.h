@@ -46,6 +46,9 @@ void lp2p__push_channel(lua_State *L, const lp2p_crypto *c);
  * funnel for every C->Lua call (see its comment); the main thread. */
 uv_loop_t *lp2p__loop(lua_State *L);
 int lp2p__pcall(lua_State *L, int nargs, int nresults, const char *where);
+/* The message handler of every protected call: the error (made a string
+ * when it is not one) with a traceback. */
+int lp2p__traceback(lua_State *L);
 lua_State *lp2p__main_thread(lua_State *L);
 /* Non-zero while a C->Lua call through lp2p__pcall is in progress: the
  * loop must not run then (core.run raises). */

@@ -208,6 +208,38 @@ static int jnumber(json_parser *j) {
 }
 
 
+/* A member's key at j->p (white space first) and its ':': as jstring
+ * into key. 0 or -1 (error set). */
+static int jkey(json_parser *j, char *key, size_t cap, size_t *len,
+                int *too_long) {
+  jskip_ws(j);
+  if (j->p >= j->end || *j->p != '"') {
+    jsyntax(j, "expected a key");
+    return -1;
+  }
+  if (jstring(j, key, cap, len, too_long) != 0)
+    return -1;
+  jskip_ws(j);
+  if (j->p >= j->end || *j->p != ':') {
+    jsyntax(j, "expected ':'");
+    return -1;
+  }
+  j->p++;
+  return 0;
+}
+
+
+/* After a member or an element: 1 past a ',', 0 past the closing
+ * bracket, -1 (error set) at anything else. */
+static int jnext(json_parser *j, char close) {
+  jskip_ws(j);
+  if (j->p < j->end && (*j->p == ',' || *j->p == close))
+    return *j->p++ == ',';
+  jsyntax(j, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'");
+  return -1;
+}
+
+
 /* Skip any JSON value (the values of unknown keys); nesting is bounded so
  * the recursion is too. */
 static int jskip_value(json_parser *j, int depth) {
@@ -243,34 +275,13 @@ static int jskip_value(json_parser *j, int depth) {
     return 0;
   }
   for (;;) {
-    if (c == '{') {
-      jskip_ws(j);
-      if (j->p >= j->end || *j->p != '"') {
-        jsyntax(j, "expected a key");
-        return -1;
-      }
-      if (jstring(j, NULL, 0, NULL, NULL) != 0)
-        return -1;
-      jskip_ws(j);
-      if (j->p >= j->end || *j->p != ':') {
-        jsyntax(j, "expected ':'");
-        return -1;
-      }
-      j->p++;
-    }
+    if (c == '{' && jkey(j, NULL, 0, NULL, NULL) != 0)
+      return -1;
     if (jskip_value(j, depth + 1) != 0)
       return -1;
-    jskip_ws(j);
-    if (j->p < j->end && *j->p == ',') {
-      j->p++;
-      continue;
-    }
-    if (j->p < j->end && *j->p == close) {
-      j->p++;
-      return 0;
-    }
-    jsyntax(j, c == '{' ? "expected ',' or '}'" : "expected ',' or ']'");
-    return -1;
+    int more = jnext(j, close);
+    if (more <= 0)
+      return more;
   }
 }
 
@@ -292,19 +303,8 @@ static int jobject(json_parser *j, json_field fields[F_COUNT]) {
     char key[JSON_KEY_MAX];
     size_t klen = 0;
     int klong = 0;
-    jskip_ws(j);
-    if (j->p >= j->end || *j->p != '"') {
-      jsyntax(j, "expected a key");
+    if (jkey(j, key, sizeof key, &klen, &klong) != 0)
       return -1;
-    }
-    if (jstring(j, key, sizeof key, &klen, &klong) != 0)
-      return -1;
-    jskip_ws(j);
-    if (j->p >= j->end || *j->p != ':') {
-      jsyntax(j, "expected ':'");
-      return -1;
-    }
-    j->p++;
     int f = -1;
     for (int i = 0; i < F_COUNT && !klong; i++)
       if (strlen(field_names[i]) == klen &&
@@ -329,17 +329,11 @@ static int jobject(json_parser *j, json_field fields[F_COUNT]) {
         return -1;
       }
     }
-    jskip_ws(j);
-    if (j->p < j->end && *j->p == ',') {
-      j->p++;
-      continue;
-    }
-    if (j->p < j->end && *j->p == '}') {
-      j->p++;
+    int more = jnext(j, '}');
+    if (more < 0)
+      return -1;
+    if (more == 0)
       break;
-    }
-    jsyntax(j, "expected ',' or '}'");
-    return -1;
   }
   jskip_ws(j);
   if (j->p != j->end) {
