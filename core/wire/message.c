@@ -17,20 +17,7 @@
 #include <string.h>
 
 #include "lp2p.h"
-
-
-static uint32_t get_u32(const uint8_t *b) {
-  return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 |
-         b[3];
-}
-
-
-static void put_u32(uint8_t *b, uint32_t v) {
-  b[0] = (uint8_t)(v >> 24);
-  b[1] = (uint8_t)(v >> 16);
-  b[2] = (uint8_t)(v >> 8);
-  b[3] = (uint8_t)v;
-}
+#include "wire_internal.h"
 
 
 /* One [u32 n][text] point at *pos; advances *pos past it. The length is

@@ -57,11 +57,7 @@ function Limiter:take()
     -- Unref'd: a pending summary must not keep the loop alive.
     self.timer = core.timer(_M.WINDOW, nil, function()
       self.timer = nil
-      local n = self.suppressed
-      if n > 0 then
-        self.suppressed = 0
-        self.emit_summary(n)
-      end
+      self:_summary()
     end)
     self.timer:unref()
   end
@@ -76,6 +72,11 @@ function Limiter:close()
     pcall(self.timer.stop, self.timer)
     self.timer = nil
   end
+  self:_summary()
+end
+
+-- Report what was suppressed, if anything, and start counting again.
+function Limiter:_summary()
   local n = self.suppressed
   if n > 0 then
     self.suppressed = 0

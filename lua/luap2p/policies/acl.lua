@@ -164,6 +164,21 @@ local function trusted_ip(node, ip)
   return false
 end
 
+-- Put key (an IP or a peer id; nil: nothing) on one greylist, an LRU of
+-- at most cap entries, unless an admin ban holds it or it was put there
+-- less than REFRESH ago. True when it was (re)added.
+local function grey(node, s, list, key, secs, why, cap)
+  if not key or s.admin[key] then return false end
+  local t = now()
+  local n = list.map[key]
+  if n and t - n.added < REFRESH then return false end
+  n = lru_touch(list, key)
+  n.added, n.expires = t, t + secs
+  quiet_ban(node, s, key, secs, "greylist: " .. tostring(why))
+  evict(node, s, list, cap)
+  return true
+end
+
 -- Greylist an IP (and, for an authenticated connection, its peer id).
 -- Returns true when something was added.
 function _M._greylist(node, ip, peer_id, why)
@@ -175,29 +190,9 @@ function _M._greylist(node, ip, peer_id, why)
              trusted_ip(node, ip)) then
     ip = nil
   end
-  local added = false
-  local t = now()
-  if ip and not s.admin[ip] then
-    local n = s.ips.map[ip]
-    if not n or t - n.added >= REFRESH then
-      n = lru_touch(s.ips, ip)
-      n.added, n.expires = t, t + secs
-      quiet_ban(node, s, ip, secs, "greylist: " .. tostring(why))
-      evict(node, s, s.ips, cfg.greylist_size)
-      added = true
-    end
-  end
-  if peer_id and not s.admin[peer_id] then
-    local n = s.peers.map[peer_id]
-    if not n or t - n.added >= REFRESH then
-      n = lru_touch(s.peers, peer_id)
-      n.added, n.expires = t, t + secs
-      quiet_ban(node, s, peer_id, secs, "greylist: " .. tostring(why))
-      evict(node, s, s.peers, PEER_GREYLIST_SIZE)
-      added = true
-    end
-  end
-  return added
+  local ip_added = grey(node, s, s.ips, ip, secs, why, cfg.greylist_size)
+  return grey(node, s, s.peers, peer_id, secs, why, PEER_GREYLIST_SIZE) or
+    ip_added
 end
 
 -- Read-only views for operators and specs.

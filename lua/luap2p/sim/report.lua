@@ -45,6 +45,19 @@ local function ticks(lo, hi, n)
   return out
 end
 
+-- A chart's output list, its writer w(fmt, ...) and the <svg> opening
+-- with the title already written.
+local function svg(title)
+  local o = {}
+  local function w(fmt, ...) o[#o + 1] = string.format(fmt, ...) end
+  w('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" ' ..
+    'viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">', W, H,
+    W, H)
+  w('<text x="%d" y="15" font-size="13" font-weight="bold">%s</text>', ML,
+    esc(title))
+  return o, w
+end
+
 -- A line chart. opts: title, xlabel, ylabel, series = { {name, points =
 -- {{x, y}...}, color, dash} }, ymin, ymax, band = {lo, hi, label},
 -- vline = {x, label}.
@@ -75,13 +88,7 @@ function _M.line_chart(opts)
   local pw, ph = W - ML - MR, H - MT - MB
   local function X(x) return ML + (x - xmin) / (xmax - xmin) * pw end
   local function Y(y) return MT + ph - (y - ymin) / (ymax - ymin) * ph end
-  local o = {}
-  local function w(fmt, ...) o[#o + 1] = string.format(fmt, ...) end
-  w('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" ' ..
-    'viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">', W, H,
-    W, H)
-  w('<text x="%d" y="15" font-size="13" font-weight="bold">%s</text>', ML,
-    esc(opts.title))
+  local o, w = svg(opts.title)
   if opts.band then
     local y1, y2 = Y(math.min(opts.band[2], ymax)),
       Y(math.max(opts.band[1], ymin))
@@ -143,13 +150,7 @@ function _M.bar_chart(opts)
   local ymax = 1
   for _, b in ipairs(bars) do if b[2] > ymax then ymax = b[2] end end
   ymax = ymax * 1.1
-  local o = {}
-  local function w(fmt, ...) o[#o + 1] = string.format(fmt, ...) end
-  w('<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" ' ..
-    'viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">', W, H,
-    W, H)
-  w('<text x="%d" y="15" font-size="13" font-weight="bold">%s</text>', ML,
-    esc(opts.title))
+  local o, w = svg(opts.title)
   for _, v in ipairs(ticks(0, ymax, 5)) do
     local y = MT + ph - v / ymax * ph
     w('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>', ML,
