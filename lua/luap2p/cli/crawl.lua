@@ -13,7 +13,6 @@
 -- sends Get_current_branch then Get_current_head, and takes the head of
 -- the Current_head (or, failing that, of the Current_branch).
 local p2p = require "luap2p"
-local identity = require "luap2p.identity"
 local shell = require "luap2p.shell"
 local probe = require "luap2p.cli.probe"
 local util = require "luap2p.cli.util"
@@ -370,13 +369,7 @@ function _M.run(args)
     end
     allow[#allow + 1] = m
   end
-  local id, err
-  if args.identity then
-    id = util.load_identity(args.identity)
-  else
-    id, err = identity.generate(args.pow)
-    if not id then util.fail(util.plain(err)) end
-  end
+  local id = util.dial_identity(args)
   local node, infos, nerr = _M.node(id, args.chain)
   if not node then util.fail(util.plain(nerr)) end
   local seeds = {}

@@ -186,13 +186,7 @@ end
 
 function _M.run(args)
   util.line_buffered()
-  local id, err
-  if args.identity then
-    id = util.load_identity(args.identity)
-  else
-    id, err = identity.generate(args.pow)
-    if not id then util.fail(util.plain(err)) end
-  end
+  local id = util.dial_identity(args)
   local node, nerr = _M.node(id, args.chain)
   if not node then util.fail(util.plain(nerr)) end
   local points = {}

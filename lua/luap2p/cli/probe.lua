@@ -7,7 +7,6 @@
 -- (no maintenance, no answerer): it dials, authenticates, Acks whoever it
 -- meets, and closes politely (Disconnect) once the remote has answered.
 local p2p = require "luap2p"
-local identity = require "luap2p.identity"
 local util = require "luap2p.cli.util"
 
 local io, pairs, pcall, string, table, tostring =
@@ -177,13 +176,7 @@ end
 
 function _M.run(args)
   util.line_buffered()
-  local id, err
-  if args.identity then
-    id = util.load_identity(args.identity)
-  else
-    id, err = identity.generate(args.pow)
-    if not id then util.fail(plain(err)) end
-  end
+  local id = util.dial_identity(args)
   -- Ctrl-C (or SIGTERM): stop waiting, close politely, exit 130.
   local trap = util.trap_signals()
   local ok, res = pcall(_M.probe, args.point.text, id,

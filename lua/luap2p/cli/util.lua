@@ -160,6 +160,15 @@ function _M.load_identity(path)
     "--output " .. path .. "'")
 end
 
+-- The identity a client command (probe, crawl, monitor) dials with: the
+-- --identity file, else a fresh one of --pow bits.
+function _M.dial_identity(args)
+  if args.identity then return _M.load_identity(args.identity) end
+  local id, err = require("luap2p.identity").generate(args.pow)
+  if not id then _M.fail(_M.plain(err)) end
+  return id
+end
+
 -- Copy of a list, for config tables built from repeated options.
 function _M.texts(points)
   local out = {}
