@@ -35,7 +35,15 @@ if role == "server" then
   if not B.wait(function() return done > 0 end, 20) then
     B.fail("no connection within 20 s")
   end
+  -- Calls from the core into Lua (hooks and events), per handshake.
+  local function lua_calls()
+    local c = node._c:calls()
+    local n = c.accept + c.authenticated + c.message
+    for _, k in pairs(c.events) do n = n + k end
+    return n
+  end
   local t0, d0, f0, c0 = core.now(), done, failed, B.cpu_seconds()
+  local l0 = lua_calls()
   local t
   B.wait(function()
     t = core.now()
@@ -44,6 +52,7 @@ if role == "server" then
   B.out("hs_per_s", (done - d0) / (t - t0))
   -- The server's share of the machine: its CPU time per handshake.
   B.out("cpu_per_hs", (B.cpu_seconds() - c0) / math.max(done - d0, 1))
+  B.out("lua_calls_per_hs", (lua_calls() - l0) / math.max(done - d0, 1))
   B.out("failed", failed - f0)
   -- Every handshake of this process (for per-handshake syscall counts of
   -- a tracer attached after PORT).

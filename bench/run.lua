@@ -325,6 +325,11 @@ local function fig_handshake()
       "server secs=" .. P.hs_secs .. " defaults=" .. defaults,
       "client conc=32 secs=" .. (P.hs_secs + 10), P.hs_secs + 25, 2)
     add(defaults == 1 and "lp_hs_default" or "lp_hs", s.hs_per_s)
+    -- The server's CPU and calls into Lua per handshake, both stacks.
+    add(defaults == 1 and "lp_hs_cpu_default" or "lp_hs_cpu_nopol",
+      s.cpu_per_hs)
+    add(defaults == 1 and "lp_hs_calls_default" or "lp_hs_calls",
+      s.lua_calls_per_hs)
     if defaults == 0 then
       add("lp_hs_cpu", s.cpu_per_hs)
       add("lp_hs_cpu_client", c.client_cpu_per_hs)
@@ -766,6 +771,15 @@ local function build_table()
         1e6 / M.beforenm, 1e6 / M.beforenm + 1e6 / M.keypair) or "",
       c and pct(c / 1e6 / (M.lp_hs_cpu + (M.lp_hs_cpu_client or 0))) or "",
       "", "")
+  end
+  if M.lp_hs_cpu_default and M.lp_hs_cpu_nopol then
+    row("  ref: server CPU and calls into Lua per handshake, default " ..
+      "policies / none",
+      string.format("%.0f / %.0f us", M.lp_hs_cpu_default * 1e6,
+        M.lp_hs_cpu_nopol * 1e6),
+      M.lp_hs_calls_default and M.lp_hs_calls and
+        string.format("%.1f / %.1f calls", M.lp_hs_calls_default,
+          M.lp_hs_calls) or "", "", "", "")
   end
   if M.sys_server then
     local top = {}

@@ -245,6 +245,34 @@ static int node_info(lua_State *L) {
 }
 
 
+/* node:facts(id) -> peer_id, point|nil, addr, incoming, p2p_version,
+ * ddb_version, private_node, disable_mempool | nothing: what a Conn
+ * keeps of a connection that starts running, without a table. */
+static int node_facts(lua_State *L) {
+  lp2p_node_box *b = check_box(L);
+  lp2p_conn *c = check_conn(L, b, 2);
+  if (c == NULL)
+    return 0;
+  lp2p_conn_info ci;
+  lp2p_conn_get_info(c, &ci);
+  if (ci.peer_id[0] != '\0')
+    lua_pushstring(L, ci.peer_id);
+  else
+    lua_pushnil(L);
+  if (ci.point.port != 0)
+    lp2p__push_point(L, &ci.point);
+  else
+    lua_pushnil(L);
+  lp2p__push_point(L, &ci.addr);
+  lua_pushboolean(L, ci.incoming);
+  lua_pushinteger(L, ci.p2p_version);
+  lua_pushinteger(L, ci.ddb_version);
+  lua_pushboolean(L, ci.private_node);
+  lua_pushboolean(L, ci.disable_mempool);
+  return 8;
+}
+
+
 static int node_ids(lua_State *L) {
   lp2p_node_box *b = check_box(L);
   size_t n = lp2p_node_conn_ids(b->node, NULL, 0);
@@ -485,7 +513,7 @@ void lp2p__open_node(lua_State *L) {
       {"info", node_info},       {"ids", node_ids},
       {"stat", node_stat},       {"ban", node_ban},
       {"unban", node_unban},     {"banned", node_banned},
-      {"want", node_want},       {"calls", node_calls},
+      {"facts", node_facts},     {"want", node_want},       {"calls", node_calls},
       {"close", node_close},     {NULL, NULL}};
   static const luaL_Reg meta[] = {{"__gc", node_close},
                                   {"__close", node_close},

@@ -20,16 +20,18 @@ function Conn._new(node, id)
 end
 
 function Conn:_refresh()
-  local info = self.node._c:info(self.id)
-  if not info then return end
-  self.peer_id = info.peer_id
-  self.point = info.point
-  self.addr = info.addr
-  self.incoming = info.incoming
-  self.direction = info.direction
-  self.metadata = { private_node = info.private_node,
-                    disable_mempool = info.disable_mempool }
-  self.version = { p2p = info.p2p_version, ddb = info.ddb_version }
+  -- Several values rather than node:info's table (once per connection).
+  local peer_id, point, addr, incoming, p2p, ddb, private_node,
+        disable_mempool = self.node._c:facts(self.id)
+  if not addr then return end
+  self.peer_id = peer_id
+  self.point = point
+  self.addr = addr
+  self.incoming = incoming
+  self.direction = incoming and "incoming" or "outgoing"
+  self.metadata = { private_node = private_node,
+                    disable_mempool = disable_mempool }
+  self.version = { p2p = p2p, ddb = ddb }
 end
 
 -- Connection listeners get the same event table as node listeners:
