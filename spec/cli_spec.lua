@@ -42,6 +42,15 @@ describe("cli", function()
       end
     end)
 
+    it("node --help shows every default one way, unquoted", function()
+      local out = run("node --help"):gsub("%s+", " ") -- unwrapped
+      assert.is_nil(out:find("'\"", 1, true), "a quoted default: " .. out)
+      assert.is_nil(out:find("; default", 1, true), out)
+      assert.matches("%(config%.max_connections%)%. %(default: 100%)", out)
+      assert.matches("'random_extra' %(Octez up to v24%.2", out)
+      assert.matches("%(default: TEZOS_MAINNET%)", out)
+    end)
+
     it("prints the version, also from another directory", function()
       local out, err, code = run("--version", "cd / && ")
       assert.equal(0, code, err)
@@ -74,20 +83,23 @@ describe("cli", function()
 
     it("exits 2 on a bad HOST:PORT and says what is expected", function()
       local cases = {
-        { "node --identity x --listen localhost:9732", "use an IP address" },
-        { "node --identity x --listen 127.0.0.1", "expected HOST:PORT" },
-        { "node --identity x --listen 127.0.0.1:70000", "port out of range" },
+        { "node --identity x --listen localhost:9732", "--listen",
+          "use an IP address" },
+        { "node --identity x --listen 127.0.0.1", "--listen",
+          "expected HOST:PORT" },
+        { "node --identity x --listen 127.0.0.1:70000", "--listen",
+          "port out of range" },
         { "node --identity x --listen 127.0.0.1:0 --peer 127.0.0.1:0",
-          "port 0 cannot be dialled" },
+          "--peer", "port 0 cannot be dialled" },
         { "node --identity x --listen 127.0.0.1:0 --metrics ::1:80",
-          "brackets" },
-        { "probe 300.1.2.3:9732", "bad HOST:PORT '300.1.2.3:9732'" },
-        { "probe nohost", "expected HOST:PORT" },
+          "--metrics", "brackets" },
+        { "probe 300.1.2.3:9732", "HOST:PORT", "bad HOST:PORT '300.1.2.3:9732'" },
+        { "probe nohost", "HOST:PORT", "expected HOST:PORT" },
       }
       for _, c in ipairs(cases) do
         local out, err, code = run(c[1])
-        fails(2, "bad HOST:PORT", out, err, code)
-        assert.matches(c[2], err, 1, true)
+        fails(2, "bad " .. c[2]:gsub("%p", "%%%0") .. " '", out, err, code)
+        assert.matches(c[3], err, 1, true)
       end
     end)
 
@@ -100,8 +112,77 @@ describe("cli", function()
         "%-%-max%-connections %(3%)", out, err, code)
       out, err, code = run("demo --duration=-1")
       fails(2, "bad %-%-duration '%-1'", out, err, code)
+      -- a negative number is the option's value, not an option "-1"
       out, err, code = run("demo --duration -1")
-      fails(2, "unknown option '%-1'", out, err, code)
+      fails(2, "bad %-%-duration '%-1'", out, err, code)
+    end)
+
+    -- Every option that takes a checked value, in every command: a bad
+    -- value exits 2 with one line that names the option (or the
+    -- positional argument's form), the value, and what it accepts.
+    local ID = "node --identity x --listen 127.0.0.1:0 "
+    local BAD_VALUES = {
+      { "identity generate --pow lots", "--pow", "lots", "a number in 0..64" },
+      { "identity generate --pow -1", "--pow", "-1", "a number in 0..64" },
+      { "identity generate --threads 0", "--threads", "0", "an integer in 1..256" },
+      { "identity show x --pow -3", "--pow", "-3", "a number in 0..256" },
+      { "node --identity x --listen localhost:9732", "--listen", "localhost:9732", "use an IP address" },
+      { ID .. "--peer 10.0.0.1", "--peer", "10.0.0.1", "expected HOST:PORT" },
+      { ID .. "--trusted x", "--trusted", "x", "expected HOST:PORT" },
+      { ID .. "--rpc-addr foo", "--rpc-addr", "foo", "expected HOST:PORT" },
+      { ID .. "--metrics 1.2.3.4:99999", "--metrics", "1.2.3.4:99999", "expected HOST:PORT" },
+      { ID .. "--chain ''", "--chain", "", "a chain name of 1..255 bytes" },
+      { ID .. "--pow -1", "--pow", "-1", "a number in 0..256" },
+      { ID .. "--min-connections x", "--min-connections", "x", "an integer in 0..1048576" },
+      { ID .. "--max-connections -1", "--max-connections", "-1", "an integer in 0..1048576" },
+      { ID .. "--max-incoming 2000000", "--max-incoming", "2000000", "an integer in 0..1048576" },
+      { ID .. "--greylist-timeout -5", "--greylist-timeout", "-5", "a number in 0..inf" },
+      { ID .. "--rpc-request-timeout 0", "--rpc-request-timeout", "0", "an integer in 1..86400" },
+      { ID .. "--too-many-rule x", "--too-many-rule", nil, "'random_extra', 'threshold'" },
+      { ID .. "--app-messages x", "--app-messages", nil, "'shell', 'raw'" },
+      { ID .. "--log yaml", "--log", nil, "'human', 'json'" },
+      { "probe nohost", "HOST:PORT", "nohost", "expected HOST:PORT" },
+      { "probe 127.0.0.1:1 --chain ''", "--chain", "", "a chain name of 1..255 bytes" },
+      { "probe 127.0.0.1:1 --pow 100", "--pow", "100", "a number in 0..64" },
+      { "probe 127.0.0.1:1 --timeout -1", "--timeout", "-1", "a number in 0.1..3600" },
+      { "ctl --rpc foo stat", "--rpc", "foo", "expected HOST:PORT" },
+      { "ctl --timeout x stat", "--timeout", "x", "a number in 0.1..3600" },
+      { "ctl ban 192.0.2.1 --for -1", "--for", "-1", "a number in 1..315360000" },
+      { "crawl x", "HOST:PORT", "x", "expected HOST:PORT" },
+      { "crawl 127.0.0.1:1 --max-peers -5", "--max-peers", "-5", "an integer in 1..1000000" },
+      { "crawl 127.0.0.1:1 --concurrency 0", "--concurrency", "0", "an integer in 1..4096" },
+      { "crawl 127.0.0.1:1 --timeout x", "--timeout", "x", "a number in 0.1..3600" },
+      { "crawl 127.0.0.1:1 --allow foo", "--allow", "foo", "a.b.c.d/n or an IPv6 address" },
+      { "crawl 127.0.0.1:1 --chain-id foo", "--chain-id", "foo", "a Base58Check chain id" },
+      { "crawl 127.0.0.1:1 --chain ''", "--chain", "", "a chain name of 1..255 bytes" },
+      { "crawl 127.0.0.1:1 --pow -1", "--pow", "-1", "a number in 0..64" },
+      { "monitor 127.0.0.1:0", "HOST:PORT", "127.0.0.1:0", "port 0 cannot be dialled" },
+      { "monitor 127.0.0.1:1 --count 0", "--count", "0", "an integer in 1..1000000000" },
+      { "monitor 127.0.0.1:1 --give-up -1", "--give-up", "-1", "a number in 0..1000000000" },
+      { "monitor 127.0.0.1:1 --timeout 0", "--timeout", "0", "a number in 0.1..3600" },
+      { "monitor 127.0.0.1:1 --chain-id foo", "--chain-id", "foo", "a Base58Check chain id" },
+      { "monitor 127.0.0.1:1 --chain ''", "--chain", "", "a chain name of 1..255 bytes" },
+      { "demo --duration -1", "--duration", "-1", "a number in 1..86400" },
+      { "demo --interval 0", "--interval", "0", "a number in 0.2..3600" },
+      { "sim x.lua --nodes 1", "--nodes", "1", "an integer in 2..50000" },
+      { "sim x.lua --processes -2", "--processes", "-2", "an integer in 1..256" },
+      { "sim x.lua --seconds 0", "--seconds", "0", "a number in 1..86400" },
+      { "sim x.lua --port 80", "--port", "80", "an integer in 1024..65535" },
+    }
+
+    it("exits 2 on a bad value of any option, naming it and what it " ..
+       "accepts (every command)", function()
+      for _, c in ipairs(BAD_VALUES) do
+        local out, err, code = run(c[1])
+        local what = c[3] and ("bad " .. c[2] .. " '" .. c[3] .. "': ") or
+          ("argument for option '" .. c[2] .. "' must be one of ")
+        assert.equal(2, code, c[1] .. ": " .. err)
+        assert.equal(1, #lines(err), c[1] .. ": " .. err)
+        assert.equal("", out, c[1])
+        assert.equal("luap2p ", err:sub(1, 7), c[1] .. ": " .. err)
+        assert.truthy(err:find(": " .. what, 1, true), c[1] .. ": " .. err)
+        assert.truthy(err:find(c[4], 1, true), c[1] .. ": " .. err)
+      end
     end)
   end)
 
@@ -356,6 +437,12 @@ describe("cli", function()
       assert.equal(0, code, err)
       assert.matches("peer id%s+" .. peer_a, out)
       assert.matches("answer%s+Ack", out)
+      -- another chain: what the remote is on, and how to probe it
+      out, err, code = run("probe --chain FOO " .. a_point)
+      fails(1, "^luap2p probe: " .. a_point:gsub("%.", "%%.") .. " is on " ..
+        "chain 'TEZOS_MAINNET', not 'FOO': probe it with %-%-chain " ..
+        "TEZOS_MAINNET$", out, err, code, true)
+      assert.matches("chain%s+TEZOS_MAINNET", out)
 
       -- edit the policy, SIGHUP: reloaded, and the door is now shut
       h.write_file(pol, 'return { name = "door", accept = function() ' ..

@@ -59,6 +59,25 @@ function _M.parser()
   return parser, modules
 end
 
+-- argparse reads a negative number after an option ("--max-connections
+-- -1") as an unknown option "-1". No luap2p option or argument starts
+-- with a digit, so such a word is the value of the long option before it:
+-- pass it as "--max-connections=-1", and the option's own check says what
+-- it accepts.
+function _M.join_negatives(args)
+  local out = {}
+  for _, a in ipairs(args) do
+    local prev = out[#out]
+    if (a:match("^%-%d") or a:match("^%-%.%d")) and prev and
+       prev:match("^%-%-%a[%w%-]*$") then
+      out[#out] = prev .. "=" .. a
+    else
+      out[#out + 1] = a
+    end
+  end
+  return out
+end
+
 -- Run the command line `args` (a list of strings); returns the exit code.
 function _M.main(args)
   -- `luap2p run FILE ...`: the script's own options are not luap2p's.
@@ -67,7 +86,7 @@ function _M.main(args)
       { table.unpack(args, 3, #args) })
   end
   local parser, modules = _M.parser()
-  local parsed = parser:parse(args)
+  local parsed = parser:parse(_M.join_negatives(args))
   local mod = modules[parsed.command]
   local code
   local ok, err = xpcall(function() code = mod.run(parsed) end,

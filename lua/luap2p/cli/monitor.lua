@@ -37,9 +37,10 @@ function _M.define(parser)
   cmd:flag("--json", "One JSON object per line.")
   cmd:option("--chain", "Chain name in our connection message.")
     :argname("NAME"):default("TEZOS_MAINNET")
+    :convert(util.text(1, 255, "--chain", "a chain name"))
   cmd:option("--chain-id", "Chain id (Base58, Net...); default: the " ..
       "one the node asks us about.")
-    :argname("ID")
+    :argname("ID"):convert(util.chain_id("--chain-id"))
   cmd:option("--timeout", "Seconds for a handshake and for the first " ..
       "answer.")
     :argname("S"):default("10"):convert(util.number(0.1, 3600,

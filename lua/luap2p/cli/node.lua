@@ -31,17 +31,22 @@ local FLAGS = {
 _M.FLAGS = FLAGS
 
 -- with_default: argparse fills it in (the command needs the value);
--- otherwise the help shows it and p2p.new applies it.
+-- otherwise the help shows it and p2p.new applies it. Either way the help
+-- ends "(default: X)", as argparse writes it, X unquoted.
 local function key_option(cmd, name, argname, with_default)
   local k = config.KEYS[name]
   local flag = FLAGS[name]
-  local help = k.doc:gsub("^%l", string.upper):gsub("`", "'") ..
-    " (config." .. name .. ")"
+  -- The schema's docs are Markdown: `"shell"` and `max_connections`
+  -- become 'shell' and 'max_connections'.
+  local help = k.doc:gsub("^%l", string.upper):gsub('`"([^"`]*)"`', "'%1'")
+    :gsub("`", "'") .. " (config." .. name .. ")"
   if k.type == "boolean" then return cmd:flag(flag, help .. ".") end
   if k.default ~= nil and not with_default then
-    help = help .. "; default " .. tostring(k.default)
+    help = help .. ". (default: " .. tostring(k.default) .. ")"
+  else
+    help = help .. "."
   end
-  local opt = cmd:option(flag, help .. "."):argname(argname)
+  local opt = cmd:option(flag, help):argname(argname)
   if k.default ~= nil and with_default then
     opt:default(tostring(k.default))
   end
@@ -51,6 +56,8 @@ local function key_option(cmd, name, argname, with_default)
     opt:convert(util.number(k.min, k.max, flag))
   elseif k.type == "enum" then
     opt:choices(k.values)
+  elseif k.type == "string" and k.max then
+    opt:convert(util.text(k.min, k.max, flag, "a " .. name .. " name"))
   end
   return opt
 end
@@ -69,11 +76,11 @@ function _M.define(parser)
     "(see 'luap2p identity generate').")
     :argname("FILE"):count(1)
   cmd:option("--listen", "Address to accept connections on.")
-    :argname("HOST:PORT"):count(1):convert(util.listen_point)
+    :argname("HOST:PORT"):count(1):convert(util.listen_option("--listen"))
   key_option(cmd, "chain", "NAME", true)
   key_option(cmd, "pow_bits", "BITS", true)
   cmd:option("--peer", "Point to connect to at start (repeatable).")
-    :argname("HOST:PORT"):count("*"):convert(util.peer_point)
+    :argname("HOST:PORT"):count("*"):convert(util.peer_option("--peer"))
   cmd:option("--policy", "Policy module file, stacked before the " ..
     "defaults (repeatable).")
     :argname("FILE"):count("*")
@@ -84,19 +91,19 @@ function _M.define(parser)
   key_option(cmd, "too_many_rule", "random_extra|threshold")
   key_option(cmd, "app_messages", "shell|raw")
   cmd:option("--trusted", "Trusted point (repeatable).")
-    :argname("HOST:PORT"):count("*"):convert(util.peer_point)
+    :argname("HOST:PORT"):count("*"):convert(util.peer_option("--trusted"))
   -- The command line logs by default; a library node does not.
   key_option(cmd, "log", "human|json", true):default("human")
   key_option(cmd, "greylist_timeout", "SECONDS")
   cmd:option("--rpc-addr", "Serve the RPC (Octez /network RPCs, " ..
     "/luap2p/..., /metrics) at http://HOST:PORT.")
-    :argname("HOST:PORT"):convert(util.listen_point)
+    :argname("HOST:PORT"):convert(util.listen_option("--rpc-addr"))
   cmd:flag("--rpc-allow-write", "Allow the RPCs that change the node " ..
     "(ban, trust, kick, reload); refused with 403 otherwise.")
   key_option(cmd, "rpc_request_timeout", "SECONDS")
   cmd:option("--metrics", "Serve only Prometheus metrics at " ..
     "http://HOST:PORT/metrics.")
-    :argname("HOST:PORT"):convert(util.listen_point)
+    :argname("HOST:PORT"):convert(util.listen_option("--metrics"))
 end
 
 local plain = util.plain

@@ -31,6 +31,7 @@ function _M.define(parser)
     :target("point"):convert(util.peer_point)
   cmd:option("--chain", "Chain name in our connection message.")
     :argname("NAME"):default("TEZOS_MAINNET")
+    :convert(util.text(1, 255, "--chain", "a chain name"))
   cmd:option("--identity", "Use this identity.json instead of fresh keys.")
     :argname("FILE")
   cmd:option("--pow", "Proof-of-work bits of the fresh identity.")
@@ -199,6 +200,12 @@ function _M.run(args)
       "(try --pow %s) or another chain (--chain)", res.point,
       args.identity and "N with a stronger --identity" or
       (args.pow < 26 and "26" or "N > " .. args.pow)))
+  elseif not res.ok and res.code == "EREFUSED" and res.chain and
+         res.chain ~= args.chain then
+    -- Its connection message named another chain: we refused it, as it
+    -- refuses us (Octez closes, luap2p Nacks).
+    util.fail(string.format("%s is on chain '%s', not '%s': probe it " ..
+      "with --chain %s", res.point, res.chain, args.chain, res.chain))
   elseif not res.ok then
     util.fail(string.format("no answer from %s: %s", res.point,
       plain(res.error)))

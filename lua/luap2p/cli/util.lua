@@ -59,8 +59,11 @@ function _M.is_failure(e) return getmetatable(e) == Failure end
 -- argparse reports as a usage error (exit 2).
 
 -- "HOST:PORT" with an IP literal (IPv6 in brackets). any_port allows 0,
--- which means "pick a free port" when listening.
-local function point_converter(any_port)
+-- which means "pick a free port" when listening. `what` names the
+-- argument in the message: the option ("--rpc-addr") or, for a positional
+-- argument, its form ("HOST:PORT").
+local function point_converter(any_port, what)
+  what = what or "HOST:PORT"
   return function(s)
     local canon, family, addr, port = core.point_parse(s)
     if not canon then
@@ -69,20 +72,45 @@ local function point_converter(any_port)
       if s:match("^[%a][%w%.%-]*:%d+$") then
         hint = "; use an IP address, e.g. 127.0.0.1:9732 (names are not " ..
           "resolved)"
-      elseif not s:find(":") then
+      else
         hint = "; expected HOST:PORT, e.g. 127.0.0.1:9732"
       end
-      return nil, string.format("bad HOST:PORT '%s': %s%s", s, why, hint)
+      return nil, string.format("bad %s '%s': %s%s", what, s, why, hint)
     end
     if port == 0 and not any_port then
-      return nil, string.format("bad HOST:PORT '%s': port 0 cannot be " ..
-        "dialled", s)
+      return nil, string.format("bad %s '%s': port 0 cannot be " ..
+        "dialled; expected HOST:PORT with a port in 1..65535", what, s)
     end
     return { text = canon, host = addr, port = port, family = family }
   end
 end
 _M.listen_point = point_converter(true)
 _M.peer_point = point_converter(false)
+-- The same for an option, named in the message.
+function _M.listen_option(flag) return point_converter(true, flag) end
+function _M.peer_option(flag) return point_converter(false, flag) end
+
+-- A string of lo..hi bytes (a chain name).
+function _M.text(lo, hi, flag, what)
+  return function(s)
+    if #s < lo or #s > hi then
+      return nil, string.format("bad %s '%s': expected %s of %d..%d bytes",
+        flag, s, what, lo, hi)
+    end
+    return s
+  end
+end
+
+-- A chain id in Base58Check ("NetXdQprcVkpaWU"), kept as text.
+function _M.chain_id(flag)
+  return function(s)
+    if not require("luap2p.shell").of_b58check("chain_id", s) then
+      return nil, string.format("bad %s '%s': expected a Base58Check " ..
+        "chain id, e.g. NetXdQprcVkpaWU (Tezos mainnet)", flag, s)
+    end
+    return s
+  end
+end
 
 -- Converters for bounded numbers.
 function _M.integer(lo, hi, what)
