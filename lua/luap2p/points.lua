@@ -53,28 +53,50 @@ function Node:forget(p)
   return true
 end
 
+-- Forget the oldest seen peers (then by id) until `target` remain, never
+-- a trusted or connected one. The k oldest are found from a sort of their
+-- times alone (numbers, compared in C): those strictly older than the
+-- k-th go, and of those seen exactly then, the first by id (the order of
+-- a full sort by time then id, without a table per peer).
 function Node:_evict_peers(target)
+  local k = self._npeers - target
+  if k <= 0 then return end
   local live = {}
   for _, conn in pairs(self.conns) do
     if conn.peer_id then live[conn.peer_id] = true end
   end
-  local victims = {}
-  for id, rec in pairs(self.peers) do
+  local peers = self.peers
+  local times = {}
+  for id, rec in pairs(peers) do
     if not rec.trusted and not live[id] then
-      victims[#victims + 1] = { rec.last_seen or 0, id }
+      times[#times + 1] = rec.last_seen or 0
     end
   end
-  table.sort(victims, function(a, b)
-    if a[1] ~= b[1] then return a[1] < b[1] end
-    return a[2] < b[2]
-  end)
-  local i = 1
-  while self._npeers > target and victims[i] do
-    self.peers[victims[i][2]] = nil
-    self._npeers = self._npeers - 1
-    i = i + 1
+  if k > #times then k = #times end
+  if k == 0 then return end
+  table.sort(times)
+  local cut = times[k]
+  local older, ties = 0, {}
+  for i = 1, k do if times[i] < cut then older = older + 1 end end
+  local gone = 0
+  for id, rec in pairs(peers) do
+    if not rec.trusted and not live[id] then
+      local t = rec.last_seen or 0
+      if t < cut then
+        peers[id] = nil
+        gone = gone + 1
+      elseif t == cut then
+        ties[#ties + 1] = id
+      end
+    end
   end
-  self._evicted_peers = (self._evicted_peers or 0) + i - 1
+  table.sort(ties)
+  for i = 1, k - older do
+    peers[ties[i]] = nil
+    gone = gone + 1
+  end
+  self._npeers = self._npeers - gone
+  self._evicted_peers = (self._evicted_peers or 0) + gone
 end
 
 function Node:peer(id, create)
