@@ -56,6 +56,13 @@ local CASES = {
   { function(_, c) here(); c:on("msg", f) end, "conn:on: event type: expected 'message' or 'close', got 'msg'" },
   { function(_, c) here(); c:on("close") end, "conn:on: fn: expected a function, got nil" },
   { function(_, c) here(); c:close(false) end, "conn:close: reason: expected a string or nil, got false" },
+  -- the calls that wait, outside a task
+  { function(n) here(); n:dial("127.0.0.1:9732") end, "node:dial: not inside a task; run code that waits with p2p.spawn(fn) (outside tasks: callbacks, p2p.after, p2p.wait)" },
+  { function(n) here(); n:wait_for("connected") end, "node:wait_for: not inside a task; run code that waits with p2p.spawn(fn) (outside tasks: callbacks, p2p.after, p2p.wait)" },
+  { function() here(); p2p.sleep(0) end, "p2p.sleep: not inside a task; run code that waits with p2p.spawn(fn) (outside tasks: callbacks, p2p.after, p2p.wait)" },
+  { function() here(); p2p.sleep(1) end, "p2p.sleep: not inside a task; run code that waits with p2p.spawn(fn) (outside tasks: callbacks, p2p.after, p2p.wait)" },
+  { function() local t = p2p.spawn(f); here(); t:join(1) end, "task:join: not inside a task; run code that waits with p2p.spawn(fn) (outside tasks: callbacks, p2p.after, p2p.wait)" },
+  { function(_, c) here(); c:receive(1) end, "conn:receive: not inside a task; run code that waits with p2p.spawn(fn) (outside tasks: callbacks, p2p.after, p2p.wait)" },
 }
 
 -- The same inside a task, for the calls that wait.

@@ -158,6 +158,7 @@ function Node:wait_for(kind, pred, timeout)
   end
   if pred ~= nil then check.func("node:wait_for", "pred", pred) end
   check.seconds("node:wait_for", "timeout", timeout, 1, true)
+  task.current("node:wait_for") -- raises at our caller outside a task
   return task.wait_event(self, "node:wait_for", { kind }, pred, timeout)
 end
 

@@ -368,8 +368,9 @@ function _M.sleep(seconds)
   if type(seconds) ~= "number" or seconds < 0 then
     error("p2p.sleep: expected a number of seconds >= 0", 2)
   end
+  -- Here, not in waiter(), so that misuse raises at our caller's line.
+  local t = current("p2p.sleep")
   if seconds == 0 then
-    local t = current("p2p.sleep")
     if t.cancel_requested then error(CANCEL, 0) end
     t.status = "ready"
     later[#later + 1] = t
@@ -396,6 +397,7 @@ local ENDED = { done = true, failed = true, canceled = true }
 -- nil, "ECANCELED: ..." | nil, "ETIMEDOUT: ...", ENAME. Inside a task.
 function Task:join(timeout)
   if ENDED[self.status] then return outcome(self) end
+  current("task:join") -- raises at our caller outside a task
   local w = _M.waiter("task:join", timeout, function(w)
     self.joiners[w] = nil
   end)
