@@ -91,7 +91,7 @@ static void on_write(uv_write_t *req, int status) {
 
 
 static void sblock_release(lp2p_conn *c, lp2p_sblock *b) {
-  if (c->sq_nfree < LP2P_SBLOCK_SPARE) {
+  if (b->cap == LP2P_SBLOCK_BYTES && c->sq_nfree < LP2P_SBLOCK_SPARE) {
     b->next = c->sq_free;
     c->sq_free = b;
     c->sq_nfree++;
@@ -169,27 +169,45 @@ int lp2p__conn_flush_handshake(lp2p_conn *c) {
 }
 
 
+static int sblock_spare(lp2p_conn *c, size_t cap) {
+  lp2p_sblock *b = malloc(sizeof *b + cap);
+  if (b == NULL)
+    return LP2P_ENOMEM;
+  b->cap = cap;
+  b->next = c->sq_free;
+  c->sq_free = b;
+  c->sq_nfree++;
+  return 0;
+}
+
+
 /*
- * Make sure sealing `len` plaintext bytes (in up to two runs: the queue,
- * then a message's whole chunks) cannot run out of blocks: take spares,
- * or allocate them, before anything is sealed, so that running out of
- * memory leaves the stream and its nonce untouched. A new block is begun
- * only when the next chunk does not fit in the tail, so every block but
- * the last holds more than LP2P_SBLOCK_BYTES - chunk bytes. 0 or
- * LP2P_ENOMEM (the blocks allocated stay spares).
+ * Make sure sealing `len` plaintext bytes in one run cannot run out of
+ * blocks, before anything is sealed, so that running out of memory
+ * leaves the stream and its nonce untouched: the tail has room for all
+ * of it, or the first spare does (a block sized to the run if it is
+ * smaller than a full one), or, for more than a full block, there are
+ * enough full-size spares (a new block is begun only when the next chunk
+ * does not fit in the tail, so each holds more than LP2P_SBLOCK_BYTES -
+ * chunk bytes). Spares are only ever full-size, but for the one a run
+ * puts first. 0 or LP2P_ENOMEM (what was allocated stays spare).
  */
 static int sq_reserve(lp2p_conn *c, size_t len) {
   size_t chunk = c->node->cfg.binary_chunks_size;
-  size_t sealed = lp2p_frame_sealed_size(len, chunk) + 2 * LP2P_CHUNK_OVERHEAD;
-  size_t need = sealed / (LP2P_SBLOCK_BYTES - chunk) + 2;
-  for (size_t have = c->sq_nfree; have < need; have++) {
-    lp2p_sblock *b = malloc(sizeof *b);
-    if (b == NULL)
-      return LP2P_ENOMEM;
-    b->next = c->sq_free;
-    c->sq_free = b;
-    c->sq_nfree++;
+  size_t sealed = lp2p_frame_sealed_size(len, chunk);
+  if (c->sq_tail != NULL && sealed <= c->sq_tail->cap - c->sq_tail->len)
+    return 0;
+  if (sealed <= LP2P_SBLOCK_BYTES) {
+    if (c->sq_free != NULL && c->sq_free->cap >= sealed)
+      return 0;
+    size_t cap = (sealed + LP2P_SBLOCK_MIN - 1) / LP2P_SBLOCK_MIN *
+                 LP2P_SBLOCK_MIN;
+    return sblock_spare(c, cap < LP2P_SBLOCK_BYTES ? cap : LP2P_SBLOCK_BYTES);
   }
+  size_t need = sealed / (LP2P_SBLOCK_BYTES - chunk) + 2;
+  for (size_t have = c->sq_nfree; have < need; have++)
+    if (sblock_spare(c, LP2P_SBLOCK_BYTES) < 0)
+      return LP2P_ENOMEM;
   return 0;
 }
 
@@ -203,7 +221,7 @@ static int sq_seal(lp2p_conn *c, const uint8_t *src, size_t len) {
   size_t piece = chunk - LP2P_CHUNK_OVERHEAD;
   while (len > 0) {
     lp2p_sblock *b = c->sq_tail;
-    size_t room = b ? LP2P_SBLOCK_BYTES - b->len : 0;
+    size_t room = b ? b->cap - b->len : 0;
     /* Whole chunks that fit, or the last short one. */
     size_t n = room / chunk * piece;
     if (n > len)
@@ -313,8 +331,9 @@ static int seal_pending(lp2p_conn *c, size_t limit) {
 /*
  * Write what waits, one write in flight at a time: first seal the next
  * batch of what is queued (about LP2P_SEAL_BATCH_CHUNKS chunks, small
- * messages sharing chunks) unless sealed chunks already wait, then hand up to LP2P_WRITE_BLOCKS blocks of sealed chunks to the
- * kernel in one writev. A whole batch is written at once if the socket
+ * messages sharing chunks) unless sealed chunks already wait, then hand
+ * up to LP2P_WRITE_BLOCKS blocks of sealed chunks to the kernel in one
+ * writev. A whole batch is written at once if the socket
  * takes it (uv_try_write), so that the kernel copies what was just
  * sealed while it is in cache and the blocks are reused at once, and the
  * next batch follows; what the socket does not take goes to one

@@ -13,16 +13,19 @@
 
 /* Larger than a whole chunk, so most chunks are opened in place. */
 #define LP2P_READ_BUF_SIZE (256 * 1024)
-/* Plaintext sealed per write from the queue of small messages: big enough
+/* Plaintext sealed per batch (queued messages, lent payloads): big enough
  * to keep the socket fed, small enough to stay in cache (4 x 64 KiB). */
 #define LP2P_SEAL_BATCH_CHUNKS 4
-/* Sealed chunks live in blocks of this many bytes (4 chunks of the
- * largest size), and one write takes at most LP2P_WRITE_BLOCKS of them:
- * libuv keeps up to 4 buffers of a write inline, so no allocation. */
+/* Sealed chunks live in blocks of up to this many bytes (4 chunks of the
+ * largest size; a block for less is sized to it, in LP2P_SBLOCK_MIN
+ * steps, so that a connection sending small messages holds a few KiB),
+ * and one write takes at most LP2P_WRITE_BLOCKS of them: libuv keeps up
+ * to 4 buffers of a write inline, so no allocation. */
 #define LP2P_SBLOCK_BYTES (256 * 1024)
+#define LP2P_SBLOCK_MIN 4096
 #define LP2P_WRITE_BLOCKS 4
-/* Free blocks a busy connection keeps for reuse (the idle trim frees
- * them all). */
+/* Free full-size blocks a busy connection keeps for reuse (the idle trim
+ * frees them all). */
 #define LP2P_SBLOCK_SPARE 8
 
 /* A block of sealed chunks. [0, sent) is written or being written (one
@@ -31,9 +34,9 @@
  * while a write reads its front. */
 typedef struct lp2p_sblock {
   struct lp2p_sblock *next;
-  size_t len, sent;
+  size_t cap, len, sent;
   size_t waiting; /* plaintext bytes of the chunks in [sent, len) */
-  uint8_t data[LP2P_SBLOCK_BYTES];
+  uint8_t data[];
 } lp2p_sblock;
 
 /* workers.c: a pool of threads running jobs for one loop. A job is
