@@ -34,7 +34,8 @@
  * The handle is process-wide (like libsodium's init) and never closed.
  *
  * Memory: lp2p_http is malloc'd and freed once both libuv handles have run
- * their close callbacks; requests are freed in MHD's completion callback.
+ * their close callbacks; requests (http_req.c) are freed in MHD's
+ * completion callback.
  */
 #include <dlfcn.h>
 #include <errno.h>
@@ -46,34 +47,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <microhttpd.h>
-
-#include "lp2p_http.h"
+#include "http_internal.h"
 
 #define HTTP_BACKLOG 128
 #define HTTP_HEAD_SLACK 4096 /* pool room for the response head */
 
 /* ------------------------------------------------------------ loading */
 
-#define MHD_FUNCTIONS(X)                                                  \
-  X(MHD_add_response_header)                                              \
-  X(MHD_create_response_from_buffer)                                      \
-  X(MHD_destroy_response)                                                 \
-  X(MHD_get_connection_info)                                              \
-  X(MHD_get_connection_values)                                            \
-  X(MHD_get_daemon_info)                                                  \
-  X(MHD_get_timeout)                                                      \
-  X(MHD_lookup_connection_value)                                          \
-  X(MHD_queue_response)                                                   \
-  X(MHD_run)                                                              \
-  X(MHD_start_daemon)                                                     \
-  X(MHD_stop_daemon)
-
-#define MHD_FIELD(f) __typeof__(&f) f;
-static struct {
-  MHD_FUNCTIONS(MHD_FIELD)
-} mhd;
-#undef MHD_FIELD
+/* The functions of libmicrohttpd (http_internal.h), resolved once. */
+struct lp2p__mhd_fns lp2p__mhd;
 
 static pthread_once_t mhd_once = PTHREAD_ONCE_INIT;
 static int mhd_loaded; /* 1 once every symbol resolved */
@@ -99,47 +81,6 @@ int lp2p_http_available(void) {
   pthread_once(&mhd_once, mhd_load);
   return mhd_loaded;
 }
-
-
-/* One per client connection (MHD's socket context), from its accept to
- * its close. On srv's deadline list while a request is being read. */
-typedef struct http_client {
-  lp2p_http *srv;
-  struct MHD_Connection *conn;
-  uint64_t deadline; /* uv_now() ms; meaningful while listed */
-  struct http_client *prev, *next;
-  int listed;
-} http_client;
-
-struct lp2p_http {
-  uv_poll_t poll;
-  uv_timer_t timer;
-  uv_timer_t deadline_timer;
-  struct MHD_Daemon *mhd;
-  lp2p_http_cb cb;
-  void *data;
-  size_t max_body;
-  unsigned max_connections;
-  int was_full;                 /* at max_connections after the last run */
-  uint64_t request_ms;          /* the whole-request deadline */
-  http_client *first, *last;    /* deadline list, earliest first */
-  int port;
-  int handles;  /* libuv handles not yet closed: freed at 0 */
-  int in_run;   /* inside MHD_run(): closing waits for its end */
-  int closing;
-};
-
-struct lp2p_http_req {
-  lp2p_http *srv;
-  http_client *client; /* NULL if MHD had no socket context for it */
-  struct MHD_Connection *conn;
-  const char *method;
-  const char *path;
-  char *body;
-  size_t len, cap;
-  int too_large;
-  int answered;
-};
 
 
 /* ------------------------------------------------------------ lifetime */
@@ -242,7 +183,7 @@ static void arm_deadline(lp2p_http *srv) {
 }
 
 
-static void unlist(http_client *c) {
+void lp2p__http_unlist(http_client *c) {
   if (!c->listed)
     return;
   lp2p_http *srv = c->srv;
@@ -261,9 +202,9 @@ static void unlist(http_client *c) {
 
 /* Start c's clock for one request. Every deadline is now + the same span,
  * so appending keeps the list ordered. */
-static void list(http_client *c) {
+void lp2p__http_list(http_client *c) {
   lp2p_http *srv = c->srv;
-  unlist(c);
+  lp2p__http_unlist(c);
   c->deadline = uv_now(srv->timer.loop) + srv->request_ms;
   c->prev = srv->last;
   c->next = NULL;
@@ -297,7 +238,7 @@ static void on_deadline(uv_timer_t *t) {
   uint64_t now = uv_now(t->loop);
   while (srv->first != NULL && srv->first->deadline <= now) {
     http_client *c = srv->first;
-    unlist(c);
+    lp2p__http_unlist(c);
     const union MHD_ConnectionInfo *info = mhd.MHD_get_connection_info(
         c->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (info != NULL) {
@@ -322,237 +263,15 @@ static void on_connection(void *cls, struct MHD_Connection *conn,
       return; /* no deadline for this one rather than no service */
     c->srv = srv;
     c->conn = conn;
-    list(c);
+    lp2p__http_list(c);
   } else if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
     http_client *c = *socket_context;
     if (c != NULL) {
-      unlist(c);
+      lp2p__http_unlist(c);
       free(c);
     }
     *socket_context = NULL;
   }
-}
-
-
-/* ------------------------------------------------------------ requests */
-
-static void free_req(lp2p_http_req *req) {
-  if (req == NULL)
-    return;
-  free(req->body);
-  free(req);
-}
-
-
-static void on_completed(void *cls, struct MHD_Connection *conn,
-                         void **con_cls,
-                         enum MHD_RequestTerminationCode toe) {
-  (void)cls;
-  (void)conn;
-  lp2p_http_req *req = *con_cls;
-  /* The answer is sent: the clock starts for the next request of this
-   * keep-alive connection (MHD closes it otherwise, which unlists it). */
-  if (req != NULL && req->client != NULL &&
-      toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
-    list(req->client);
-  free_req(req);
-  *con_cls = NULL;
-}
-
-
-static enum MHD_Result queue_text(struct MHD_Connection *conn, int status,
-                                  const char *text) {
-  struct MHD_Response *r = mhd.MHD_create_response_from_buffer(
-      strlen(text), (void *)text, MHD_RESPMEM_PERSISTENT);
-  if (r == NULL)
-    return MHD_NO;
-  mhd.MHD_add_response_header(r, "Content-Type",
-                              "text/plain; charset=utf-8");
-  enum MHD_Result rc = mhd.MHD_queue_response(conn, (unsigned)status, r);
-  mhd.MHD_destroy_response(r);
-  return rc;
-}
-
-
-static const char TOO_LARGE[] = "413 request body too large\n";
-
-/* Append upload data to req->body within srv->max_body; past it the body
- * is dropped and the request answered 413 once fully read. */
-static void take_body(lp2p_http_req *req, const char *data, size_t n) {
-  if (req->too_large)
-    return;
-  if (n > req->srv->max_body - req->len) {
-    req->too_large = 1;
-    free(req->body);
-    req->body = NULL;
-    req->len = req->cap = 0;
-    return;
-  }
-  if (req->len + n > req->cap) {
-    size_t cap = req->cap ? req->cap : 1024;
-    while (cap < req->len + n)
-      cap *= 2;
-    if (cap > req->srv->max_body)
-      cap = req->srv->max_body;
-    char *p = realloc(req->body, cap);
-    if (p == NULL) {
-      req->too_large = 1; /* answered 413: the honest "cannot take it" */
-      return;
-    }
-    req->body = p;
-    req->cap = cap;
-  }
-  memcpy(req->body + req->len, data, n);
-  req->len += n;
-}
-
-
-/* MHD calls this at least twice per request: once with the head, once
- * per chunk of body (upload_data), once at the end (*size == 0). */
-static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
-                                  const char *url, const char *method,
-                                  const char *version,
-                                  const char *upload_data,
-                                  size_t *upload_data_size,
-                                  void **con_cls) {
-  (void)version;
-  lp2p_http *srv = cls;
-  lp2p_http_req *req = *con_cls;
-  if (req == NULL) {
-    req = calloc(1, sizeof *req);
-    if (req == NULL)
-      return MHD_NO;
-    req->srv = srv;
-    req->conn = conn;
-    *con_cls = req;
-    const union MHD_ConnectionInfo *info = mhd.MHD_get_connection_info(
-        conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    if (info != NULL)
-      req->client = info->socket_context;
-    /* A declared length over the bound is refused before reading it. */
-    const char *cl = mhd.MHD_lookup_connection_value(
-        conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl != NULL) {
-      char *end;
-      errno = 0;
-      unsigned long long n = strtoull(cl, &end, 10);
-      if (errno != 0 || end == cl || n > srv->max_body) {
-        req->answered = 1;
-        return queue_text(conn, MHD_HTTP_CONTENT_TOO_LARGE, TOO_LARGE);
-      }
-    }
-    return MHD_YES;
-  }
-  if (*upload_data_size > 0) {
-    take_body(req, upload_data, *upload_data_size);
-    *upload_data_size = 0;
-    return MHD_YES;
-  }
-  /* Read in full: what is left is ours (answering), not the client's. */
-  if (req->client != NULL)
-    unlist(req->client);
-  if (req->answered)
-    return MHD_YES;
-  if (req->too_large) {
-    req->answered = 1;
-    return queue_text(conn, MHD_HTTP_CONTENT_TOO_LARGE, TOO_LARGE);
-  }
-  if (srv->closing) {
-    req->answered = 1;
-    return queue_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE,
-                      "503 server closing\n");
-  }
-  req->method = method;
-  req->path = url;
-  srv->cb(srv->data, req);
-  if (!req->answered) {
-    req->answered = 1;
-    return queue_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR,
-                      "500 no answer\n");
-  }
-  return MHD_YES;
-}
-
-
-const char *lp2p_http_method(const lp2p_http_req *req) {
-  return req->method;
-}
-
-
-const char *lp2p_http_path(const lp2p_http_req *req) {
-  return req->path;
-}
-
-
-const char *lp2p_http_body(const lp2p_http_req *req, size_t *len) {
-  *len = req->len;
-  return req->body ? req->body : "";
-}
-
-
-typedef struct arg_walk {
-  lp2p_http_arg_fn fn;
-  void *data;
-} arg_walk;
-
-
-static enum MHD_Result each_arg(void *cls, enum MHD_ValueKind kind,
-                                const char *key, const char *value) {
-  (void)kind;
-  arg_walk *w = cls;
-  w->fn(w->data, key, value);
-  return MHD_YES;
-}
-
-
-void lp2p_http_args(const lp2p_http_req *req, lp2p_http_arg_fn fn,
-                    void *data) {
-  arg_walk w = {fn, data};
-  mhd.MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, each_arg,
-                                &w);
-}
-
-
-/* No control characters in a header line: a value from Lua must not be
- * able to start a header of its own. */
-static int header_ok(const char *s) {
-  if (s == NULL || *s == '\0')
-    return 0;
-  for (; *s; s++)
-    if ((unsigned char)*s < 0x20 && *s != '\t')
-      return 0;
-  return 1;
-}
-
-
-int lp2p_http_respond(lp2p_http_req *req, int status,
-                      const char *const *headers, size_t nheaders,
-                      const char *body, size_t len) {
-  if (req->answered)
-    return UV_EALREADY;
-  if (status < 100 || status > 599)
-    return UV_EINVAL;
-  for (size_t i = 0; i < nheaders; i++)
-    if (!header_ok(headers[2 * i]) || !header_ok(headers[2 * i + 1]))
-      return UV_EINVAL;
-  struct MHD_Response *r = mhd.MHD_create_response_from_buffer(
-      len, (void *)(len ? body : ""), MHD_RESPMEM_MUST_COPY);
-  if (r == NULL)
-    return UV_ENOMEM;
-  for (size_t i = 0; i < nheaders; i++) {
-    if (mhd.MHD_add_response_header(r, headers[2 * i],
-                                    headers[2 * i + 1]) != MHD_YES) {
-      mhd.MHD_destroy_response(r);
-      return UV_EINVAL;
-    }
-  }
-  enum MHD_Result rc =
-      mhd.MHD_queue_response(req->conn, (unsigned)status, r);
-  mhd.MHD_destroy_response(r);
-  if (rc != MHD_YES)
-    return UV_ENOMEM;
-  req->answered = 1;
-  return 0;
 }
 
 
@@ -636,14 +355,14 @@ int lp2p_http_start(lp2p_http **out, uv_loop_t *loop,
   if (addr->sa_family == AF_INET6)
     flags |= MHD_USE_IPv6;
   srv->mhd = mhd.MHD_start_daemon(
-      flags, 0, NULL, NULL, on_request, srv,
+      flags, 0, NULL, NULL, lp2p__http_on_request, srv,
       MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
       MHD_OPTION_CONNECTION_LIMIT, (unsigned)lim.max_connections,
       MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)lim.max_per_ip,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)lim.idle_timeout,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT,
       (size_t)(lim.max_head + HTTP_HEAD_SLACK),
-      MHD_OPTION_NOTIFY_COMPLETED, on_completed, (void *)NULL,
+      MHD_OPTION_NOTIFY_COMPLETED, lp2p__http_on_completed, (void *)NULL,
       MHD_OPTION_NOTIFY_CONNECTION, on_connection, (void *)srv,
       MHD_OPTION_END);
   if (srv->mhd == NULL) {
