@@ -7,9 +7,10 @@
 --       first one; defaults=1 runs the default policy stack (the Lua hooks
 --       of a stock node), defaults=0 none (default_policies = false);
 --       workers: crypto_workers of the server (default: one per CPU)
---   lua5.4 bench/handshake.lua client port=P secs=S conc=K
+--   lua5.4 bench/handshake.lua client port=P secs=S conc=K [workers=N]
 --       keeps K connections in the handshake at once; each client node is
---       closed as soon as it is connected, then a new one starts
+--       closed as soon as it is connected, then a new one starts;
+--       workers: crypto_workers of the client nodes (default: one per CPU)
 package.path = (arg[0]:match("^(.*)/[^/]*$") or ".") .. "/?.lua;" ..
   package.path
 local B = require "common"
@@ -86,7 +87,8 @@ elseif role == "client" then
   function start()
     -- client nodes never accept: the smallest ban and admission tables
     local node, err = B.node({ ban_table_size = 1,
-                               admission_table_size = 2 })
+                               admission_table_size = 2,
+                               crypto_workers = a.workers })
     if not node then B.fail(err) end
     live = live + 1
     nodes[node] = true

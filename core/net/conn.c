@@ -134,8 +134,28 @@ static void on_batch_written(uv_write_t *req, int status) {
 }
 
 
-/* Takes ownership of buf (handshake output, a Nack). */
+/*
+ * Takes ownership of buf (handshake output, a Nack). A handshake message
+ * almost always fits the socket at once: uv_try_write then writes it with
+ * no request, no allocation and no callback (uv_write would also queue an
+ * epoll_ctl for the watcher it touched, one per write). What it could not
+ * write goes through uv_write, which keeps the order (uv_try_write writes
+ * nothing while a request is queued).
+ */
 static int write_buf(lp2p_conn *c, uint8_t *buf, size_t len) {
+  uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS) {
+    free(buf);
+    return n;
+  }
+  size_t done = n > 0 ? (size_t)n : 0;
+  c->stat.bytes_out += len;
+  c->node->total.bytes_out += len;
+  if (done == len) {
+    free(buf);
+    return 0;
+  }
   lp2p_write *w = malloc(sizeof *w);
   if (w == NULL) {
     free(buf);
@@ -144,7 +164,7 @@ static int write_buf(lp2p_conn *c, uint8_t *buf, size_t len) {
   w->conn = c;
   w->buf = buf;
   w->len = len;
-  uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+  b = uv_buf_init((char *)buf + done, (unsigned)(len - done));
   int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (rc < 0) {
     free(buf);
@@ -152,8 +172,6 @@ static int write_buf(lp2p_conn *c, uint8_t *buf, size_t len) {
     return rc;
   }
   c->writes_in_flight++;
-  c->stat.bytes_out += len;
-  c->node->total.bytes_out += len;
   return 0;
 }
 
