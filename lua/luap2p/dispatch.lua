@@ -243,6 +243,16 @@ end
 -- before it runs or for a dial that failed), ev.conn_id (the connection
 -- number whenever the event concerns one), then the event's own fields.
 -- Emitters may pass `conn` as a number or a Conn.
+--
+-- Causal order: an event caused while another is being delivered (the
+-- acl's hook closes a connection on rate_exceeded, a listener bans) has
+-- its effect on the node's state at once (_track), but reaches the event
+-- hooks, listeners and waiting tasks after the event that caused it, in
+-- the order they came. Without that, every consumer after the one that
+-- acted (the log, last in the stack) saw "disconnected" before the
+-- "rate_exceeded" it followed. policy_error and error events are
+-- delivered at once (their loop guards rely on it), and so is everything
+-- while the node closes (node:close() from a listener).
 function Node:_event(ev)
   if self._closed then return end
   local c = ev.conn
@@ -254,8 +264,38 @@ function Node:_event(ev)
       ev.conn = self.conns[c]
     end
   end
-  if ev.type ~= "policy_error" then self:_track(ev) end
+  local t = ev.type
+  if t ~= "policy_error" then self:_track(ev) end
   ev.ts = ev.ts or os.time()
+  if t == "policy_error" or t == "error" or self._closing then
+    return self:_deliver(ev)
+  end
+  local q = self._queue
+  if q then
+    q[#q + 1] = ev
+    return
+  end
+  q = { ev, head = 1 }
+  self._queue = q
+  local ok, err = pcall(self._drain_events, self)
+  self._queue = nil
+  if not ok then error(err, 0) end
+end
+
+-- Deliver the queued events not yet delivered (node:close() calls it
+-- first, so that what happened before the close is still heard).
+function Node:_drain_events()
+  local q = self._queue
+  while q do
+    local ev = q[q.head]
+    if not ev or self._closed then return end
+    q.head = q.head + 1
+    self:_deliver(ev)
+  end
+end
+
+-- Hand one event to the event hooks, the listeners and the waiting tasks.
+function Node:_deliver(ev)
   if ev.type == "policy_error" then
     -- An event hook that fails on a policy_error must not loop.
     if self._in_policy_error then

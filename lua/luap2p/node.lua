@@ -319,6 +319,8 @@ end
 -- node's tasks and wake the other tasks waiting on it (ECLOSED).
 function Node:close()
   if self._closed then return end
+  self:_drain_events() -- what happened before the close is still heard
+  self._closing = true -- its events are delivered at once (dispatch.lua)
   task.close_node(self)
   for _, conn in pairs(self.conns) do conn:close("node closing") end
   for _, entry in ipairs(self._stack or {}) do self:_stop_entry(entry) end

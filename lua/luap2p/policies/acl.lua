@@ -103,7 +103,7 @@ end
 local function state(node)
   return common.state(node, "acl", function()
     return { ips = lru_new(), peers = lru_new(), admin = {}, dirty = false,
-             loaded = false }
+             loaded = false, own = { banned = {}, unbanned = {} } }
   end)
 end
 
@@ -115,21 +115,32 @@ local function ip_of(point)
   return host or point
 end
 
--- Ban through the node while flagging it as ours, so the "banned" event
--- that node:ban emits is not mistaken for an admin ban.
+-- Ban through the node while counting it as ours, so the "banned" event
+-- that node:ban emits is not mistaken for an admin ban. The event reaches
+-- the hook once the event being delivered is (events come in causal
+-- order), so a count per target, not a flag around the call, says which
+-- are ours.
+local function own(s, kind, target, d)
+  s.own = s.own or { banned = {}, unbanned = {} } -- state of an older acl
+  local n = (s.own[kind][target] or 0) + d
+  s.own[kind][target] = n > 0 and n or nil
+end
+
 local function quiet_ban(node, s, target, seconds, reason)
-  s.greylisting = true
-  local ok, err = pcall(node.ban, node, target, seconds, reason,
+  own(s, "banned", target, 1)
+  local ok, done = pcall(node.ban, node, target, seconds, reason,
     { kick = false })
-  s.greylisting = false
-  if not ok then error(err, 0) end
+  if not (ok and done) then own(s, "banned", target, -1) end -- no event
+  if not ok then error(done, 0) end
 end
 
 local function quiet_unban(node, s, target)
-  s.greylisting = true
+  own(s, "unbanned", target, 1)
   local ok, err = pcall(node.unban, node, target)
-  s.greylisting = false
-  if not ok then error(err, 0) end
+  if not ok then
+    own(s, "unbanned", target, -1)
+    error(err, 0)
+  end
 end
 
 -- Drop from the LRU l every entry over cap or already expired (the tail
@@ -331,7 +342,10 @@ function _M.event(node, ev)
     end
   elseif t == "banned" then
     local s = state(node)
-    if s.greylisting or type(ev.target) ~= "string" then return end
+    if type(ev.target) ~= "string" then return end
+    if s.own and s.own.banned[ev.target] then
+      return own(s, "banned", ev.target, -1)
+    end
     -- An admin ban wins over a greylist entry for the same target.
     lru_remove(s.ips, ev.target)
     lru_remove(s.peers, ev.target)
@@ -345,7 +359,10 @@ function _M.event(node, ev)
     mark_dirty(node, s)
   elseif t == "unbanned" then
     local s = state(node)
-    if s.greylisting or type(ev.target) ~= "string" then return end
+    if type(ev.target) ~= "string" then return end
+    if s.own and s.own.unbanned[ev.target] then
+      return own(s, "unbanned", ev.target, -1)
+    end
     lru_remove(s.ips, ev.target)
     lru_remove(s.peers, ev.target)
     if s.admin[ev.target] then
