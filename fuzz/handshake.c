@@ -110,7 +110,7 @@ static int on_msg(void *ud, const uint8_t *msg, size_t len) {
 }
 
 
-/* Established: chunks as conn.c reads them, then reassembly and decode. */
+/* Established: chunks as conn_read.c reads them, then reassembly and decode. */
 static void post_input(run *r, const uint8_t *data, size_t len) {
   if (r->post_dead)
     return;

@@ -315,7 +315,8 @@ void lp2p_node_budget(lp2p_node *n, lp2p_budget *b);
 /* The node's ban table (owned by the node; valid until it is freed). */
 lp2p_bans *lp2p_node_bans(lp2p_node *n);
 
-/* conn.c */
+/* A connection: conn_send.c sends, conn.c closes and tells, conn_read.c
+ * pauses and counts what the embedder holds. */
 /* Queue one message. with_envelope: msg is the payload of an application
  * message with `tag`; otherwise msg is a whole envelope already. msg is
  * copied: the caller may reuse it on return. 0, LP2P_EQUEUEFULL (nothing

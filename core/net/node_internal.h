@@ -278,16 +278,26 @@ void lp2p__conn_trim(lp2p_conn *c);
 void lp2p__conn_tick(lp2p_conn *c, uint64_t tick_ms);
 void lp2p__conn_next_pass(lp2p_conn *c);
 
-/* Within a connection's files (conn.c, conn_read.c, conn_handshake.c).
- * Emit an lp2p_ev_closed kind about c (reason NULL: the code's text);
- * fail c (auth_failed during the handshake, then closed); write what the
- * handshake queued; drop a reference (a handle, a key job: the last
- * frees c). */
+/* Within a connection's files (conn.c, conn_send.c, conn_read.c,
+ * conn_handshake.c). Emit an lp2p_ev_closed kind about c (reason NULL:
+ * the code's text); fail c (auth_failed during the handshake, then
+ * closed); write what the handshake queued (conn_send.c); drop a
+ * reference (a handle, a key job: the last frees c). */
 void lp2p__conn_emit_closed(lp2p_conn *c, lp2p_event_type type, int code,
                             const char *reason);
 void lp2p__conn_fail(lp2p_conn *c, int code, const char *reason);
 int lp2p__conn_flush_handshake(lp2p_conn *c);
 void lp2p__conn_unref(lp2p_conn *c);
+/* conn_send.c: the bytes queued
+ * and not handed to a write yet; give every lent payload back; queue the
+ * Disconnect past the queue bounds and flush (a failed flush closes c);
+ * free the send buffers that hold nothing (the idle trim); free all of
+ * them (the last reference). */
+size_t lp2p__conn_queued_bytes(const lp2p_conn *c);
+void lp2p__conn_lent_drop(lp2p_conn *c);
+void lp2p__conn_say_disconnect(lp2p_conn *c);
+void lp2p__conn_send_trim(lp2p_conn *c);
+void lp2p__conn_send_free(lp2p_conn *c);
 /* conn_read.c: start reading c; does c hold input back (stashed by the
  * fairness caps)? The bytes c holds on the read side; refresh its share
  * of node->buffered (0 once it is not running). */
