@@ -72,7 +72,9 @@ typedef struct lp2p_node_config {
   double p2p_rate, p2p_burst, app_rate, app_burst;
   /* Threads that run the handshake's key job (crypto_box_beforenm and the
    * proof-of-work check) off the loop: one pool per loop, grown to the
-   * largest count its nodes ask; -1: one per CPU; 0: on the loop. */
+   * largest count its nodes ask; -1: one per CPU; 0: on the loop. Jobs
+   * are handed out once per loop pass: a pass with one job runs it on
+   * the loop, of k the threads take k * n / (n + 1) (workers.c). */
   int crypto_workers;
 } lp2p_node_config;
 
