@@ -145,7 +145,9 @@ static void on_connection(uv_stream_t *server, int status) {
     lp2p_conn_close(c, LP2P_ENOMEM, NULL, 0);
     return;
   }
-  uv_tcp_nodelay(&c->tcp, 1);
+#ifndef __linux__
+  uv_tcp_nodelay(&c->tcp, 1); /* Linux: inherited from the listener */
+#endif
   lp2p_admission_opened(n->admission, &c->addr, now);
   c->counted_admission = 1;
   c->counted_pending = 1;
@@ -214,6 +216,10 @@ int lp2p_node_listen(lp2p_node *n, const char *host, int port) {
   t->data = n;
   n->handles++;
   rc = uv_tcp_bind(t, (struct sockaddr *)&ss, 0);
+  /* Sockets accepted on Linux inherit TCP_NODELAY from the listener: one
+   * setsockopt here rather than one per connection. */
+  if (rc == 0)
+    rc = uv_tcp_nodelay(t, 1);
   if (rc == 0)
     rc = uv_listen((uv_stream_t *)t, n->cfg.backlog, on_connection);
   int namelen = sizeof ss;
