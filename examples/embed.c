@@ -214,6 +214,10 @@ int main(int argc, char **argv) {
   uv_timer_start(&deadline, on_deadline, 10000, 0);
 
   uv_run(loop, UV_RUN_DEFAULT);
+  /* The nodes are gone; what they shared (the key-job threads) goes with
+   * the loop. */
+  lp2p_loop_close_nodes(loop);
+  uv_run(loop, UV_RUN_DEFAULT);
   uv_loop_close(loop);
   if (failed || b.got == 0)
     return 1;

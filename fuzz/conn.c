@@ -595,6 +595,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lp2p_node_close(h.node);
   h.closed = 1;
   uv_run(&loop, UV_RUN_DEFAULT);
+  lp2p_loop_close_nodes(&loop); /* what the loop's nodes shared */
+  uv_run(&loop, UV_RUN_DEFAULT);
   FUZZ_CHECK(uv_loop_close(&loop) == 0);
   FUZZ_CHECK(p.lent_out == 0); /* every lent payload given back */
   return 0;

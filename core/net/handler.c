@@ -273,8 +273,23 @@ static lp2p_loop_shared *loop_shared(uv_loop_t *loop) {
 }
 
 
-/* Take n off its loop's list; the last node frees what they shared (the
- * worker pool closes its async handle, freed by the loop). */
+/* Free what the loop's nodes share (the worker pool closes its handles,
+ * freed by the loop). */
+static void free_shared(uv_loop_t *loop, lp2p_loop_shared *sh) {
+  if (sh->workers != NULL)
+    lp2p_workers_free(sh->workers);
+  free(sh->scratch);
+  free(sh->readbuf);
+  sodium_memzero(sh->rand, sizeof sh->rand);
+  free(sh);
+  loop->data = NULL;
+}
+
+
+/* Take n off its loop's list. What the nodes share stays for the loop's
+ * next node (a program making nodes one after another would otherwise
+ * start and join the worker threads for each: about 170 us a node), until
+ * the loop closes (lp2p_loop_close_nodes): then the last node frees it. */
 static void unlink_node(lp2p_node *n) {
   lp2p_loop_shared *sh = n->shared;
   if (sh == NULL)
@@ -284,15 +299,8 @@ static void unlink_node(lp2p_node *n) {
       *pp = n->next_in_loop;
       break;
     }
-  if (sh->nodes != NULL)
-    return;
-  if (sh->workers != NULL)
-    lp2p_workers_free(sh->workers);
-  free(sh->scratch);
-  free(sh->readbuf);
-  sodium_memzero(sh->rand, sizeof sh->rand);
-  free(sh);
-  n->loop->data = NULL;
+  if (sh->nodes == NULL && sh->loop_closing)
+    free_shared(n->loop, sh);
 }
 
 
@@ -523,13 +531,15 @@ void lp2p_node_close(lp2p_node *n) {
 
 
 /* The loop is going away: close every node, then stop the worker pool
- * here (its async handle closed with its own callback, before whoever
+ * here (its handles closed with their own callback, before whoever
  * closes every remaining handle of the loop gets to it); key jobs still
- * in flight are handed back canceled. */
+ * in flight are handed back canceled. What the nodes share goes now if
+ * none is left, else with the last one's memory. */
 void lp2p_loop_close_nodes(uv_loop_t *loop) {
   lp2p_loop_shared *sh = loop->data;
   if (sh == NULL)
     return;
+  sh->loop_closing = 1;
   for (lp2p_node *n = sh->nodes; n != NULL; n = n->next_in_loop) {
     lp2p_node_close(n);
     for (uint32_t i = 0; i < n->nslots; i++)
@@ -543,6 +553,8 @@ void lp2p_loop_close_nodes(uv_loop_t *loop) {
       n->workers = NULL;
     lp2p_workers_free(w);
   }
+  if (sh->nodes == NULL)
+    free_shared(loop, sh);
 }
 
 

@@ -298,7 +298,11 @@ lp2p_node *lp2p_node_new(uv_loop_t *loop, const lp2p_node_config *cfg,
 void lp2p_node_close(lp2p_node *n);
 /* When the loop itself goes (its Lua state closes): close every node of
  * the loop at once, pending writes dropped, so that running the loop
- * frees them all. The loop's data field is the node list's head. */
+ * frees them all, with what the loop's nodes share (read buffers, the
+ * key-job worker threads and their handles). That stays after the loop's
+ * last node is closed, for its next node: call this before uv_loop_close
+ * (UV_EBUSY until then) and run the loop once more. The loop's data field
+ * is the shared state's. */
 void lp2p_loop_close_nodes(uv_loop_t *loop);
 /* A connected stream socket taken as an incoming connection (no
  * admission, no accept hook): 0 and *id, or an error (the socket then

@@ -69,8 +69,9 @@ int lp2p__cpus(void); /* online CPUs, at least 1 */
  * raises), so one read buffer and one plaintext scratch serve them all: a
  * node made per handshake (a fresh identity) no longer maps and unmaps
  * 320 KiB. Also the key-job worker pool and a buffer of random bytes
- * (one getrandom per 4 KiB, not per handshake). Made with the first node,
- * freed with the last.
+ * (one getrandom per 4 KiB, not per handshake). Made with the loop's
+ * first node; kept when its last node goes (the next one reuses the
+ * threads), freed when the loop closes (lp2p_loop_close_nodes).
  */
 typedef struct lp2p_loop_shared {
   lp2p_node *nodes; /* the loop's nodes */
@@ -78,6 +79,7 @@ typedef struct lp2p_loop_shared {
   uint8_t *readbuf; /* LP2P_READ_BUF_SIZE */
   lp2p_workers *workers; /* NULL until a node wants crypto workers */
   int cpus; /* online CPUs, read once (a node asks on every start) */
+  int loop_closing; /* lp2p_loop_close_nodes ran: the last node frees it */
   size_t rand_left;
   uint8_t rand[4096];
 } lp2p_loop_shared;

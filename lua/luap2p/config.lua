@@ -51,7 +51,7 @@ _M.SCHEMA = {
   { "authentication_timeout", "number", 5, min = 0, max = 1e9, read = "core", doc = "seconds for an incoming handshake" },
   { "backlog", "integer", 20, min = 1, max = 65535, read = "core", doc = "listen(2) backlog" },
   { "bind_address", "string", nil, read = "core", doc = "local IP address outgoing connections are bound to (a node listening on one of several addresses dials from it)" },
-  { "crypto_workers", "integer", -1, min = -1, max = 64, read = "core", shown = "-1 (one per CPU)", doc = "threads running the handshake's key computation (crypto_box_beforenm, proof-of-work check) off the event loop, one pool per loop; a loop pass with one such job runs it itself, of k the threads take k*n/(n+1); 0: always on the loop" },
+  { "crypto_workers", "integer", -1, min = -1, max = 64, read = "core", shown = "-1 (one per CPU)", doc = "threads running the handshake's key computation (crypto_box_beforenm, proof-of-work check) off the event loop, one pool per loop (kept while the loop lives, for its next node); a loop pass with one such job runs it itself, of k the threads take k*n/(n+1); 0: always on the loop" },
   -- sizes and queues
   { "binary_chunks_size", "integer", 65535, min = 19, max = 65535, read = "core", doc = "size of the chunks we send" },
   { "max_message_size", "integer", 104857596, min = 2, max = 104857596, read = "core", shown = "100 MiB - 4", doc = "cap on one P2P message" },
