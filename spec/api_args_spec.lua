@@ -41,6 +41,7 @@ local CASES = {
   { function(n) here(); n:point(nil) end, "node:point: point: expected a string, got nil" },
   { function(n) here(); n:peer(1) end, "node:peer: peer id: expected a string, got 1" },
   { function(n) here(); n:known_points(-1) end, "node:known_points: n: expected a count >= 0, got -1" },
+  { function(n) here(); n:reload(5) end, "node:reload: path: expected a string or nil, got 5" },
   { function(n) here(); n:known_points(3, "x") end, "node:known_points: opts: expected a table or nil, got 'x'" },
   { function() here(); p2p.after(nil, f) end, "p2p.after: seconds: expected a number of seconds in 0..1e13, got nil" },
   { function() here(); p2p.after(1, nil) end, "p2p.after: fn: expected a function, got nil" },

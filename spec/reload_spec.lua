@@ -350,4 +350,23 @@ return { name = "watched",
     h.close(srv, cli)
     h.rmdir(dir)
   end)
+
+  it("reload(path) of a path no policy came from says so (ENOENT), and " ..
+     "reloads nothing", function()
+    local dir = h.tmpdir()
+    local path = dir .. "/p.lua"
+    h.write_file(path, 'return { name = "p" }\n')
+    local n = node{ policies = { path } }
+    local before = n:stat().reloads
+    local ok, err, code = n:reload(dir .. "/other.lua")
+    assert.is_nil(ok)
+    assert.equal("ENOENT", code)
+    assert.equal("ENOENT: node:reload: no policy of this node came from " ..
+      dir .. "/other.lua", err)
+    assert.equal(before, n:stat().reloads)
+    assert.is_true(n:reload(path)) -- the path it was loaded from
+    assert.equal(before + 1, n:stat().reloads)
+    h.close(n)
+    h.rmdir(dir)
+  end)
 end)

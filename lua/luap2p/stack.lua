@@ -64,11 +64,17 @@ end
 
 -- Reload every policy that came from a file (or only `path`): load,
 -- validate, check(), then swap each one between two callbacks. A failure
--- keeps the old policy and emits policy_error. Returns true, or nil, msg.
+-- keeps the old policy and emits policy_error. Returns true, or nil, msg,
+-- ENAME (ENOENT when `path` is not the path of any of its policies, as
+-- given in config.policies: a typo reloads nothing and says so).
 function Node:reload(path)
-  local failed
+  if path ~= nil and type(path) ~= "string" then
+    check.fail("node:reload", "path", "a string or nil", path)
+  end
+  local failed, found
   for i, old in ipairs(self._stack) do
     if old.path and (path == nil or old.path == path) then
+      found = true
       local entry, err = policy._resolve(old.path, policy.limits(self.config))
       if entry then
         local limits = policy.entry_limits(entry, self.config)
@@ -110,6 +116,10 @@ function Node:reload(path)
     end
   end
   if failed then return nil, "EPOLICY: " .. failed, "EPOLICY" end
+  if path ~= nil and not found then
+    return nil, "ENOENT: node:reload: no policy of this node came from " ..
+      path, "ENOENT"
+  end
   return true
 end
 
