@@ -221,4 +221,34 @@ return { name = "cached", _loads = function() return loads end }
     assert.are_not.equal(one.module, two.module)
     assert.is_nil(rawget(_G, "loads"))
   end)
+
+  -- Code that still holds a closed node (a task, a p2p.after callback,
+  -- another node's listener) can make a timer on it: such a timer never
+  -- calls back, so it must not keep p2p.run() going either (a node:every
+  -- held it for ever). Run in a process of its own, whose loop holds
+  -- nothing else.
+  it("lets p2p.run() return past the timers of a closed node", function()
+    local c = require "cli_helper"
+    local dir = h.tmpdir()
+    local script = dir .. "/closed_timers.lua"
+    h.write_file(script, [[
+local p2p = require "luap2p"
+local n = assert(p2p.new{ identity = p2p.core.identity_generate(),
+                          pow_bits = 0, default_policies = false })
+n:close()
+local calls = 0
+n:every(0.05, function() calls = calls + 1 end)
+n:after(3600, function() calls = calls + 1 end)
+p2p.run()
+print("returned", calls)
+]])
+    local p = assert(io.popen(string.format("timeout 20 %s run %s 2>&1",
+      c.q(c.CLI), c.q(script))))
+    local out = p:read("a")
+    local _, _, code = p:close()
+    h.rmdir(dir)
+    assert.equal(0, code, out) -- 124: killed by timeout, still running
+    assert.equal("returned\t0\n", out)
+  end)
 end)
+

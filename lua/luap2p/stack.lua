@@ -155,9 +155,13 @@ end
 function Node:_timer(after, every, fn)
   local owner = self._current
   local weak = setmetatable({ node = self }, { __mode = "v" })
-  local t = core.timer(after, every, function()
+  local t
+  t = core.timer(after, every, function()
     local node = weak.node
-    if not node or node._closed then return end
+    if not node or node._closed then
+      t:unref() -- never calls back again: it must not hold the loop
+      return
+    end
     -- Timers made inside this one belong to the same policy.
     local prev = node._current
     node._current = owner
@@ -172,6 +176,10 @@ function Node:_timer(after, every, fn)
       end
     end
   end)
+  -- Made on a closed node (by code that still holds it): it will not
+  -- call back, so it does not keep the loop alive (unref, not stop: the
+  -- caller may still stop it).
+  if self._closed then t:unref() end
   self._timers[t] = true
   if owner then owner.timers[t] = true end
   return t
