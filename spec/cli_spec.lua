@@ -158,7 +158,7 @@ describe("cli", function()
       { "crawl 127.0.0.1:1 --pow -1", "--pow", "-1", "a number in 0..64" },
       { "monitor 127.0.0.1:0", "HOST:PORT", "127.0.0.1:0", "port 0 cannot be dialled" },
       { "monitor 127.0.0.1:1 --count 0", "--count", "0", "an integer in 1..1000000000" },
-      { "monitor 127.0.0.1:1 --give-up -1", "--give-up", "-1", "a number in 0..1000000000" },
+      { "monitor 127.0.0.1:1 --give-up -1", "--give-up", "-1", "a number in 0..1000000000 (see" },
       { "monitor 127.0.0.1:1 --timeout 0", "--timeout", "0", "a number in 0.1..3600" },
       { "monitor 127.0.0.1:1 --chain-id foo", "--chain-id", "foo", "a Base58Check chain id" },
       { "monitor 127.0.0.1:1 --chain ''", "--chain", "", "a chain name of 1..255 bytes" },

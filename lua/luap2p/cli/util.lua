@@ -128,8 +128,10 @@ function _M.number(lo, hi, what)
   return function(s)
     local n = tonumber(s)
     if not n or n ~= n or n < lo or n > hi then
+      -- Whole bounds print as integers (1e9 is "1000000000", not ".0").
       return nil, string.format("bad %s '%s': expected a number in " ..
-        "%s..%s", what, s, tostring(lo), tostring(hi))
+        "%s..%s", what, s, tostring(math.tointeger(lo) or lo),
+        tostring(math.tointeger(hi) or hi))
     end
     return n
   end
