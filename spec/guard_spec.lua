@@ -197,11 +197,11 @@ describe("error reports", function()
     function()
     local a = keep(h.node{ default_policies = false, policies = { {
       name = "noisy", event = function(_, ev)
-        if ev.type == "tick" then error("noisy") end
+        if ev.type == "new_point" then error("noisy") end
       end } } })
     local ev = h.record(a)
     local t0 = p2p.now()
-    for _ = 1, 1000 do a:_event({ type = "tick" }) end
+    for _ = 1, 1000 do a:_event({ type = "new_point" }) end
     local elapsed = p2p.now() - t0
     assert.equal(1000, a:stat().policy_errors)
     assert.is_true(#ev.policy_error <= report.BURST + report.RATE * elapsed
@@ -218,12 +218,12 @@ describe("error reports", function()
   it("sends a failing listener to an error event, stderr only when " ..
      "nobody listens", function()
     local a = keep(h.node{ default_policies = false })
-    a:on("tick", function() error("listener broke") end)
+    a:on("new_point", function() error("listener broke") end)
     local errs = {}
     a:on("error", function(ev) errs[#errs + 1] = ev end)
-    a:_event({ type = "tick" })
+    a:_event({ type = "new_point" })
     assert.equal(1, #errs)
-    assert.equal("tick listener", errs[1].where)
+    assert.equal("new_point listener", errs[1].where)
     assert.matches("listener broke", errs[1].message)
     assert.equal(1, a:stat().errors)
   end)
@@ -290,10 +290,10 @@ describe("error reports", function()
 
   it("reports what a node suppressed when it closes", function()
     local a = h.node{ default_policies = false }
-    a:on("tick", function() error("listener broke") end)
+    a:on("new_point", function() error("listener broke") end)
     local errs = {}
     a:on("error", function(ev) errs[#errs + 1] = ev end)
-    for _ = 1, 100 do a:_event({ type = "tick" }) end
+    for _ = 1, 100 do a:_event({ type = "new_point" }) end
     assert.is_true(#errs < 100)
     h.close(a)
     assert.equal(100, accounted(errs))

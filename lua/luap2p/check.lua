@@ -8,8 +8,8 @@
 -- not reach its checks through a tail call (`return check...` is fine;
 -- `return other_api(...)` from a wrapper is not: the wrapper's frame is
 -- gone and the level would point one frame too high).
-local error, math, string, tonumber, tostring, type =
-      error, math, string, tonumber, tostring, type
+local error, ipairs, math, string, tonumber, tostring, type =
+      error, ipairs, math, string, tonumber, tostring, type
 
 local _M = {}
 
@@ -27,6 +27,65 @@ end
 function _M.fail(who, arg, form, v, level)
   error(string.format("%s: %s: expected %s, got %s", who, arg, form,
     _M.show(v)), (level or 1) + 2)
+end
+
+-- Levenshtein distance.
+local function distance(a, b)
+  local row = {}
+  for j = 0, #b do row[j] = j end
+  for i = 1, #a do
+    local diag = row[0]
+    row[0] = i
+    for j = 1, #b do
+      local up = row[j]
+      local best = diag + (a:byte(i) == b:byte(j) and 0 or 1)
+      if up + 1 < best then best = up + 1 end
+      if row[j - 1] + 1 < best then best = row[j - 1] + 1 end
+      row[j] = best
+      diag = up
+    end
+  end
+  return row[#b]
+end
+
+-- The name of `names` nearest to word (within two edits, or one of whose
+-- '_'-separated words it is: "port" of "advertised_port"), or nil.
+function _M.nearest(word, names)
+  local best, name = 3, nil
+  for _, n in ipairs(names) do
+    local d = distance(word, n)
+    if d < best then best, name = d, n end
+  end
+  if name then return name end
+  for _, n in ipairs(names) do
+    if #word < #n and (("_" .. n .. "_"):find("_" .. word .. "_", 1, true))
+    then
+      return n
+    end
+  end
+  return nil
+end
+
+-- The types of events a node emits (README, Events), in that order.
+_M.EVENT_TYPES = {
+  "accepted", "refused", "connecting", "authenticated", "auth_failed",
+  "nack_sent", "nacked", "connected", "message", "bootstrap", "advertise",
+  "swap_request", "swap_ack", "rate_exceeded", "dropped", "decoding_error",
+  "shell", "disconnected", "too_few_connections", "too_many_connections",
+  "under_load", "load_normal", "new_point", "new_peer", "banned",
+  "unbanned", "policy_error", "reloaded", "error",
+}
+local EVENT_TYPE = {}
+for _, t in ipairs(_M.EVENT_TYPES) do EVENT_TYPE[t] = true end
+
+-- An event type a node emits ("*": all, when any is true); a typo would
+-- wait or listen for ever.
+function _M.event_type(who, arg, v, any, level)
+  _M.string(who, arg, v, (level or 1) + 1)
+  if EVENT_TYPE[v] or (any and v == "*") then return end
+  local near = _M.nearest(v, _M.EVENT_TYPES)
+  error(string.format("%s: %s: unknown event type %s%s", who, arg, _M.show(v),
+    near and " (did you mean '" .. near .. "'?)" or ""), (level or 1) + 2)
 end
 
 function _M.func(who, arg, v, level)

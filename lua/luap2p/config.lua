@@ -10,6 +10,7 @@
 -- from it (`make readme-config`). Adding a key: a row here, and for a
 -- "core" key the field and its line in core/lua/lua_config.c (a spec
 -- checks that the core's fallback defaults and ranges equal these).
+local check = require "luap2p.check"
 local policy = require "luap2p.policy"
 
 local error, io, ipairs, math, pairs, string, table, tonumber, tostring, type =
@@ -114,10 +115,11 @@ _M.SCHEMA = {
 -- luacheck: pop
 
 -- By name.
-_M.KEYS = {}
-for _, k in ipairs(_M.SCHEMA) do
+_M.KEYS, _M.SCHEMA_NAMES = {}, {}
+for i, k in ipairs(_M.SCHEMA) do
   k.name, k.type, k.default = k[1], k[2], k[3]
   _M.KEYS[k.name] = k
+  _M.SCHEMA_NAMES[i] = k.name
 end
 
 -- Octez's expected_connections default (src/lib_p2p_services/p2p_limits.ml).
@@ -144,41 +146,10 @@ function _M.split_point(s)
   return host, tonumber(port)
 end
 
--- Levenshtein distance.
-local function distance(a, b)
-  local row = {}
-  for j = 0, #b do row[j] = j end
-  for i = 1, #a do
-    local diag = row[0]
-    row[0] = i
-    for j = 1, #b do
-      local up = row[j]
-      local best = diag + (a:byte(i) == b:byte(j) and 0 or 1)
-      if up + 1 < best then best = up + 1 end
-      if row[j - 1] + 1 < best then best = row[j - 1] + 1 end
-      row[j] = best
-      diag = up
-    end
-  end
-  return row[#b]
-end
-
--- The known key nearest to k (within two edits), or nil.
+-- The known key nearest to k (within two edits, or a whole word of a
+-- key: "port" of "advertised_port"), or nil.
 function _M.nearest(k)
-  local best, name = 3, nil
-  for _, key in ipairs(_M.SCHEMA) do
-    local d = distance(k, key.name)
-    if d < best then best, name = d, key.name end
-  end
-  if name then return name end
-  -- A whole word of a key: "port" of "advertised_port".
-  for _, key in ipairs(_M.SCHEMA) do
-    local n = key.name
-    if #k < #n and (("_" .. n .. "_"):find("_" .. k .. "_", 1, true)) then
-      return n
-    end
-  end
-  return nil
+  return check.nearest(k, _M.SCHEMA_NAMES)
 end
 
 local function range_text(k, what)

@@ -152,7 +152,11 @@ end
 -- node:wait_for(event_type[, pred][, timeout]) -> ev | nil, err, ENAME.
 -- Inside a task: the next event of that type for which pred(ev) holds.
 function Node:wait_for(kind, pred, timeout)
-  check.string("node:wait_for", "event type", kind)
+  check.event_type("node:wait_for", "event type", kind)
+  if kind == "message" then -- it reaches listeners and the inbox only
+    error("node:wait_for: event type: 'message' is not waited for: use " ..
+      "conn:receive() in a task, or node:on('message', fn)", 2)
+  end
   if type(pred) == "number" and timeout == nil then
     pred, timeout = nil, pred
   end
@@ -301,7 +305,7 @@ end
 
 -- node:on(event_type | "message" | "*", fn)
 function Node:on(kind, fn)
-  check.string("node:on", "event type", kind)
+  check.event_type("node:on", "event type", kind, true)
   check.func("node:on", "fn", fn)
   self._on[kind] = self._on[kind] or {}
   table.insert(self._on[kind], fn)
