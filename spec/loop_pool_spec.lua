@@ -4,13 +4,7 @@
 -- steps run in a child lua5.4 (spec/loop_pool.lua) so that its thread
 -- counts start from a loop that never had a node; with gcc's libasan
 -- preloaded there, LeakSanitizer checks that nothing is left at exit.
-local function asan_runtime()
-  local p = io.popen("unset LD_PRELOAD; gcc -print-file-name=libasan.so " ..
-    "2>/dev/null")
-  local path = p and p:read("l")
-  if p then p:close() end
-  if path and path:sub(1, 1) == "/" and io.open(path) then return path end
-end
+local asan_runtime = require("helper").asan_runtime
 
 describe("the loop's worker pool", function()
   local out, steps

@@ -2,13 +2,7 @@
 -- running the loop again must not leak them. The reproducer runs in a
 -- child lua5.4 with libasan preloaded: LeakSanitizer's interceptors see
 -- the plain build's allocations too, so this needs no sanitized build.
-local function asan_runtime()
-  local p = io.popen("unset LD_PRELOAD; gcc -print-file-name=libasan.so " ..
-    "2>/dev/null")
-  local path = p and p:read("l")
-  if p then p:close() end
-  if path and path:sub(1, 1) == "/" and io.open(path) then return path end
-end
+local asan_runtime = require("helper").asan_runtime
 
 describe("regress: exit after close", function()
   it("frees every node and connection when the Lua state closes", function()
