@@ -39,7 +39,7 @@ describe("review: node methods", function()
                                  pow_bits = 0 })
     finally(function() node:close() end)
     assert.has_error(function() node:known_points("x") end,
-      "node:known_points: n: expected a count >= 0, got 'x'")
+      "node:known_points: n: expected an integer count >= 0, got 'x'")
     assert.same({}, node:known_points(3))
   end)
 end)

@@ -146,7 +146,7 @@ end
 function Node:known_points(n, opts)
   n = n or 50
   if math.type(n) ~= "integer" or n < 0 then
-    check.fail("node:known_points", "n", "a count >= 0", n)
+    check.fail("node:known_points", "n", "an integer count >= 0", n)
   end
   check.opts("node:known_points", "opts", opts)
   local exclude = opts and opts.exclude

@@ -229,8 +229,11 @@ function _M.expectations(net)
   -- hold one more; the core then reports too_many_connections and the
   -- maintenance policy closes the excess.
   local now_tiny = #b.tiny.node:connections()
-  expect(string.format("tiny holds at most 2 connections (now %d, peak " ..
-    "%d)", now_tiny, b.tiny.max_conns), now_tiny <= 2 and now_tiny > 0)
+  local extra = b.tiny.max_conns > 2 and
+    ", peak %d: handshakes that end at once may pass briefly, as in Octez" or
+    ", peak %d"
+  expect(string.format("tiny holds at most 2 connections (now %d" .. extra ..
+    ")", now_tiny, b.tiny.max_conns), now_tiny <= 2 and now_tiny > 0)
   return res
 end
 
