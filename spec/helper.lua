@@ -29,17 +29,7 @@ end
 function _M.quiet(cfg)
   local c = { maintenance_interval = 0, swap_linger = 0 }
   for k, v in pairs(cfg or {}) do c[k] = v end
-  -- gcc's libasan.so, for a child process to preload (LeakSanitizer at its
--- exit sees the plain build's allocations too), or nil when gcc has none.
-function _M.asan_runtime()
-  local p = io.popen("unset LD_PRELOAD; gcc -print-file-name=libasan.so " ..
-    "2>/dev/null")
-  local path = p and p:read("l")
-  if p then p:close() end
-  if path and path:sub(1, 1) == "/" and io.open(path) then return path end
-end
-
-return _M.node(c)
+  return _M.node(c)
 end
 
 -- keep(...) returns its nodes and closes them after the current test.
