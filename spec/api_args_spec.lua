@@ -100,6 +100,18 @@ describe("api arguments", function()
     assert.equal(SRC .. ":" .. line .. ": " .. case[2], err)
   end
 
+  it("knows every event type the core emits (node:on would refuse one " ..
+     "it does not)", function()
+    local known = {}
+    for _, t in ipairs(require("luap2p.check").EVENT_TYPES) do
+      known[t] = true
+    end
+    for t in pairs(a._c:calls().events) do
+      assert.is_true(known[t], t .. " missing from check.EVENT_TYPES")
+      assert.equal(a, a:on(t, f))
+    end
+  end)
+
   it("misuse raises at the caller's line, naming function and argument",
     function()
     for _, case in ipairs(CASES) do
