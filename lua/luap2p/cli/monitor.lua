@@ -12,7 +12,6 @@
 -- most); when no node at all is connected for --give-up seconds (at
 -- start, or after losing them all), the command stops with exit 1.
 local p2p = require "luap2p"
-local identity = require "luap2p.identity"
 local shell = require "luap2p.shell"
 local util = require "luap2p.cli.util"
 

@@ -3,10 +3,10 @@
 local core = require "luap2p.core"
 local json = require "luap2p.json"
 
-local error, getmetatable, io, ipairs, math, next, pairs, require,
-      setmetatable, string, tonumber, tostring, type =
-      error, getmetatable, io, ipairs, math, next, pairs, require,
-      setmetatable, string, tonumber, tostring, type
+local error, getmetatable, io, ipairs, math, require, setmetatable, string,
+      tonumber, tostring, type =
+      error, getmetatable, io, ipairs, math, require, setmetatable, string,
+      tonumber, tostring, type
 
 local _M = {}
 
