@@ -321,7 +321,7 @@ static int seal_pending(lp2p_conn *c, size_t limit) {
  * batch of what is queued (about LP2P_SEAL_BATCH_CHUNKS chunks, small
  * messages sharing chunks) unless sealed chunks already wait, then hand
  * up to LP2P_WRITE_BLOCKS blocks of sealed chunks to the kernel in one
- * writev. A whole batch is written at once if the socket
+ * writev. A whole batch (one full chunk) is written at once if the socket
  * takes it (uv_try_write), so that the kernel copies what was just
  * sealed while it is in cache and the blocks are reused at once, and the
  * next batch follows; what the socket does not take goes to one

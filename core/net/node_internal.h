@@ -11,11 +11,16 @@
 
 
 
-/* Larger than a whole chunk, so most chunks are opened in place. */
-#define LP2P_READ_BUF_SIZE (256 * 1024)
-/* Plaintext sealed per batch (queued messages, lent payloads): big enough
- * to keep the socket fed, small enough to stay in cache (4 x 64 KiB). */
-#define LP2P_SEAL_BATCH_CHUNKS 4
+/* Much larger than a whole chunk, so most chunks are opened in place,
+ * and a receiver that fell behind takes what is queued in one read: with
+ * 256 KiB the receiving side of a stream spent ~0.25 s more CPU per GB
+ * (bench/PROFILE.md). One buffer per loop, shared by its nodes. */
+#define LP2P_READ_BUF_SIZE (1024 * 1024)
+/* Plaintext sealed per batch (queued messages, lent payloads): one chunk,
+ * handed to the kernel while it is still in cache, which also lets the
+ * peer start opening it sooner; batches of 2 to 16 chunks cost the sender
+ * more per GB (bench/PROFILE.md). Small messages still share chunks. */
+#define LP2P_SEAL_BATCH_CHUNKS 1
 /* Sealed chunks live in blocks of up to this many bytes (4 chunks of the
  * largest size; a block for less is sized to it, in LP2P_SBLOCK_MIN
  * steps, so that a connection sending small messages holds a few KiB),
