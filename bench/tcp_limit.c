@@ -9,14 +9,16 @@
  *                                   copied into 64 KiB batches, one write per
  *                                   batch; the receiver parses every prefix;
  *                                   messages/s
- *   tcp_limit sealed SIZE SECS      the same stream sealed as luap2p does it:
+ *   tcp_limit sealed SIZE SECS [PER_WRITE READ]
+ *                                   the same stream sealed as luap2p does it:
  *                                   [u16 len][crypto_box_easy_afternm] chunks
- *                                   of at most 65535 bytes, 4 chunks per
- *                                   write; the receiver reads 64 KiB at a
- *                                   time and opens every chunk; payload
- *                                   bytes/s (what C with libsodium reaches);
- *                                   both sockets get 1 MiB SO_SNDBUF and
- *                                   SO_RCVBUF (25% more than the defaults)
+ *                                   of at most 65535 bytes, PER_WRITE chunks
+ *                                   per write (default 1, as luap2p); the
+ *                                   receiver reads up to READ bytes at a
+ *                                   time (default 1 MiB, as luap2p) and
+ *                                   opens every chunk; payload bytes/s (what
+ *                                   C with libsodium reaches); both sockets
+ *                                   get 1 MiB SO_SNDBUF and SO_RCVBUF
  *   tcp_limit connect SECS CONC     libuv: connect, 1 byte each way, close,
  *                                   CONC in flight; connections/s at the
  *                                   server
@@ -175,21 +177,22 @@ static void sender_small(int port, size_t size) {
 
 #define CHUNK_PAYLOAD (65535 - 2 - crypto_box_MACBYTES)
 
-/* Seal a SIZE-byte message stream into chunks, 4 per write. Key and nonce
- * are fixed and known to both sides (a benchmark, not a protocol). */
-static void sender_sealed(int port, size_t size) {
+/* Seal a SIZE-byte message stream into chunks, per_write chunks per write.
+ * Key and nonce are fixed and known to both sides (a benchmark, not a
+ * protocol). */
+static void sender_sealed(int port, size_t size, int per_write) {
   int fd = connect_to(port);
   nodelay(fd);
   big_buffers(fd);
   uint8_t key[crypto_box_BEFORENMBYTES] = {1}, nonce[24] = {0};
-  size_t cap = 4 * 65535;
+  size_t cap = (size_t)per_write * 65535;
   uint8_t *plain = calloc(1, size), *out = malloc(cap);
   if (plain == NULL || out == NULL)
     _exit(1);
   size_t msg_off = 0; /* position inside the current message */
   for (;;) {
     size_t len = 0;
-    for (int k = 0; k < 4; k++) {
+    for (int k = 0; k < per_write; k++) {
       size_t n = size - msg_off < CHUNK_PAYLOAD ? size - msg_off
                                                 : CHUNK_PAYLOAD;
       size_t body = n + crypto_box_MACBYTES;
@@ -205,7 +208,12 @@ static void sender_sealed(int port, size_t size) {
 }
 
 
-static void bench_sealed(size_t size, double secs) {
+static void bench_sealed(size_t size, double secs, int per_write,
+                         size_t rbuf) {
+  if (per_write < 1 || rbuf < 2) {
+    fprintf(stderr, "tcp_limit sealed: PER_WRITE >= 1 and READ >= 2\n");
+    exit(2);
+  }
   int port;
   int lfd = listen_any(&port);
   pid_t pid = fork();
@@ -214,7 +222,7 @@ static void bench_sealed(size_t size, double secs) {
   if (pid == 0) {
     close(lfd);
     alarm((unsigned)secs + 10);
-    sender_sealed(port, size);
+    sender_sealed(port, size, per_write);
     _exit(0);
   }
   int fd = accept(lfd, NULL, NULL);
@@ -223,12 +231,14 @@ static void bench_sealed(size_t size, double secs) {
   nodelay(fd);
   big_buffers(fd);
   uint8_t key[crypto_box_BEFORENMBYTES] = {1}, nonce[24] = {0};
-  uint8_t *buf = malloc(RBUF), *part = malloc(65537), *plain = malloc(65535);
+  uint8_t *buf = malloc(rbuf), *part = malloc(65537), *plain = malloc(65535);
   size_t part_len = 0;
   uint64_t bytes = 0;
   double t0 = 0, t = 0;
+  if (buf == NULL || part == NULL || plain == NULL)
+    die("malloc");
   for (;;) {
-    ssize_t r = read(fd, buf, RBUF);
+    ssize_t r = read(fd, buf, rbuf);
     if (r <= 0)
       break;
     size_t i = 0, n = (size_t)r;
@@ -573,7 +583,9 @@ int main(int argc, char **argv) {
   else if (argc >= 4 && strcmp(argv[1], "small") == 0)
     bench_stream((size_t)atol(argv[2]), atof(argv[3]), 1);
   else if (argc >= 4 && strcmp(argv[1], "sealed") == 0)
-    bench_sealed((size_t)atol(argv[2]), atof(argv[3]));
+    bench_sealed((size_t)atol(argv[2]), atof(argv[3]),
+                 argc >= 5 ? atoi(argv[4]) : 1,
+                 argc >= 6 ? (size_t)atol(argv[5]) : 1024 * 1024);
   else if (argc >= 4 && strcmp(argv[1], "connect") == 0)
     bench_connect(atof(argv[2]), atoi(argv[3]));
   else if (argc >= 3 && strcmp(argv[1], "idle") == 0)

@@ -43,8 +43,13 @@ local function fig_stream()
   add("pair", c_run("crypto_limit", "pair 65517 " .. d, 30).pair_bytes_per_s)
   add("box", c_run("crypto_limit", "box 65517 " .. d, 30).box_bytes_per_s)
   add("open", c_run("crypto_limit", "open 65517 " .. d, 30).open_bytes_per_s)
+  -- The same framing in C: as luap2p writes and reads (one chunk per
+  -- write, reads of up to 1 MiB), and as a first try would (4 chunks per
+  -- write, 64 KiB reads).
   add("sealed", c_run("tcp_limit", "sealed 65536 " .. P.secs,
     P.secs + 15).sealed_bytes_per_s)
+  add("sealed_4x64k", c_run("tcp_limit", "sealed 65536 " .. P.secs ..
+    " 4 65536", P.secs + 15).sealed_bytes_per_s)
   local s, c = pair("stream", "stream.lua", "recv secs=" .. P.secs,
     "send size=65536 secs=" .. (P.secs + 10), P.secs + 25)
   add("lp_stream", s.bytes_per_s)
