@@ -73,7 +73,7 @@ int lp2p__cpus(void); /* online CPUs, at least 1 */
  * a loop never nest across nodes (running the loop from a callback
  * raises), so one read buffer and one plaintext scratch serve them all: a
  * node made per handshake (a fresh identity) no longer maps and unmaps
- * 320 KiB. Also the key-job worker pool and a buffer of random bytes
+ * over 1 MiB. Also the key-job worker pool and a buffer of random bytes
  * (one getrandom per 4 KiB, not per handshake). Made with the loop's
  * first node; kept when its last node goes (the next one reuses the
  * threads), freed when the loop closes (lp2p_loop_close_nodes).
