@@ -112,6 +112,26 @@ describe("send path", function()
     stream(ca, cb, sizes, false)
   end)
 
+  it("writes a large message cut into small chunks in few, large writes",
+    function()
+    -- This process's write calls (Linux /proc/self/io: syscw); the two
+    -- nodes are the only writers here.
+    local function writes()
+      local f = assert(io.open("/proc/self/io"))
+      local n = tonumber(f:read("a"):match("syscw:%s*(%d+)"))
+      f:close()
+      return n
+    end
+    local _, _, ca, cb = pair(keep, nil, { binary_chunks_size = 1000 })
+    ca:pull(true)
+    local before = writes()
+    stream(ca, cb, { 1 << 20 }, false)
+    local n = writes() - before
+    -- 1 MiB is 1068 chunks of 1000 bytes: batches of about 64 KiB make
+    -- some 17 writes; a write per chunk would make over a thousand.
+    assert.is_true(n < 100, n .. " writes for 1 MiB in 1000-byte chunks")
+  end)
+
   it("keeps messages at the largest chunk's boundaries whole and in order",
     function()
     local P = 65535 - 18

@@ -318,10 +318,10 @@ static int seal_pending(lp2p_conn *c, size_t limit) {
 
 /*
  * Write what waits, one write in flight at a time: first seal the next
- * batch of what is queued (about LP2P_SEAL_BATCH_CHUNKS chunks, small
- * messages sharing chunks) unless sealed chunks already wait, then hand
+ * batch of what is queued (whole chunks, about LP2P_SEAL_BATCH_BYTES,
+ * small messages sharing chunks) unless sealed chunks already wait, then hand
  * up to LP2P_WRITE_BLOCKS blocks of sealed chunks to the kernel in one
- * writev. A whole batch (one full chunk) is written at once if the socket
+ * writev. A whole batch is written at once if the socket
  * takes it (uv_try_write), so that the kernel copies what was just
  * sealed while it is in cache and the blocks are reused at once, and the
  * next batch follows; what the socket does not take goes to one
@@ -336,7 +336,8 @@ static void flush_queue(lp2p_conn *c) {
     return;
   size_t chunk = c->node->cfg.binary_chunks_size;
   size_t piece = chunk - LP2P_CHUNK_OVERHEAD;
-  size_t batch = piece * LP2P_SEAL_BATCH_CHUNKS;
+  size_t per_batch = LP2P_SEAL_BATCH_BYTES / chunk;
+  size_t batch = piece * (per_batch > 0 ? per_batch : 1);
   for (;;) {
     sq_release_written(c);
     if (unsealed_bytes(c) > 0 && c->sq_waiting < batch) {

@@ -16,11 +16,14 @@
  * 256 KiB the receiving side of a stream spent ~0.25 s more CPU per GB
  * (bench/PROFILE.md). One buffer per loop, shared by its nodes. */
 #define LP2P_READ_BUF_SIZE (1024 * 1024)
-/* Plaintext sealed per batch (queued messages, lent payloads): one chunk,
- * handed to the kernel while it is still in cache, which also lets the
- * peer start opening it sooner; batches of 2 to 16 chunks cost the sender
- * more per GB (bench/PROFILE.md). Small messages still share chunks. */
-#define LP2P_SEAL_BATCH_CHUNKS 1
+/* Sealed per batch (queued messages, lent payloads): whole chunks, at
+ * least one, up to about this many bytes. With the default chunk size
+ * that is one chunk, handed to the kernel while it is still in cache,
+ * which also lets the peer start opening it sooner; batches of 2 to 16
+ * such chunks cost the sender more per GB (bench/PROFILE.md). Smaller
+ * configured chunks are batched up to the same size, so that a write is
+ * never one tiny chunk. Small messages still share chunks. */
+#define LP2P_SEAL_BATCH_BYTES (64 * 1024)
 /* Sealed chunks live in blocks of up to this many bytes (4 chunks of the
  * largest size; a block for less is sized to it, in LP2P_SBLOCK_MIN
  * steps, so that a connection sending small messages holds a few KiB),
