@@ -40,6 +40,15 @@ function M.cpu_seconds()
   return os.clock()
 end
 
+-- Times this process has slept (voluntary context switches): on a
+-- stream, how often one side waited for the other.
+function M.sleeps()
+  local f = assert(io.open("/proc/self/status"))
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match("\nvoluntary_ctxt_switches:%s*(%d+)"))
+end
+
 function M.hello()
   io.stdout:write("PID ", M.pid(), "\n")
   io.stdout:flush()

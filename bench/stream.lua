@@ -33,7 +33,7 @@ if role == "recv" then
     B.fail("no message within 20 s")
   end
   t0 = core.now()
-  local m0, b0, c0 = msgs, bytes, B.cpu_seconds()
+  local m0, b0, c0, z0 = msgs, bytes, B.cpu_seconds(), B.sleeps()
   local t
   B.wait(function()
     t = core.now()
@@ -44,6 +44,7 @@ if role == "recv" then
   -- CPU cost, robust to other load on the machine: seconds per GB.
   B.out("cpu_s_per_gb", (B.cpu_seconds() - c0) / (bytes - b0) * 1e9)
   B.out("cpu_s_per_mmsg", (B.cpu_seconds() - c0) / (msgs - m0) * 1e6)
+  B.out("sleeps_per_mb", (B.sleeps() - z0) / (bytes - b0) * 1e6)
   B.out("rss_kib", B.rss_kib())
   node:close()
   for _ = 1, 10 do core.run("nowait") end
@@ -61,7 +62,7 @@ elseif role == "send" then
   local payload = string.rep("x", a.size or 65536)
   local deadline = core.now() + secs + 10
   local sent, full = 0, 0
-  local c0 = B.cpu_seconds()
+  local c0, z0 = B.cpu_seconds(), B.sleeps()
   -- Queue until the queue is full, then let the loop write.
   while not conn.closed do
     local oks, _, code = conn:send(payload)
@@ -78,6 +79,7 @@ elseif role == "send" then
   B.out("sent", sent)
   B.out("cpu_s_per_gb", (B.cpu_seconds() - c0) / (sent * #payload) * 1e9)
   B.out("cpu_s_per_mmsg", (B.cpu_seconds() - c0) / sent * 1e6)
+  B.out("sleeps_per_mb", (B.sleeps() - z0) / (sent * #payload) * 1e6)
   B.out("queue_full", full)
   node:close()
   for _ = 1, 10 do core.run("nowait") end

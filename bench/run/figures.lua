@@ -55,6 +55,8 @@ local function fig_stream()
   add("lp_stream", s.bytes_per_s)
   add("lp_stream_rx_cpu", s.cpu_s_per_gb)
   add("lp_stream_tx_cpu", c.cpu_s_per_gb)
+  add("lp_stream_rx_sleeps", s.sleeps_per_mb)
+  add("lp_stream_tx_sleeps", c.sleeps_per_mb)
 end
 
 local function fig_small()

@@ -213,6 +213,12 @@ local function build_table()
       string.format("%.2f / %.2f", M.lp_stream_rx_cpu, M.lp_stream_tx_cpu or 0),
       string.format("%.2f / %.2f", 1e9 / M.open, 1e9 / M.box), "", "", "")
   end
+  if M.lp_stream_rx_sleeps then
+    row("  ref: sleeps per MB of payload, receiver / sender (voluntary " ..
+      "context switches: who waited)",
+      string.format("%.2f / %.2f", M.lp_stream_rx_sleeps,
+        M.lp_stream_tx_sleeps or 0), "", "", "", "")
+  end
   if M.sealed then
     row("  ref: C over TCP, the same chunks, 1 per write, reads of 1 MiB",
       "",
