@@ -9,6 +9,8 @@
 #   make bench-peers  luap2p next to js-libp2p, interleaved in one run
 #   make embed      build/embed: examples/embed.c, a node run from C
 #                   against build/libluap2p.a (no Lua)
+#   make hs-allocs  build/hs_allocs: spec/c/hs_allocs.c, counts the heap
+#                   allocations the library makes per handshake
 #   make readme-config  regenerate README.md's config table from the schema
 #                   (lua/luap2p/config.lua); a spec fails when it drifts
 #   make sim        a SIM_NODES-node cold start (luap2p sim, about 1.5 min);
@@ -85,7 +87,7 @@ SIM_NODES ?= 1000
 SIM_ARGS ?=
 
 .PHONY: all deps test demo bench bench-quick bench-peers sim clean readme-config embed env \
-        install
+        install hs-allocs
 
 all: $(MODULE)
 
@@ -151,6 +153,19 @@ $(EMBED): examples/embed.c $(LIB) $(HDRS)
 	$(CC) $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow \
 	  -Wno-unused-parameter -Icore/net $(DEPS_CFLAGS) $(EXTRA_CFLAGS) \
 	  -o $@ examples/embed.c $(LIB) $(DEPS_LIBS) -lpthread -lm
+
+# Allocations are counted by wrapping the allocator of what is linked
+# statically (the library): see the file's header.
+HS_ALLOCS = build/hs_allocs
+
+hs-allocs: $(HS_ALLOCS)
+
+$(HS_ALLOCS): spec/c/hs_allocs.c $(LIB) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(OPT) -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wshadow \
+	  -Wno-unused-parameter -Icore/net $(DEPS_CFLAGS) $(EXTRA_CFLAGS) \
+	  -o $@ spec/c/hs_allocs.c $(LIB) $(DEPS_LIBS) -lpthread -lm -rdynamic \
+	  -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
 
 # Every Lua file under lua/luap2p keeps its path; the command is copied.
 install: $(MODULE)

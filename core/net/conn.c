@@ -39,16 +39,65 @@ void lp2p__conn_emit_closed(lp2p_conn *c, lp2p_event_type type, int code,
 
 
 
+/* -------------------------------------------------------------- spares */
+
+/* A block for a handshake state: a spare of the loop's, or the heap. */
+static lp2p_hs *hs_block_take(lp2p_loop_shared *sh, uint64_t now) {
+  if (sh->nhs_spare == 0)
+    return malloc(lp2p_hs_size());
+  sh->spare_at = now;
+  return sh->hs_spare[--sh->nhs_spare];
+}
+
+
+void lp2p__conn_hs_release(lp2p_conn *c) {
+  lp2p_hs *hs = c->hs;
+  if (hs == NULL)
+    return;
+  c->hs = NULL;
+  lp2p_hs_clear(hs); /* wiped: keys, and all zero */
+  lp2p_loop_shared *sh = c->node->shared;
+  if (sh->nhs_spare < LP2P_SPARES_MAX && !sh->loop_closing) {
+    sh->spare_at = uv_now(c->node->loop);
+    sh->hs_spare[sh->nhs_spare++] = hs;
+  } else {
+    free(hs);
+  }
+}
+
+
+void lp2p__conn_spares_free(lp2p_loop_shared *sh) {
+  while (sh->nhs_spare > 0)
+    free(sh->hs_spare[--sh->nhs_spare]);
+  while (sh->nconn_spare > 0)
+    free(sh->conn_spare[--sh->nconn_spare]);
+}
+
+
+void lp2p__conn_spares_trim(lp2p_loop_shared *sh, uint64_t now,
+                            uint64_t idle_ms) {
+  if (now - sh->spare_at >= idle_ms)
+    lp2p__conn_spares_free(sh);
+}
+
+
 /* ------------------------------------------------------------- closing */
 
 /* Drop one of the connection's references (a libuv handle, or a key job
  * in flight); the last frees it, once the node gave its slot back (the
- * node may go then too: c->node is not touched after the report). */
+ * node may go then too: c->node is not touched after the report). Its
+ * struct, wiped, becomes a spare of the loop's when there is room and the
+ * loop lives on: the loop's shared state cannot go during the report
+ * unless the loop is closing (lp2p_loop_close_nodes), and after it, with
+ * no node left, the spares are gone (unlink_node) and c is freed too. */
 void lp2p__conn_unref(lp2p_conn *c) {
   if (--c->open_handles > 0)
     return;
+  lp2p_loop_shared *sh = c->node->shared;
+  int keep = !sh->loop_closing;
+  uint64_t now = uv_now(c->node->loop);
   lp2p__node_report(c, LP2P_REPORT_FREED);
-  lp2p_hs_free(c->hs);
+  lp2p_hs_free(c->hs); /* lp2p_conn_close released it: NULL */
   free(c->hs_spill);
   free(c->inbuf);
   free(c->plain);
@@ -56,7 +105,16 @@ void lp2p__conn_unref(lp2p_conn *c) {
   lp2p__conn_send_free(c);
   lp2p_msg_reader_free(&c->reader);
   lp2p_crypto_wipe(&c->crypto);
-  free(c);
+  if (keep && sh->nodes != NULL && sh->nconn_spare < LP2P_SPARES_MAX) {
+    /* The handles are closed (this is their last close callback, or a
+     * key job's end after it): libuv holds nothing of c. All zero, as
+     * calloc gives it (lp2p__conn_new relies on that). */
+    sodium_memzero(c, sizeof *c);
+    sh->spare_at = now;
+    sh->conn_spare[sh->nconn_spare++] = c;
+  } else {
+    free(c);
+  }
 }
 
 
@@ -90,8 +148,7 @@ void lp2p_conn_close(lp2p_conn *c, int code, const char *reason,
       lp2p__conn_emit_closed(c, LP2P_EV_DISCONNECTED, code, c->close_reason);
     lp2p__node_report(c, LP2P_REPORT_CLOSING);
     lp2p__conn_recount(c); /* its bytes stop counting */
-    lp2p_hs_free(c->hs);
-    c->hs = NULL;
+    lp2p__conn_hs_release(c);
     if (graceful && c->writes_in_flight > 0) {
       /* Linger until written, but not forever: a peer that never reads
        * is cut at the authentication timeout. */
@@ -166,10 +223,11 @@ void lp2p__conn_start_handshake(lp2p_conn *c, const uint8_t *nonce) {
   hc.max_conn_msg_len = cfg->max_conn_msg_len;
   hc.defer_key = c->node->workers != NULL;
   hc.message_nonce = nonce;
-  int err = 0;
   c->state = LP2P_CONN_HANDSHAKE;
-  c->hs = lp2p_hs_new(&hc, &err);
-  if (c->hs == NULL) {
+  int err = LP2P_ENOMEM;
+  c->hs = hs_block_take(c->node->shared, uv_now(c->node->loop));
+  if (c->hs == NULL || (err = lp2p_hs_init(c->hs, &hc)) != 0) {
+    lp2p__conn_hs_release(c); /* init zeroed it: a spare again */
     lp2p__conn_fail(c, err, "handshake setup failed");
     return;
   }
@@ -192,9 +250,14 @@ void lp2p__conn_finish(lp2p_conn *c, int code, const char *reason) {
 
 
 lp2p_conn *lp2p__conn_new(lp2p_node *n, int incoming) {
-  lp2p_conn *c = calloc(1, sizeof *c);
-  if (c == NULL)
+  lp2p_loop_shared *sh = n->shared;
+  lp2p_conn *c;
+  if (sh->nconn_spare > 0) {
+    c = sh->conn_spare[--sh->nconn_spare]; /* all zero: wiped on return */
+    sh->spare_at = uv_now(n->loop);
+  } else if ((c = calloc(1, sizeof *c)) == NULL) {
     return NULL;
+  }
   c->node = n;
   c->incoming = incoming;
   c->state = incoming ? LP2P_CONN_HANDSHAKE : LP2P_CONN_CONNECTING;

@@ -31,8 +31,7 @@ static void establish(lp2p_conn *c) {
   c->p2p_version = r->p2p_version;
   c->ddb_version = r->ddb_version;
   int rc = lp2p_hs_crypto(c->hs, &c->crypto);
-  lp2p_hs_free(c->hs);
-  c->hs = NULL;
+  lp2p__conn_hs_release(c);
   if (rc < 0) {
     lp2p_conn_close(c, rc, NULL, 0);
     return;

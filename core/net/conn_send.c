@@ -4,7 +4,8 @@
  * the embedder only the envelope and head are copied, the rest is sealed
  * later straight from its buffer. Sealing runs a batch at a time into
  * blocks, written at once when the socket takes them, several blocks per
- * write. The handshake's own writes (write_buf) go out here too.
+ * write. The handshake's own writes (lp2p__conn_flush_handshake) go out
+ * here too.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +55,6 @@ static void wrote(lp2p_conn *c, int status) {
 static void on_write(uv_write_t *req, int status) {
   lp2p_write *w = (lp2p_write *)req;
   lp2p_conn *c = w->conn;
-  free(w->buf);
   free(w);
   wrote(c, status);
 }
@@ -105,55 +105,49 @@ static void on_batch_written(uv_write_t *req, int status) {
 
 
 /*
- * Takes ownership of buf (handshake output, a Nack). A handshake message
- * almost always fits the socket at once: uv_try_write then writes it with
- * no request, no allocation and no callback (uv_write would also queue an
- * epoll_ctl for the watcher it touched, one per write). What it could not
- * write goes through uv_write, which keeps the order (uv_try_write writes
- * nothing while a request is queued).
+ * Write what the handshake queued (its output, a Nack), read in place. A
+ * handshake message almost always fits the socket at once: uv_try_write
+ * then writes it with no request, no allocation and no callback
+ * (uv_write would also queue an epoll_ctl for the watcher it touched, one
+ * per write). Only what it could not write is copied, with its request,
+ * into one heap block for uv_write, which keeps the order (uv_try_write
+ * writes nothing while a request is queued). The output is consumed
+ * either way.
  */
-static int write_buf(lp2p_conn *c, uint8_t *buf, size_t len) {
-  uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+int lp2p__conn_flush_handshake(lp2p_conn *c) {
+  const uint8_t *out;
+  if (c->hs == NULL)
+    return 0;
+  size_t len = lp2p_hs_output(c->hs, &out);
+  if (len == 0)
+    return 0;
+  uv_buf_t b = uv_buf_init((char *)out, (unsigned)len);
   int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-  if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS) {
-    free(buf);
+  if (n < 0 && n != UV_EAGAIN && n != UV_ENOSYS)
     return n;
-  }
   size_t done = n > 0 ? (size_t)n : 0;
   c->stat.bytes_out += len;
   c->node->total.bytes_out += len;
   if (done == len) {
-    free(buf);
+    lp2p_hs_output_consumed(c->hs, len);
     return 0;
   }
-  lp2p_write *w = malloc(sizeof *w);
-  if (w == NULL) {
-    free(buf);
+  size_t rest = len - done;
+  lp2p_write *w = malloc(sizeof *w + rest);
+  if (w == NULL)
     return LP2P_ENOMEM;
-  }
+  memcpy(w->data, out + done, rest);
+  lp2p_hs_output_consumed(c->hs, len);
   w->conn = c;
-  w->buf = buf;
-  w->len = len;
-  b = uv_buf_init((char *)buf + done, (unsigned)(len - done));
+  w->len = rest;
+  b = uv_buf_init((char *)w->data, (unsigned)rest);
   int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (rc < 0) {
-    free(buf);
     free(w);
     return rc;
   }
   c->writes_in_flight++;
   return 0;
-}
-
-
-int lp2p__conn_flush_handshake(lp2p_conn *c) {
-  uint8_t *out;
-  if (c->hs == NULL)
-    return 0;
-  size_t len = lp2p_hs_take_output(c->hs, &out);
-  if (len == 0)
-    return 0;
-  return write_buf(c, out, len);
 }
 
 

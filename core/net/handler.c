@@ -278,6 +278,7 @@ static lp2p_loop_shared *loop_shared(uv_loop_t *loop) {
 static void free_shared(uv_loop_t *loop, lp2p_loop_shared *sh) {
   if (sh->workers != NULL)
     lp2p_workers_free(sh->workers);
+  lp2p__conn_spares_free(sh);
   free(sh->scratch);
   free(sh->readbuf);
   sodium_memzero(sh->rand, sizeof sh->rand);
@@ -301,6 +302,8 @@ static void unlink_node(lp2p_node *n) {
     }
   if (sh->nodes == NULL && sh->loop_closing)
     free_shared(n->loop, sh);
+  else if (sh->nodes == NULL)
+    lp2p__conn_spares_free(sh); /* no node to trim them when idle */
 }
 
 
@@ -371,6 +374,7 @@ static void on_rate_tick(uv_timer_t *t) {
     if (c->state == LP2P_CONN_RUNNING && in == 0 && out == 0)
       lp2p__conn_trim(c);
   }
+  lp2p__conn_spares_trim(n->shared, uv_now(n->loop), RATE_TICK_MS);
 }
 
 

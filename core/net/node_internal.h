@@ -71,6 +71,16 @@ int lp2p__cpus(void); /* online CPUs, at least 1 */
  * to 100 points) goes to the heap, and reading stops until it is fed. */
 #define LP2P_HS_STASH 256
 
+/* Handshake states (lp2p_hs_size bytes) and closed connection structs a
+ * loop keeps for its next handshakes, so that a steady stream of
+ * handshakes allocates nothing. Bounded: a burst of thousands would
+ * otherwise pin its peak in memory for the life of the loop; 32 of each
+ * (about 200 KiB) covers the handshakes a node has in flight and closing
+ * at any moment in ordinary churn, and past it malloc is the fallback.
+ * Freed when no handshake took or gave one for a rate tick (idle), and
+ * with the loop's last node. */
+#define LP2P_SPARES_MAX 32
+
 /*
  * What the nodes of one loop share; loop->data points to it. Callbacks on
  * a loop never nest across nodes (running the loop from a callback
@@ -90,6 +100,11 @@ typedef struct lp2p_loop_shared {
   int loop_closing; /* lp2p_loop_close_nodes ran: the last node frees it */
   size_t rand_left;
   uint8_t rand[4096];
+  /* Spare blocks, all zero (wiped when they came back), used by conn.c. */
+  void *hs_spare[LP2P_SPARES_MAX];
+  lp2p_conn *conn_spare[LP2P_SPARES_MAX];
+  unsigned nhs_spare, nconn_spare;
+  uint64_t spare_at; /* loop ms when one was last taken or given back */
 } lp2p_loop_shared;
 
 /* A payload lent by the embedder: the rest of it (p, len: whole chunks of
@@ -102,11 +117,11 @@ typedef struct lp2p_lent {
   uintptr_t token;
 } lp2p_lent;
 
-typedef struct lp2p_write { /* a handshake write */
+typedef struct lp2p_write { /* what a handshake write left, copied */
   uv_write_t req;
   lp2p_conn *conn;
-  uint8_t *buf;
   size_t len;
+  uint8_t data[];
 } lp2p_write;
 
 struct lp2p_conn {
@@ -282,6 +297,12 @@ void lp2p__conn_finish(lp2p_conn *c, int code, const char *reason);
 void lp2p__conn_force_close(lp2p_conn *c);
 /* Free the buffers of an idle connection. */
 void lp2p__conn_trim(lp2p_conn *c);
+/* The loop's spare handshake and connection blocks (LP2P_SPARES_MAX):
+ * free them all when none was taken or given back since idle_ms before
+ * now (the rate tick), or at once (the loop's last node goes). */
+void lp2p__conn_spares_trim(lp2p_loop_shared *sh, uint64_t now,
+                            uint64_t idle_ms);
+void lp2p__conn_spares_free(lp2p_loop_shared *sh);
 /* conn_read.c: the rate tick's checks (stalled partial message, a paused
  * connection whose peer hung up); the pass tick, for a connection taken
  * off the resume list. */
@@ -297,6 +318,8 @@ void lp2p__conn_emit_closed(lp2p_conn *c, lp2p_event_type type, int code,
                             const char *reason);
 void lp2p__conn_fail(lp2p_conn *c, int code, const char *reason);
 int lp2p__conn_flush_handshake(lp2p_conn *c);
+/* Wipe c's handshake state and give its block back (c->hs NULL after). */
+void lp2p__conn_hs_release(lp2p_conn *c);
 void lp2p__conn_unref(lp2p_conn *c);
 /* conn_send.c: the bytes queued
  * and not handed to a write yet; give every lent payload back; queue the

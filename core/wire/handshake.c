@@ -33,7 +33,26 @@
 /* Largest Ack plaintext we write: Nack tag, motive, list length, points. */
 #define NACK_MAX (1 + 2 + 4 + LP2P_NACK_POINTS_MAX * POINT_WIRE_MAX)
 
+/* Our own connection message, at most: kept inline for the nonces. */
+#define SENT_MAX (2 + CONN_BODY_MIN + LP2P_CHAIN_NAME_MAX)
+/* Inline room for the item being read and for our pending output, so that
+ * a handshake needs no heap (the state itself can be reused: lp2p_hs_init
+ * and lp2p_hs_clear). ITEM_INLINE holds a remote connection message with
+ * a chain name of up to 164 bytes (TEZOS_MAINNET is 13), the metadata and
+ * Ack chunks, a Nack naming a few points; OUT_INLINE all we say when
+ * nobody takes our output in between (connection message with the longest
+ * chain name, metadata chunk, Ack chunk), or our Nack without points.
+ * Larger items (a long remote chain name, a Nack with many points) go to
+ * the heap, once their announced length is checked: the rare path. */
+#define ITEM_INLINE 256
+#define OUT_INLINE 448
+
 _Static_assert(NACK_MAX <= LP2P_CHUNK_PAYLOAD_MAX, "a Nack fits a chunk");
+_Static_assert(OUT_INLINE >= SENT_MAX + 2 * LP2P_CHUNK_OVERHEAD + META_BYTES + 1,
+               "our connection message, metadata and Ack fit inline");
+_Static_assert(ITEM_INLINE >= 2 + CONN_BODY_MIN + 13 &&
+               ITEM_INLINE >= LP2P_TAG_BYTES + 1 + 2 + 4,
+               "a usual connection message and a bare Nack fit inline");
 _Static_assert(LP2P_KEY_BYTES == crypto_box_BEFORENMBYTES, "key size");
 _Static_assert(LP2P_PK_BYTES == crypto_box_PUBLICKEYBYTES, "pk size");
 _Static_assert(LP2P_SK_BYTES == crypto_box_SECRETKEYBYTES, "sk size");
@@ -57,7 +76,7 @@ struct lp2p_hs {
   enum hs_state state;
   int incoming;
   /* Our own identity, copied so the caller's copy may go away; the secret
-   * key is wiped in lp2p_hs_free. */
+   * key is wiped in lp2p_hs_clear (lp2p_hs_free). */
   uint8_t pk[LP2P_PK_BYTES];
   uint8_t sk[LP2P_SK_BYTES];
   lp2p_pow_target target;
@@ -68,17 +87,21 @@ struct lp2p_hs {
   size_t max_conn_msg_len;
   int defer_key;
   /* Our raw connection message, kept for the nonce derivation only. */
-  uint8_t *sent;
   size_t sent_len;
-  /* The item being read: a 2-byte length, then a buffer of exactly the
-   * announced size, allocated only once that size is known and valid. */
+  uint8_t sent[SENT_MAX];
+  /* The item being read: a 2-byte length, then exactly the announced size,
+   * in item_inline or, past ITEM_INLINE, in a heap buffer allocated only
+   * once that size is known and valid. */
   uint8_t hdr[2];
   size_t hdr_have;
-  uint8_t *item;
+  uint8_t *item; /* item_inline, or malloc'd; NULL between items */
   size_t item_len, item_have;
-  /* Output not yet taken by the caller. */
+  uint8_t item_inline[ITEM_INLINE];
+  /* Output not yet consumed by the caller: out_inline, or a heap buffer
+   * once it outgrew it (out_cap bytes either way). */
   uint8_t *out;
   size_t out_len, out_cap;
+  uint8_t out_inline[OUT_INLINE];
   lp2p_crypto crypto;
   int have_remote;
   lp2p_hs_remote remote;
@@ -89,7 +112,8 @@ struct lp2p_hs {
 
 /* Release what only the reading of items needs. */
 static void drop_item(lp2p_hs *hs) {
-  free(hs->item);
+  if (hs->item != hs->item_inline)
+    free(hs->item);
   hs->item = NULL;
   hs->item_len = hs->item_have = 0;
   hs->hdr_have = 0;
@@ -101,8 +125,7 @@ static void drop_item(lp2p_hs *hs) {
 static void finish(lp2p_hs *hs, enum hs_state st) {
   hs->state = st;
   drop_item(hs);
-  free(hs->sent);
-  hs->sent = NULL;
+  sodium_memzero(hs->sent, hs->sent_len);
   hs->sent_len = 0;
   if (st != ST_ACKED)
     lp2p_crypto_wipe(&hs->crypto);
@@ -115,12 +138,29 @@ static int fail(lp2p_hs *hs, int err) {
 }
 
 
+/* The output buffer back to the inline one (a heap one is freed). */
+static void out_reset(lp2p_hs *hs) {
+  if (hs->out != hs->out_inline)
+    free(hs->out);
+  hs->out = hs->out_inline;
+  hs->out_cap = sizeof hs->out_inline;
+  hs->out_len = 0;
+}
+
+
 static int out_append(lp2p_hs *hs, const uint8_t *data, size_t len) {
   if (hs->out_cap - hs->out_len < len) {
-    size_t cap = hs->out_cap ? hs->out_cap : 64;
+    size_t cap = hs->out_cap;
     while (cap - hs->out_len < len)
       cap *= 2;
-    uint8_t *p = realloc(hs->out, cap);
+    uint8_t *p;
+    if (hs->out == hs->out_inline) {
+      p = malloc(cap);
+      if (p != NULL)
+        memcpy(p, hs->out, hs->out_len);
+    } else {
+      p = realloc(hs->out, cap);
+    }
     if (p == NULL)
       return LP2P_ENOMEM;
     hs->out = p;
@@ -144,21 +184,21 @@ static int out_chunk(lp2p_hs *hs, const uint8_t *plain, size_t len) {
 }
 
 
-lp2p_hs *lp2p_hs_new(const lp2p_hs_config *cfg, int *err) {
-  int dummy;
-  if (err == NULL)
-    err = &dummy;
-  *err = LP2P_EINVAL;
+size_t lp2p_hs_size(void) { return sizeof(lp2p_hs); }
+
+
+int lp2p_hs_init(lp2p_hs *hs, const lp2p_hs_config *cfg) {
+  /* Zeroed first, so that a refused config leaves a block that
+   * lp2p_hs_clear accepts. */
+  memset(hs, 0, sizeof *hs);
   if (cfg == NULL || cfg->identity == NULL ||
       cfg->chain_name_len > LP2P_CHAIN_NAME_MAX ||
       (cfg->chain_name == NULL && cfg->chain_name_len > 0) ||
       cfg->p2p.min > cfg->p2p.max || cfg->ddb.min > cfg->ddb.max ||
       cfg->max_conn_msg_len > CONN_LEN_MAX)
-    return NULL;
-  lp2p_hs *hs = calloc(1, sizeof *hs);
-  *err = LP2P_ENOMEM;
-  if (hs == NULL)
-    return NULL;
+    return LP2P_EINVAL;
+  hs->out = hs->out_inline;
+  hs->out_cap = sizeof hs->out_inline;
   hs->state = ST_CONN_LEN;
   hs->incoming = cfg->incoming != 0;
   memcpy(hs->pk, cfg->identity->pk, LP2P_PK_BYTES);
@@ -190,14 +230,41 @@ lp2p_hs *lp2p_hs_new(const lp2p_hs_config *cfg, int *err) {
   m.ddb_version = cfg->ddb.max;
   m.p2p_version = cfg->p2p.max;
   hs->sent_len = 2 + CONN_BODY_MIN + m.chain_len;
-  hs->sent = malloc(hs->sent_len);
-  if (hs->sent == NULL ||
-      lp2p_conn_msg_encode(hs->sent, hs->sent_len, &m) != (long)hs->sent_len ||
+  /* Fits inline (OUT_INLINE >= SENT_MAX): neither step can fail. */
+  if (lp2p_conn_msg_encode(hs->sent, hs->sent_len, &m) != (long)hs->sent_len ||
       out_append(hs, hs->sent, hs->sent_len) != 0) {
-    lp2p_hs_free(hs);
+    lp2p_hs_clear(hs);
+    return LP2P_EINVAL;
+  }
+  return 0;
+}
+
+
+void lp2p_hs_clear(lp2p_hs *hs) {
+  if (hs == NULL)
+    return;
+  if (hs->item != hs->item_inline)
+    free(hs->item);
+  if (hs->out != hs->out_inline)
+    free(hs->out);
+  sodium_memzero(hs, sizeof *hs); /* secret key and channel key */
+}
+
+
+lp2p_hs *lp2p_hs_new(const lp2p_hs_config *cfg, int *err) {
+  int dummy;
+  if (err == NULL)
+    err = &dummy;
+  lp2p_hs *hs = malloc(sizeof *hs);
+  if (hs == NULL) {
+    *err = LP2P_ENOMEM;
     return NULL;
   }
-  *err = 0;
+  *err = lp2p_hs_init(hs, cfg);
+  if (*err != 0) {
+    free(hs);
+    return NULL;
+  }
   return hs;
 }
 
@@ -205,10 +272,7 @@ lp2p_hs *lp2p_hs_new(const lp2p_hs_config *cfg, int *err) {
 void lp2p_hs_free(lp2p_hs *hs) {
   if (hs == NULL)
     return;
-  free(hs->item);
-  free(hs->sent);
-  free(hs->out);
-  sodium_memzero(hs, sizeof *hs); /* secret key and channel key */
+  lp2p_hs_clear(hs);
   free(hs);
 }
 
@@ -301,8 +365,7 @@ int lp2p_hs_key_done(lp2p_hs *hs, lp2p_hs_keyjob *job) {
                        hs->item_len);
   memcpy(hs->crypto.send_nonce, hs->incoming ? ir : ri, LP2P_NONCE_BYTES);
   memcpy(hs->crypto.recv_nonce, hs->incoming ? ri : ir, LP2P_NONCE_BYTES);
-  free(hs->sent);
-  hs->sent = NULL;
+  sodium_memzero(hs->sent, hs->sent_len);
   hs->sent_len = 0;
   drop_item(hs);
 
@@ -425,7 +488,17 @@ static int got_ack(lp2p_hs *hs) {
 }
 
 
-/* The length of the item now known: check it, allocate, move on. */
+/* Room for an item of hs->item_len bytes: inline, or the heap past it. */
+static int item_alloc(lp2p_hs *hs) {
+  if (hs->item_len <= sizeof hs->item_inline)
+    hs->item = hs->item_inline;
+  else if ((hs->item = malloc(hs->item_len)) == NULL)
+    return LP2P_ENOMEM;
+  return 0;
+}
+
+
+/* The length of the item now known: check it, find room, move on. */
 static int got_length(lp2p_hs *hs) {
   size_t n = get_u16(hs->hdr);
   hs->hdr_have = 0;
@@ -434,8 +507,7 @@ static int got_length(lp2p_hs *hs) {
       return fail(hs, LP2P_EBADLEN);
     /* Keep the prefix: the nonces hash the whole raw message. */
     hs->item_len = 2 + n;
-    hs->item = malloc(hs->item_len);
-    if (hs->item == NULL)
+    if (item_alloc(hs) != 0)
       return fail(hs, LP2P_ENOMEM);
     memcpy(hs->item, hs->hdr, 2);
     hs->item_have = 2;
@@ -446,8 +518,7 @@ static int got_length(lp2p_hs *hs) {
     return fail(hs, LP2P_EBADLEN); /* Invalid_incoming_ciphertext_size */
   hs->item_len = n;
   hs->item_have = 0;
-  hs->item = malloc(n);
-  if (hs->item == NULL)
+  if (item_alloc(hs) != 0)
     return fail(hs, LP2P_ENOMEM);
   hs->state = hs->state == ST_META_LEN ? ST_META_BODY : ST_ACK_BODY;
   return 0;
@@ -555,15 +626,41 @@ int lp2p_hs_nack(lp2p_hs *hs, int motive, const lp2p_point *points,
 }
 
 
+size_t lp2p_hs_output(const lp2p_hs *hs, const uint8_t **out) {
+  *out = hs->out_len > 0 ? hs->out : NULL;
+  return hs->out_len;
+}
+
+
+void lp2p_hs_output_consumed(lp2p_hs *hs, size_t n) {
+  if (n >= hs->out_len) {
+    out_reset(hs); /* a heap buffer (a Nack with points) goes now */
+    return;
+  }
+  memmove(hs->out, hs->out + n, hs->out_len - n);
+  hs->out_len -= n;
+}
+
+
+/* A heap output buffer is handed over as it is; inline output is copied
+ * (the callers of this form are the Lua binding and the fuzzers; the net
+ * layer reads the view instead). */
 size_t lp2p_hs_take_output(lp2p_hs *hs, uint8_t **out) {
   size_t len = hs->out_len;
-  if (len == 0) {
-    *out = NULL;
+  *out = NULL;
+  if (len == 0)
     return 0;
+  if (hs->out != hs->out_inline) {
+    *out = hs->out;
+    hs->out = hs->out_inline;
+    hs->out_cap = sizeof hs->out_inline;
+  } else {
+    /* ENOMEM: nothing is taken (0), the output stays queued. */
+    if ((*out = malloc(len)) == NULL)
+      return 0;
+    memcpy(*out, hs->out, len);
   }
-  *out = hs->out;
-  hs->out = NULL;
-  hs->out_len = hs->out_cap = 0;
+  hs->out_len = 0;
   return len;
 }
 

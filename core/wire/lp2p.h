@@ -384,6 +384,21 @@ lp2p_hs *lp2p_hs_new(const lp2p_hs_config *cfg, int *err);
 /* Wipes every secret and frees. NULL is fine. */
 void lp2p_hs_free(lp2p_hs *hs);
 
+/*
+ * The same in caller memory, so that a caller running many handshakes
+ * reuses blocks instead of allocating one each. lp2p_hs_size() bytes,
+ * aligned as malloc aligns. lp2p_hs_init: 0 or LP2P_EINVAL (nothing
+ * allocated); it zeroes the block first, whatever it held. lp2p_hs_clear
+ * wipes every secret and frees what the handshake put on the heap (only a
+ * large item: a long remote chain name, a Nack with many points), leaving
+ * the block all zero for another lp2p_hs_init or for the caller to free;
+ * a cleared or zeroed block may be cleared again. lp2p_hs_new /
+ * lp2p_hs_free are malloc + init / clear + free.
+ */
+size_t lp2p_hs_size(void);
+int lp2p_hs_init(lp2p_hs *hs, const lp2p_hs_config *cfg) LP2P_WARN_UNUSED;
+void lp2p_hs_clear(lp2p_hs *hs);
+
 /* Feed received bytes. Consumes at most up to the end of the current
  * handshake item; *consumed says how many. Returns an LP2P_HS_* event or a
  * negative error (the handshake is then dead). While waiting for the ack
@@ -396,8 +411,16 @@ int lp2p_hs_feed(lp2p_hs *hs, const uint8_t *data, size_t len,
 int lp2p_hs_ack(lp2p_hs *hs) LP2P_WARN_UNUSED;
 int lp2p_hs_nack(lp2p_hs *hs, int motive, const lp2p_point *points,
                  size_t npoints) LP2P_WARN_UNUSED;
-/* Take the queued output: *out is malloc'd, the caller frees it. Returns the
- * length (0 and *out NULL when nothing is queued). */
+/* The queued output without taking it: *out points to its bytes inside
+ * the hs (NULL when none), valid until the next call on hs; returns the
+ * length. lp2p_hs_output_consumed drops the first n of them (all of them
+ * when n >= the length), once written: no allocation either way. */
+size_t lp2p_hs_output(const lp2p_hs *hs, const uint8_t **out);
+void lp2p_hs_output_consumed(lp2p_hs *hs, size_t n);
+/* Take the queued output: *out is malloc'd (a copy, unless it had
+ * outgrown the hs's own buffer), the caller frees it. Returns the length
+ * (0 and *out NULL when nothing is queued, or on ENOMEM: it stays queued
+ * then). */
 size_t lp2p_hs_take_output(lp2p_hs *hs, uint8_t **out);
 /* The remote's data, from the moment its connection message decoded (so
  * also after LP2P_EPOW / LP2P_EMYSELF); NULL before. */
