@@ -20,6 +20,26 @@
 
 #include "node_internal.h"
 
+/* Under AddressSanitizer a spare block is poisoned while it waits, so
+ * that a stale pointer into a recycled connection or handshake is still
+ * reported as a use after free would be. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define LP2P_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) && !defined(LP2P_ASAN)
+#define LP2P_ASAN 1
+#endif
+#ifdef LP2P_ASAN
+#include <sanitizer/asan_interface.h>
+#define SPARE_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define SPARE_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define SPARE_POISON(p, n) ((void)(p), (void)(n))
+#define SPARE_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 
 void lp2p__conn_who(const lp2p_conn *c, lp2p_ev_conn *who) {
   who->point = c->point.family ? &c->point : &c->addr;
@@ -46,7 +66,9 @@ static lp2p_hs *hs_block_take(lp2p_loop_shared *sh, uint64_t now) {
   if (sh->nhs_spare == 0)
     return malloc(lp2p_hs_size());
   sh->spare_at = now;
-  return sh->hs_spare[--sh->nhs_spare];
+  lp2p_hs *hs = sh->hs_spare[--sh->nhs_spare];
+  SPARE_UNPOISON(hs, lp2p_hs_size());
+  return hs;
 }
 
 
@@ -59,6 +81,7 @@ void lp2p__conn_hs_release(lp2p_conn *c) {
   lp2p_loop_shared *sh = c->node->shared;
   if (sh->nhs_spare < LP2P_SPARES_MAX && !sh->loop_closing) {
     sh->spare_at = uv_now(c->node->loop);
+    SPARE_POISON(hs, lp2p_hs_size());
     sh->hs_spare[sh->nhs_spare++] = hs;
   } else {
     free(hs);
@@ -67,10 +90,16 @@ void lp2p__conn_hs_release(lp2p_conn *c) {
 
 
 void lp2p__conn_spares_free(lp2p_loop_shared *sh) {
-  while (sh->nhs_spare > 0)
-    free(sh->hs_spare[--sh->nhs_spare]);
-  while (sh->nconn_spare > 0)
-    free(sh->conn_spare[--sh->nconn_spare]);
+  while (sh->nhs_spare > 0) {
+    void *p = sh->hs_spare[--sh->nhs_spare];
+    SPARE_UNPOISON(p, lp2p_hs_size());
+    free(p);
+  }
+  while (sh->nconn_spare > 0) {
+    lp2p_conn *c = sh->conn_spare[--sh->nconn_spare];
+    SPARE_UNPOISON(c, sizeof *c);
+    free(c);
+  }
 }
 
 
@@ -110,6 +139,7 @@ void lp2p__conn_unref(lp2p_conn *c) {
      * key job's end after it): libuv holds nothing of c. All zero, as
      * calloc gives it (lp2p__conn_new relies on that). */
     sodium_memzero(c, sizeof *c);
+    SPARE_POISON(c, sizeof *c);
     sh->spare_at = now;
     sh->conn_spare[sh->nconn_spare++] = c;
   } else {
@@ -254,6 +284,7 @@ lp2p_conn *lp2p__conn_new(lp2p_node *n, int incoming) {
   lp2p_conn *c;
   if (sh->nconn_spare > 0) {
     c = sh->conn_spare[--sh->nconn_spare]; /* all zero: wiped on return */
+    SPARE_UNPOISON(c, sizeof *c);
     sh->spare_at = uv_now(n->loop);
   } else if ((c = calloc(1, sizeof *c)) == NULL) {
     return NULL;
