@@ -4,21 +4,13 @@
 local p2p = require "luap2p"
 local h = require "helper"
 
--- Under `make sanitize` LD_PRELOAD carries libasan and the sanitized core:
--- the compiler and the plain C program run without them (LeakSanitizer
--- would report the compiler's own leaks).
+local sh = h.plain_sh
+-- For the background run below, as plain_sh does it.
 local PLAIN = "env -u LD_PRELOAD "
-
-local function sh(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
-  local out = f:read("a")
-  f:close()
-  return out, tonumber(out:match("rc=(%d+)\n$"))
-end
 
 describe("examples/embed.c", function()
   setup(function()
-    local out, rc = sh(PLAIN .. "make --no-print-directory embed")
+    local out, rc = sh("make --no-print-directory embed")
     assert.equal(0, rc, out)
   end)
 
@@ -29,7 +21,7 @@ describe("examples/embed.c", function()
   end)
 
   it("runs two C nodes: a Ping, a Pong, both closed", function()
-    local out, rc = sh(PLAIN .. "timeout 20 build/embed")
+    local out, rc = sh("timeout 20 build/embed")
     assert.equal(0, rc, out)
     assert.matches("a event accepted", out)
     assert.matches("b event connected", out)

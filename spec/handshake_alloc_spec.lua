@@ -11,21 +11,11 @@ local p2p = require "luap2p"
 local core = p2p.core
 local h = require "helper"
 
--- Under `make sanitize` LD_PRELOAD carries libasan and the sanitized core:
--- the compiler and the plain C program run without them (as
--- spec/embed_c_spec.lua does).
-local PLAIN = "env -u LD_PRELOAD "
-
-local function sh(cmd)
-  local f = assert(io.popen(cmd .. " 2>&1; echo \"rc=$?\""))
-  local out = f:read("a")
-  f:close()
-  return out, tonumber(out:match("rc=(%d+)\n$"))
-end
+local sh = h.plain_sh
 
 -- Run the harness; returns the handshakes counted and the allocations.
 local function count_allocs(mode)
-  local out, rc = sh(PLAIN .. "timeout 90 build/hs_allocs " .. mode ..
+  local out, rc = sh("timeout 90 build/hs_allocs " .. mode ..
     " 100 200")
   assert.equal(0, rc, out)
   local n, allocs = out:match("handshakes (%d+) allocations (%d+)")
@@ -45,7 +35,7 @@ end
 describe("handshake allocations", function()
   describe("spec/c/hs_allocs.c", function()
     setup(function()
-      local out, rc = sh(PLAIN .. "make --no-print-directory hs-allocs")
+      local out, rc = sh("make --no-print-directory hs-allocs")
       assert.equal(0, rc, out)
     end)
 

@@ -169,6 +169,19 @@ function _M.policy(node, name)
   end
 end
 
+-- Run a shell command without the sanitizers' LD_PRELOAD (under `make
+-- sanitize` it carries libasan and the sanitized core: a compiler or a
+-- plain C program would run with them, and LeakSanitizer would report
+-- the compiler's own leaks). Returns its output (stderr too) and exit
+-- code.
+function _M.plain_sh(cmd)
+  local f = assert(io.popen("env -u LD_PRELOAD " .. cmd ..
+    " 2>&1; echo \"rc=$?\""))
+  local out = f:read("a")
+  f:close()
+  return out, tonumber(out:match("rc=(%d+)\n$"))
+end
+
 -- gcc's libasan.so, for a child process to preload (LeakSanitizer at its
 -- exit sees the plain build's allocations too), or nil when gcc has none.
 function _M.asan_runtime()
