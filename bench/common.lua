@@ -26,12 +26,16 @@ function M.pid()
   return tonumber(pid)
 end
 
--- Resident set size of this process, KiB.
-function M.rss_kib()
+local function self_status()
   local f = assert(io.open("/proc/self/status"))
   local s = f:read("*a")
   f:close()
-  return tonumber(s:match("VmRSS:%s*(%d+) kB"))
+  return s
+end
+
+-- Resident set size of this process, KiB.
+function M.rss_kib()
+  return tonumber(self_status():match("VmRSS:%s*(%d+) kB"))
 end
 
 -- CPU seconds (user + system, every thread) this process has used:
@@ -43,10 +47,7 @@ end
 -- Times this process has slept (voluntary context switches): on a
 -- stream, how often one side waited for the other.
 function M.sleeps()
-  local f = assert(io.open("/proc/self/status"))
-  local s = f:read("*a")
-  f:close()
-  return tonumber(s:match("\nvoluntary_ctxt_switches:%s*(%d+)"))
+  return tonumber(self_status():match("\nvoluntary_ctxt_switches:%s*(%d+)"))
 end
 
 function M.hello()
