@@ -132,6 +132,30 @@ describe("send path", function()
     assert.is_true(n < 100, n .. " writes for 1 MiB in 1000-byte chunks")
   end)
 
+  it("holds little of a peer that floods small messages: reads stay " ..
+     "small while it cannot dispatch them all", function()
+    -- The receiver dispatches read_pass_messages (256) per loop pass;
+    -- what a read brought beyond that waits in the connection's stash.
+    -- Reads of 1 MiB would stash about 1 MiB; after a read that yields,
+    -- reads are 64 KiB.
+    local _, _, ca, cb = pair(keep, { incoming_app_message_queue_size =
+      100000, app_message_rate = 0 }, { outgoing_queue_bytes = 64 << 20,
+      outgoing_message_queue_size = 1 << 20 })
+    local a = ca.node
+    ca:pull(true)
+    local N, msg = 100000, string.rep("x", 100)
+    for _ = 1, N do assert(cb:send(msg, 0x10)) end
+    local got, most = 0, 0
+    h.wait(function()
+      local stashed = a:stat().buffered_stashed
+      if stashed > most then most = stashed end
+      while ca:recv() do got = got + 1 end
+      return got == N
+    end, 30, "every message")
+    assert.is_true(most > 0, "nothing was ever stashed: the test is moot")
+    assert.is_true(most < 256 * 1024, most .. " bytes stashed at most")
+  end)
+
   it("keeps messages at the largest chunk's boundaries whole and in order",
     function()
     local P = 65535 - 18

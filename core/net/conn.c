@@ -344,6 +344,6 @@ void lp2p__conn_trim(lp2p_conn *c) {
     free(c->cstash);
     c->plain = c->cstash = NULL;
     c->plain_cap = c->cstash_cap = 0;
-    c->plain_off = c->plain_len = c->cstash_len = 0;
+    c->plain_off = c->plain_len = c->cstash_off = c->cstash_len = 0;
   }
 }

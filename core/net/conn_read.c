@@ -57,6 +57,7 @@ static void new_pass(lp2p_conn *c);
  * still readable, polls it again at the next one, with no epoll churn. */
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   lp2p_conn *c = h->data;
+  size_t size = LP2P_READ_SMALL;
   (void)hint;
   if (c->state == LP2P_CONN_RUNNING) {
     const lp2p_node_config *cfg = &c->node->cfg;
@@ -66,8 +67,13 @@ static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
       *buf = uv_buf_init(NULL, 0);
       return;
     }
+    /* Never past this pass's byte budget. */
+    size_t left = cfg->read_pass_bytes - c->pass_bytes;
+    size = c->read_large ? LP2P_READ_BUF_SIZE : LP2P_READ_SMALL;
+    if (size > left)
+      size = left;
   }
-  *buf = uv_buf_init((char *)c->node->readbuf, LP2P_READ_BUF_SIZE);
+  *buf = uv_buf_init((char *)c->node->readbuf, (unsigned)size);
 }
 
 
@@ -236,13 +242,16 @@ static int after_chunk(lp2p_conn *c, int rc, const uint8_t *data,
     return rc;
   if (rc != DELIVER_YIELD || c->state != LP2P_CONN_RUNNING)
     return 0;
-  if (len > 0) {
-    if (!from_stash) {
-      int e = buf_reserve(&c->cstash, &c->cstash_cap, len);
-      if (e < 0)
-        return e;
-    }
-    memmove(c->cstash, data, len);
+  /* From the stash, what is left stays where it is (moving it to the
+   * front per chunk would cost the square of the stash). */
+  if (from_stash) {
+    c->cstash_off = len > 0 ? (size_t)(data - c->cstash) : 0;
+  } else if (len > 0) {
+    int e = buf_reserve(&c->cstash, &c->cstash_cap, len);
+    if (e < 0)
+      return e;
+    memcpy(c->cstash, data, len);
+    c->cstash_off = 0;
   }
   c->cstash_len = len;
   return DELIVER_YIELD;
@@ -306,9 +315,16 @@ static int drain_stash(lp2p_conn *c) {
     }
   }
   if (c->cstash_len > 0 && c->state == LP2P_CONN_RUNNING) {
-    size_t len = c->cstash_len;
-    c->cstash_len = 0;
-    return framed_input(c, c->cstash, len, 1);
+    size_t off = c->cstash_off, len = c->cstash_len;
+    c->cstash_off = c->cstash_len = 0;
+    int rc = framed_input(c, c->cstash + off, len, 1);
+    /* Drained: a stash grown by a large read goes (reads are small now). */
+    if (c->cstash_len == 0 && c->cstash_cap > LP2P_READ_SMALL) {
+      free(c->cstash);
+      c->cstash = NULL;
+      c->cstash_cap = 0;
+    }
+    return rc;
   }
   return 0;
 }
@@ -396,14 +412,19 @@ int lp2p__conn_running_input(lp2p_conn *c, const uint8_t *data,
   if (lp2p__conn_has_stash(c)) {
     /* Cannot happen (on_alloc holds input back while anything is
      * stashed), but order must hold: behind what is stashed. */
-    int e = buf_reserve(&c->cstash, &c->cstash_cap, c->cstash_len + len);
+    size_t end = c->cstash_off + c->cstash_len;
+    int e = buf_reserve(&c->cstash, &c->cstash_cap, end + len);
     if (e == 0) {
-      memcpy(c->cstash + c->cstash_len, data, len);
+      memcpy(c->cstash + end, data, len);
       c->cstash_len += len;
     }
     return e < 0 ? e : DELIVER_YIELD;
   }
-  return len > 0 ? framed_input(c, data, len, 0) : 0;
+  int rc = len > 0 ? framed_input(c, data, len, 0) : 0;
+  /* A read dispatched whole allows large ones; one that yielded makes
+   * them small again. */
+  c->read_large = rc == 0;
+  return rc;
 }
 
 

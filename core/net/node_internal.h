@@ -16,6 +16,11 @@
  * 256 KiB the receiving side of a stream spent ~0.25 s more CPU per GB
  * (bench/PROFILE.md). One buffer per loop, shared by its nodes. */
 #define LP2P_READ_BUF_SIZE (1024 * 1024)
+/* What a connection reads at once during the handshake, and after a read
+ * it could not dispatch whole (the message cap, a rate limit, a pause):
+ * what it stashes then stays this small. Large reads come back after a
+ * small one is dispatched whole. */
+#define LP2P_READ_SMALL (64 * 1024)
 /* Sealed per batch (queued messages, lent payloads): whole chunks, at
  * least one, up to about this many bytes. With the default chunk size
  * that is one chunk, handed to the kernel while it is still in cache,
@@ -166,7 +171,9 @@ struct lp2p_conn {
    * dispatching: the rest of an opened chunk (plain, from plain_off) and
    * the ciphertext after it (cstash). Fed before any new read. */
   uint8_t *plain, *cstash;
-  size_t plain_off, plain_len, plain_cap, cstash_len, cstash_cap;
+  size_t plain_off, plain_len, plain_cap;
+  size_t cstash_off, cstash_len, cstash_cap; /* cstash[off, off + len) */
+  int read_large; /* its last read from the socket was dispatched whole */
   int yielded;   /* on the node's resume list (next loop pass) */
   int throttled; /* a rate limit: the timer resumes it */
   int draining;  /* paused, but the peer hung up: read to the EOF */
