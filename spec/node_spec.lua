@@ -374,7 +374,7 @@ describe("node", function()
     local got, closed = 0, nil
     ca:on("message", function() got = got + 1 end)
     ca:on("close", function(ev) closed = ev.reason end)
-    -- More than one sealed batch (4 chunks) is queued when close is asked.
+    -- More than one sealed batch (a chunk) is queued when close is asked.
     for i = 1, 40 do assert.is_true(cb:send(string.rep("q", 60000))) end
     cb:close("bye")
     h.wait(function() return closed ~= nil end, 10, "close")

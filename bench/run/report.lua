@@ -220,13 +220,15 @@ local function build_table()
         M.lp_stream_tx_sleeps or 0), "", "", "", "")
   end
   if M.sealed then
-    row("  ref: C over TCP, the same chunks, 1 per write, reads of 1 MiB",
+    row("  ref: C over TCP (1 MiB socket buffers), the same chunks, 1 per " ..
+      "write, reads of 1 MiB",
       "",
       si(M.sealed, "B/s"), M.lp_stream and pct(M.lp_stream / M.sealed) or "",
       "", "")
   end
   if M.sealed_4x64k then
-    row("  ref: C over TCP, the same chunks, 4 per write, reads of 64 KiB",
+    row("  ref: C over TCP (1 MiB socket buffers), the same chunks, 4 per " ..
+      "write, reads of 64 KiB",
       "", si(M.sealed_4x64k, "B/s"),
       M.lp_stream and pct(M.lp_stream / M.sealed_4x64k) or "", "", "")
   end

@@ -120,7 +120,8 @@ static int handshake_event(lp2p_conn *c, int ev) {
  * already waits. Past LP2P_HS_STASH bytes it moves to the heap and the
  * socket is no longer read until it is fed: an honest peer's verdict can
  * be a Nack of up to 100 points behind its metadata, and what one read
- * brought is all a peer can make us hold.
+ * brought (LP2P_READ_SMALL during the handshake) is all a peer can make
+ * us hold.
  */
 static int hs_hold(lp2p_conn *c, const uint8_t *data, size_t len) {
   size_t need = c->hs_stash_len + len;

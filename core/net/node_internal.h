@@ -24,8 +24,9 @@
 /* Sealed per batch (queued messages, lent payloads): whole chunks, at
  * least one, up to about this many bytes. With the default chunk size
  * that is one chunk, handed to the kernel while it is still in cache,
- * which also lets the peer start opening it sooner; batches of 2 to 16
- * such chunks cost the sender more per GB (bench/PROFILE.md). Smaller
+ * which also lets the peer start opening it sooner; batches of 8 or 16
+ * such chunks cost the sender much more per GB, 2 or 4 no less
+ * (bench/PROFILE.md). Smaller
  * configured chunks are batched up to the same size, so that a write is
  * never one tiny chunk. Small messages still share chunks. */
 #define LP2P_SEAL_BATCH_BYTES (64 * 1024)
