@@ -89,6 +89,18 @@ local function stream(ca, cb, sizes, lazy, timeout)
   return full, max_queued
 end
 
+-- Each size alone, then after a small message that leaves the queue
+-- holding a partial chunk, then alone again.
+local function around(sizes, small)
+  local out = {}
+  for _, s in ipairs(sizes) do
+    out[#out + 1] = s
+    out[#out + 1] = small
+    out[#out + 1] = s
+  end
+  return out
+end
+
 describe("send path", function()
   local keep = h.keeper(before_each, after_each)
 
@@ -99,17 +111,10 @@ describe("send path", function()
     local P = 1000 - 18
     local _, _, ca, cb = pair(keep, nil, { binary_chunks_size = 1000 })
     ca:pull(true)
-    local sizes = {}
-    for _, s in ipairs({ 0, 1, 3, P - 7, P - 6, P - 5, P - 1, P, P + 1,
-                         2 * P - 6, 2 * P - 1, 2 * P, 2 * P + 1, 3 * P,
-                         10 * P, 10 * P + 5, 64 * 1024, 300000 }) do
-      -- each alone, then after a small one that leaves the queue
-      -- holding a partial chunk
-      sizes[#sizes + 1] = s
-      sizes[#sizes + 1] = 5
-      sizes[#sizes + 1] = s
-    end
-    stream(ca, cb, sizes, false)
+    stream(ca, cb, around({ 0, 1, 3, P - 7, P - 6, P - 5, P - 1, P, P + 1,
+                            2 * P - 6, 2 * P - 1, 2 * P, 2 * P + 1, 3 * P,
+                            10 * P, 10 * P + 5, 64 * 1024, 300000 }, 5),
+      false)
   end)
 
   it("writes a large message cut into small chunks in few, large writes",
@@ -161,14 +166,8 @@ describe("send path", function()
     local P = 65535 - 18
     local _, _, ca, cb = pair(keep)
     ca:pull(true)
-    local sizes = {}
-    for _, s in ipairs({ P - 6, P - 1, P, P + 1, 2 * P, 2 * P + 7,
-                         64 * 1024, 1 << 20 }) do
-      sizes[#sizes + 1] = s
-      sizes[#sizes + 1] = 17
-      sizes[#sizes + 1] = s
-    end
-    stream(ca, cb, sizes, false)
+    stream(ca, cb, around({ P - 6, P - 1, P, P + 1, 2 * P, 2 * P + 7,
+                            64 * 1024, 1 << 20 }, 17), false)
   end)
 
   it("keeps a mix of small and large messages in order under backpressure",
