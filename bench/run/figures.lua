@@ -34,6 +34,17 @@ local function guarded(name, fn)
   cleanup()
 end
 
+-- luap2p's stream of size-byte messages: rate and CPU per GB per side;
+-- returns the receiver's and the sender's results.
+local function lp_stream(size)
+  local s, c = pair("stream", "stream.lua", "recv secs=" .. P.secs,
+    "send size=" .. size .. " secs=" .. (P.secs + 10), P.secs + 25)
+  add("lp_stream", s.bytes_per_s)
+  add("lp_stream_rx_cpu", s.cpu_s_per_gb)
+  add("lp_stream_tx_cpu", c.cpu_s_per_gb)
+  return s, c
+end
+
 local function fig_stream()
   local r = c_run("tcp_limit", "stream 65536 " .. P.secs, P.secs + 15)
   add("tcp_stream", r.stream_bytes_per_s)
@@ -50,11 +61,7 @@ local function fig_stream()
     P.secs + 15).sealed_bytes_per_s)
   add("sealed_4x64k", c_run("tcp_limit", "sealed 65536 " .. P.secs ..
     " 4 65536", P.secs + 15).sealed_bytes_per_s)
-  local s, c = pair("stream", "stream.lua", "recv secs=" .. P.secs,
-    "send size=65536 secs=" .. (P.secs + 10), P.secs + 25)
-  add("lp_stream", s.bytes_per_s)
-  add("lp_stream_rx_cpu", s.cpu_s_per_gb)
-  add("lp_stream_tx_cpu", c.cpu_s_per_gb)
+  local s, c = lp_stream(65536)
   add("lp_stream_rx_sleeps", s.sleeps_per_mb)
   add("lp_stream_tx_sleeps", c.sleeps_per_mb)
 end
@@ -200,12 +207,8 @@ end
 -- are split across two Noise frames and ran at a quarter of that).
 local PEER_MSG = 16384
 local function fig_peers_stream()
-  local s, c = pair("stream", "stream.lua", "recv secs=" .. P.secs,
-    "send size=" .. PEER_MSG .. " secs=" .. (P.secs + 10), P.secs + 25)
-  add("lp_stream", s.bytes_per_s)
-  add("lp_stream_rx_cpu", s.cpu_s_per_gb)
-  add("lp_stream_tx_cpu", c.cpu_s_per_gb)
-  s, c = pair_with({
+  lp_stream(PEER_MSG)
+  local s, c = pair_with({
     name = "libp2p-stream", limit = P.secs + 30, ready = "^ADDR (%S+)",
     server = node_cmd("stream recv secs=" .. P.secs),
     client = function(addr)
