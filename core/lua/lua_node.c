@@ -214,16 +214,24 @@ static void push_stat(lua_State *L, const lp2p_stat *s) {
 }
 
 
-/* node:info(id) -> table | nil */
-static int node_info(lua_State *L) {
-  static const char *const states[] = {"connecting", "handshake", "running",
-                                       "closing"};
+/* The connection named by argument 2 into *ci: 0 when it is gone. */
+static int arg_conn_info(lua_State *L, lp2p_conn_info *ci) {
   lp2p_node_box *b = check_box(L);
   lp2p_conn *c = check_conn(L, b, 2);
   if (c == NULL)
     return 0;
+  lp2p_conn_get_info(c, ci);
+  return 1;
+}
+
+
+/* node:info(id) -> table | nil */
+static int node_info(lua_State *L) {
+  static const char *const states[] = {"connecting", "handshake", "running",
+                                       "closing"};
   lp2p_conn_info ci;
-  lp2p_conn_get_info(c, &ci);
+  if (!arg_conn_info(L, &ci))
+    return 0;
   lua_createtable(L, 0, 16);
   lp2p__set_int(L, "id", (lua_Integer)ci.id);
   lp2p__set_str(L, "state", states[ci.state]);
@@ -249,12 +257,9 @@ static int node_info(lua_State *L) {
  * ddb_version, private_node, disable_mempool | nothing: what a Conn
  * keeps of a connection that starts running, without a table. */
 static int node_facts(lua_State *L) {
-  lp2p_node_box *b = check_box(L);
-  lp2p_conn *c = check_conn(L, b, 2);
-  if (c == NULL)
-    return 0;
   lp2p_conn_info ci;
-  lp2p_conn_get_info(c, &ci);
+  if (!arg_conn_info(L, &ci))
+    return 0;
   if (ci.peer_id[0] != '\0')
     lua_pushstring(L, ci.peer_id);
   else
