@@ -139,7 +139,6 @@ int lp2p__conn_flush_handshake(lp2p_conn *c) {
   memcpy(w->data, out + done, rest);
   lp2p_hs_output_consumed(c->hs, len);
   w->conn = c;
-  w->len = rest;
   b = uv_buf_init((char *)w->data, (unsigned)rest);
   int rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (rc < 0) {

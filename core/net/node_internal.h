@@ -126,7 +126,6 @@ typedef struct lp2p_lent {
 typedef struct lp2p_write { /* what a handshake write left, copied */
   uv_write_t req;
   lp2p_conn *conn;
-  size_t len;
   uint8_t data[];
 } lp2p_write;
 
